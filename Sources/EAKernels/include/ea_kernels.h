@@ -1,0 +1,128 @@
+/*
+ * ea_kernels.h - the C leaf kernels of libedgeattn and the few platform calls the Swift core needs.
+ *
+ * Contract: every function here is a leaf. It takes plain pointers and sizes, never allocates (except
+ * eak_alloc / eak_map_file, which exist to allocate), never decides policy, and is safe to call from
+ * several threads on disjoint outputs. The Swift core validates all sizes before calling.
+ *
+ * This header must stay freestanding (stdint/stddef only): Swift imports it for aarch64-none-none-elf,
+ * where the importer has no libc headers.
+ */
+#ifndef EA_KERNELS_H
+#define EA_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "../../../include/edgeattn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Platform --------------------------------------------------------------------------------- */
+/* Maps (or reads, if use_mmap == 0) a whole file read-only. Returns NULL and sets *err_no on failure.
+ * *out_size receives the file size. Release with eak_unmap_file(ptr, size, use_mmap). */
+const void *eak_map_file(const char *path, int use_mmap, uint64_t *out_size, int *err_no);
+void eak_unmap_file(const void *ptr, uint64_t size, int use_mmap);
+/* 64-byte aligned allocation (posix_memalign); NULL on failure. eak_free(NULL) is fine. */
+void *eak_alloc(uint64_t size);
+void eak_free(void *ptr);
+/* Writes a human-readable text for errno value e into buf. */
+void eak_strerror(int e, char *buf, size_t size);
+/* Number of online cores. */
+int eak_num_cores(void);
+/* Monotonic clock in nanoseconds. */
+uint64_t eak_now_ns(void);
+/* Which kernel family dispatch chose: "avx2", "neon", "neon-dotprod" or "generic". */
+const char *eak_isa_name(void);
+/* Thread-local last-error text (ea_last_error). The setter copies at most size-1 bytes. */
+void eak_tls_error_set(const char *msg, size_t len);
+const char *eak_tls_error_get(void);
+/* Atomic acquire load of a caller's abort flag. */
+int32_t eak_load_flag(const volatile int32_t *flag);
+/* Writes bytes to a file descriptor (host CLI / diagnostics); returns 0 on success. */
+int eak_write_fd(int fd, const void *buf, size_t len);
+
+/* ---- Tensor types (ggml numbering, as stored in GGUF) ------------------------------------------ */
+enum {
+    EAK_F32 = 0, EAK_F16 = 1, EAK_Q4_0 = 2, EAK_Q4_1 = 3, EAK_Q5_0 = 6, EAK_Q5_1 = 7, EAK_Q8_0 = 8,
+    EAK_Q8_1 = 9, EAK_Q2_K = 10, EAK_Q3_K = 11, EAK_Q4_K = 12, EAK_Q5_K = 13, EAK_Q6_K = 14,
+    EAK_Q8_K = 15, EAK_BF16 = 30
+};
+/* Elements per block and bytes per block of a type; 0 for a type this library does not know. */
+uint32_t eak_type_block_elems(int type);
+uint32_t eak_type_block_bytes(int type);
+
+/* Dequantizes n elements (a multiple of the type's block size) from src into dst. Returns 0, or -1
+ * for an unknown type or a ragged n. */
+int eak_dequantize(int type, const void *src, float *dst, int64_t n);
+
+/* ---- Linear algebra --------------------------------------------------------------------------- */
+/* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c] for t < n_tok, r < rows, where row r of W is stored
+ * at w + r*row_bytes in `type`. cols must be a multiple of the type's block size. Parallel over rows
+ * with n_threads OpenMP threads. Each weight row is decoded once per call and reused for all tokens. */
+void eak_matmul(int type, const void *w, size_t row_bytes, int rows, int cols, const float *x,
+                int n_tok, float *y, int n_threads);
+
+/* ---- 8-bit activations (A8) ------------------------------------------------------------------ */
+/* One activation block: 32 int8 values with scale d (x ~= d * q) and s = d * sum(q), both rounded
+ * through fp16 as llama.cpp stores them, so integer products reproduce its numerics. */
+typedef struct eak_act_block {
+    float d;
+    float s;
+    int8_t qs[32];
+} eak_act_block;
+
+/* Activation block type the integer path uses for weight type wtype (EAK_Q8_0 or EAK_Q8_1), or -1
+ * when wtype has no integer path (use eak_matmul). */
+int eak_act_type(int wtype);
+/* Bytes of activation blocks for n_tok rows of cols (cols a multiple of 32). */
+size_t eak_act_bytes(int n_tok, int cols);
+/* Quantizes n_tok rows of cols floats: per 32-block d = max|x|/127, q = round-to-nearest-even(x/d). */
+void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out);
+/* y[t*rows + r] = sum over blocks of dw*dx*int_dot(qw, qx) (+ mw*sx for Q4_1/Q5_1), for weights of
+ * type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 and activations from eak_quantize_act. Every ISA version
+ * returns bit-identical results. Parallel over rows. */
+void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
+                   const eak_act_block *xq, int n_tok, float *y, int n_threads);
+/* Name of the int8 dot kernel in use: "avx2", "neon", "neon-dotprod" or "generic". */
+const char *eak_idot_name(void);
+/* Tests: force (1) or release (0) the generic int8 dot kernel. Not thread-safe. */
+void eak_force_generic(int on);
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x. */
+void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
+                 float w_offset);
+
+/* Rotary embedding in place on n_heads heads of head_dim at position pos. neox == 0: pairs
+ * (2i, 2i+1) (llama's GGUF layout); neox == 1: pairs (i, i + head_dim/2). Frequencies
+ * theta_i = pos * base^(-2i/head_dim), scaled by freq_scale. */
+void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox);
+
+/* Causal grouped-query attention for n_tok new queries at positions pos0..pos0+n_tok-1.
+ * q: [n_tok][n_head*head_dim]; k_cache/v_cache: [n_ctx_slots][n_kv_head*head_dim] holding keys and
+ * values for positions 0..pos0+n_tok-1; out: [n_tok][n_head*head_dim]. Query i attends to keys
+ * 0..pos0+i. scratch: n_threads * (pos0+n_tok) floats. */
+void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
+                   int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                   float *scratch, int n_threads);
+
+/* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). */
+void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);
+
+/* exp(x), identical on every target (see ops.c); eak_expf is the same, for Swift callers. */
+float eak_exp(float x);
+float eak_expf(float x);
+
+/* y[i] += x[i] */
+void eak_add(float *y, const float *x, int64_t n);
+/* x[i] *= s */
+void eak_scale(float *x, float s, int64_t n);
+
+/* Indices of the k largest of x[0..n) in descending order of value (ties: lower index first),
+ * written to idx[0..k). k <= n. No allocation. */
+void eak_top_k(const float *x, int n, int k, int32_t *idx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,168 @@
+/* Small per-token kernels: normalisation, rotary embedding, causal attention over a float KV cache,
+ * gated activations, and top-k selection for samplers. */
+#include "ea_kernels.h"
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* exp(x) computed the same way on every target (libm's expf differs between x86_64 and aarch64
+ * builds, which would make greedy output differ between host and board): x = n ln2 + r with
+ * |r| <= ln2/2, e^r by its Taylor series to degree 11 in double (error < 1e-16 relative), scaled
+ * by 2^n. Plain IEEE double operations, no contraction (-ffp-contract=off): bit-identical results. */
+float eak_exp(float xf) {
+    double x = (double)xf;
+    if (x > 88.8) return INFINITY;
+    if (x < -104.0) return 0.0f;
+    double n = floor(x * 1.4426950408889634 + 0.5);
+    double r = (x - n * 0.6931471805599453) - n * 2.3190468138462996e-17;
+    double p = 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return (float)ldexp(p, (int)n);
+}
+
+void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
+                 float w_offset) {
+    for (int r = 0; r < n_rows; ++r) {
+        const float *xr = x + (size_t)r * n;
+        float *o = out + (size_t)r * n;
+        double ss = 0.0; /* double: the mean of squares over 500-2000 values loses bits in float */
+        for (int i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / n + eps));
+        for (int i = 0; i < n; ++i) o[i] = xr[i] * inv * (w[i] + w_offset);
+    }
+}
+
+void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox) {
+    float cs[256], sn[256];
+    int half = head_dim / 2;
+    if (half > 256) half = 256;
+    for (int i = 0; i < half; ++i) {
+        double theta = (double)pos * freq_scale * pow((double)base, -2.0 * i / head_dim);
+        cs[i] = (float)cos(theta);
+        sn[i] = (float)sin(theta);
+    }
+    for (int h = 0; h < n_heads; ++h) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; ++i) {
+            int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i] - x1 * sn[i];
+            v[b] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; ++i) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
+                   int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                   float *scratch, int n_threads) {
+    const int group = n_head / n_kv_head;
+    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
+    const int n_keys_max = pos0 + n_tok;
+    if (n_threads < 1) n_threads = 1;
+    const int n_work = n_tok * n_head;
+/* static,1 interleaves (t, h) items across threads; dynamic schedules need a newer libomp than Debian 12 ships */
+#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
+    for (int wi = 0; wi < n_work; ++wi) {
+        int t = wi / n_head, h = wi % n_head;
+#ifdef _OPENMP
+        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+#else
+        float *s = scratch;
+#endif
+        const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
+        const int kvh = h / group, n_keys = pos0 + t + 1;
+        float mx = -INFINITY;
+        for (int j = 0; j < n_keys; ++j) {
+            s[j] = dot(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim) * scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
+        float inv = 1.0f / sum;
+        float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
+        for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
+        for (int j = 0; j < n_keys; ++j) {
+            const float *vj = v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
+            float p = s[j] * inv;
+            for (int d = 0; d < head_dim; ++d) o[d] += p * vj[d];
+        }
+    }
+}
+
+void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {
+    if (gelu) {
+        const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < n; ++i) {
+            float x = g[i];
+            float y = c * (x + 0.044715f * x * x * x);
+            float th = 1.0f - 2.0f / (eak_exp(2.0f * y) + 1.0f); /* tanh(y), deterministic */
+            out[i] = 0.5f * x * (1.0f + th) * u[i];
+        }
+    } else {
+        for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + eak_exp(-g[i])) * u[i];
+    }
+}
+
+float eak_expf(float x) { return eak_exp(x); }
+
+void eak_add(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void eak_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+/* a ranks before b: larger value, or equal value and lower index */
+static inline int better(const float *x, int32_t a, int32_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a < b);
+}
+
+static void sift_down(const float *x, int32_t *h, int n, int i) {
+    /* min-heap on `better`: the root is the worst of the kept k */
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && better(x, h[m], h[l])) m = l;
+        if (r < n && better(x, h[m], h[r])) m = r;
+        if (m == i) return;
+        int32_t tmp = h[i]; h[i] = h[m]; h[m] = tmp;
+        i = m;
+    }
+}
+
+void eak_top_k(const float *x, int n, int k, int32_t *idx) {
+    if (k <= 0) return;
+    if (k > n) k = n;
+    for (int i = 0; i < k; ++i) idx[i] = i;
+    for (int i = k / 2 - 1; i >= 0; --i) sift_down(x, idx, k, i);
+    for (int i = k; i < n; ++i) {
+        if (better(x, i, idx[0])) { idx[0] = i; sift_down(x, idx, k, 0); }
+    }
+    /* heap-sort: repeatedly move the worst to the end -> descending order */
+    for (int end = k - 1; end > 0; --end) {
+        int32_t tmp = idx[0]; idx[0] = idx[end]; idx[end] = tmp;
+        sift_down(x, idx, end, 0);
+    }
+}

@@ -1,0 +1,217 @@
+/* Integer matrix product: weights in GGUF's 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+ * times activations quantized on the fly to 8 bits per 32-element block, as llama.cpp does
+ * (Q8_0-style blocks for symmetric weights, Q8_1-style with the block sum for weights with an
+ * offset). Each block's dot product is an exact int32; SIMD (AVX2, NEON, NEON dotprod) only computes
+ * those int32 sums, and the float scaling runs in the same order in every version, so all versions
+ * give bit-identical results. */
+#include "ea_kernels.h"
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+#endif
+
+float eak_f16_to_f32(uint16_t h);
+
+/* float -> IEEE half (round to nearest even), so block scales are rounded exactly as llama.cpp
+ * stores them. */
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t man = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - exp;
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13);
+    uint32_t rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return (uint16_t)half;
+}
+
+static inline float h2f(const uint8_t *p) { return eak_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+int eak_act_type(int wtype) {
+    switch (wtype) {
+    case EAK_Q4_0: case EAK_Q5_0: case EAK_Q8_0: return EAK_Q8_0;
+    case EAK_Q4_1: case EAK_Q5_1: return EAK_Q8_1;
+    default: return -1;
+    }
+}
+
+size_t eak_act_bytes(int n_tok, int cols) { return (size_t)n_tok * (size_t)(cols / 32) * sizeof(eak_act_block); }
+
+void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out) {
+    const int nb = cols / 32;
+    for (int t = 0; t < n_tok; ++t) {
+        for (int b = 0; b < nb; ++b) {
+            const float *v = x + (size_t)t * cols + b * 32;
+            eak_act_block *o = out + (size_t)t * nb + b;
+            float amax = 0.0f;
+            for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(v[j]));
+            const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            int sum = 0;
+            for (int j = 0; j < 32; ++j) {
+                int q = (int)nearbyintf(v[j] * id);
+                o->qs[j] = (int8_t)q;
+                sum += q;
+            }
+            uint16_t dh = f32_to_f16(d);
+            o->d = eak_f16_to_f32(dh);
+            o->s = eak_f16_to_f32(f32_to_f16(d * (float)sum));
+        }
+    }
+}
+
+/* ---- exact int32 dot of one 32-element weight block with one activation block --------------- */
+/* Weight values as signed bytes: Q4_0 -> q-8, Q4_1 -> q (0..15), Q5_0 -> q-16, Q5_1 -> q, Q8_0 -> q. */
+static inline void unpack_block(int type, const uint8_t *b, int8_t w[32]) {
+    switch (type) {
+    case EAK_Q4_0:
+        for (int j = 0; j < 16; ++j) { w[j] = (int8_t)((b[2 + j] & 0xF) - 8); w[j + 16] = (int8_t)((b[2 + j] >> 4) - 8); }
+        break;
+    case EAK_Q4_1:
+        for (int j = 0; j < 16; ++j) { w[j] = (int8_t)(b[4 + j] & 0xF); w[j + 16] = (int8_t)(b[4 + j] >> 4); }
+        break;
+    case EAK_Q5_0: {
+        uint32_t qh = (uint32_t)b[2] | ((uint32_t)b[3] << 8) | ((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 24);
+        for (int j = 0; j < 16; ++j) {
+            w[j] = (int8_t)(((b[6 + j] & 0xF) | (((qh >> j) << 4) & 0x10)) - 16);
+            w[j + 16] = (int8_t)(((b[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16);
+        }
+    } break;
+    case EAK_Q5_1: {
+        uint32_t qh = (uint32_t)b[4] | ((uint32_t)b[5] << 8) | ((uint32_t)b[6] << 16) | ((uint32_t)b[7] << 24);
+        for (int j = 0; j < 16; ++j) {
+            w[j] = (int8_t)((b[8 + j] & 0xF) | (((qh >> j) << 4) & 0x10));
+            w[j + 16] = (int8_t)((b[8 + j] >> 4) | ((qh >> (j + 12)) & 0x10));
+        }
+    } break;
+    default: /* Q8_0 */
+        memcpy(w, b + 2, 32);
+        break;
+    }
+}
+
+static int32_t idot_generic(const int8_t *a, const int8_t *b) {
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += (int32_t)a[j] * b[j];
+    return s;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static int32_t idot_avx2(const int8_t *a, const int8_t *b) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)a), y = _mm256_loadu_si256((const __m256i *)b);
+    /* sign trick: |x| (unsigned) * (y with x's sign); pairs fit int16 since |x| <= 128, |y| <= 127 */
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return _mm_cvtsi128_si32(h);
+}
+#endif
+
+#if defined(__aarch64__)
+static int32_t idot_neon(const int8_t *a, const int8_t *b) {
+    int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16), b0 = vld1q_s8(b), b1 = vld1q_s8(b + 16);
+    int16x8_t p0 = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
+    p0 = vmlal_s8(p0, vget_high_s8(a0), vget_high_s8(b0));
+    int16x8_t p1 = vmull_s8(vget_low_s8(a1), vget_low_s8(b1));
+    p1 = vmlal_s8(p1, vget_high_s8(a1), vget_high_s8(b1));
+    return vaddvq_s32(vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static int32_t idot_dotprod(const int8_t *a, const int8_t *b) {
+    int32x4_t acc = vdupq_n_s32(0);
+    acc = vdotq_s32(acc, vld1q_s8(a), vld1q_s8(b));
+    acc = vdotq_s32(acc, vld1q_s8(a + 16), vld1q_s8(b + 16));
+    return vaddvq_s32(acc);
+}
+#endif
+
+typedef int32_t (*idot_fn)(const int8_t *, const int8_t *);
+static idot_fn g_idot;
+static int g_forced_generic = -1;
+
+void eak_force_generic(int on) { g_forced_generic = on; g_idot = 0; }
+
+static idot_fn pick_idot(void) {
+    if (g_idot) return g_idot;
+    idot_fn f = idot_generic;
+    if (g_forced_generic != 1) {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2")) f = idot_avx2;
+#elif defined(__aarch64__)
+        f = idot_neon;
+#if defined(__linux__)
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) f = idot_dotprod;
+#endif
+#endif
+    }
+    g_idot = f;
+    return f;
+}
+
+const char *eak_idot_name(void) {
+    idot_fn f = pick_idot();
+#if defined(__x86_64__)
+    if (f == idot_avx2) return "avx2";
+#elif defined(__aarch64__)
+    if (f == idot_dotprod) return "neon-dotprod";
+    if (f == idot_neon) return "neon";
+#endif
+    (void)f;
+    return "generic";
+}
+
+void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
+                   const eak_act_block *xq, int n_tok, float *y, int n_threads) {
+    const idot_fn idot = pick_idot();
+    const int nb = cols / 32;
+    const uint32_t bb = eak_type_block_bytes(type);
+    const int has_min = type == EAK_Q4_1 || type == EAK_Q5_1;
+    if (n_threads < 1) n_threads = 1;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
+    for (int r = 0; r < rows; ++r) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        /* groups of up to 8 tokens share each unpacked weight block; per token the float
+         * accumulation runs over blocks in order, so results do not depend on n_tok */
+        for (int t0 = 0; t0 < n_tok; t0 += 8) {
+            const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+            float acc[8] = {0}, accm[8] = {0};
+            int8_t wq[32];
+            for (int b = 0; b < nb; ++b) {
+                const uint8_t *blk = row + (size_t)b * bb;
+                unpack_block(type, blk, wq);
+                const float dw = h2f(blk), mw = has_min ? h2f(blk + 2) : 0.0f;
+                for (int k = 0; k < nt; ++k) {
+                    const eak_act_block *xa = xq + (size_t)(t0 + k) * nb + b;
+                    acc[k] += (dw * xa->d) * (float)idot(wq, xa->qs);
+                    if (has_min) accm[k] += mw * xa->s;
+                }
+            }
+            for (int k = 0; k < nt; ++k) y[(size_t)(t0 + k) * rows + r] = acc[k] + accm[k];
+        }
+    }
+}

@@ -1,0 +1,501 @@
+import EAKernels
+
+// The C API (include/edgeattn.h): thin wrappers that check arguments, convert handles and record
+// errors. No logic lives here.
+
+/// Per-handle error text buffer.
+final class ErrorText {
+    static let capacity = 512
+    let buf: UnsafeMutablePointer<CChar>
+    init() {
+        buf = .allocate(capacity: ErrorText.capacity)
+        buf[0] = 0
+    }
+    deinit { buf.deallocate() }
+    func set(_ s: String) {
+        var n = 0
+        for b in s.utf8 where n < ErrorText.capacity - 1 {
+            buf[n] = CChar(bitPattern: b)
+            n += 1
+        }
+        buf[n] = 0
+    }
+}
+
+final class ModelHandle {
+    let model: Model
+    let error = ErrorText()
+    let arch: UnsafeMutablePointer<CChar>
+    init(_ m: Model) {
+        model = m
+        let a = Array(m.hp.architecture.utf8)
+        arch = .allocate(capacity: a.count + 1)
+        for (i, b) in a.enumerated() { arch[i] = CChar(bitPattern: b) }
+        arch[a.count] = 0
+    }
+    deinit { arch.deallocate() }
+}
+
+final class SessionHandle {
+    let session: Session
+    let error = ErrorText()
+    init(_ s: Session) { session = s }
+}
+
+final class SamplerHandle {
+    let sampler: Sampler
+    init(_ s: Sampler) { sampler = s }
+}
+
+@inline(__always) func handle<T: AnyObject>(_ p: OpaquePointer?, _: T.Type) -> T? {
+    guard let p = p else { return nil }
+    return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+@inline(__always) func retain<T: AnyObject>(_ o: T) -> OpaquePointer {
+    OpaquePointer(Unmanaged.passRetained(o).toOpaque())
+}
+
+@inline(__always) func release<T: AnyObject>(_ p: OpaquePointer?, _: T.Type) {
+    guard let p = p else { return }
+    Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).release()
+}
+
+/// Records an error on the calling thread (and on a handle's buffer) and returns its status.
+func fail(_ e: EAError, _ h: ErrorText? = nil) -> ea_status {
+    let msg = e.message
+    var bytes = Array(msg.utf8)
+    bytes.append(0)
+    bytes.withUnsafeBufferPointer { b in
+        b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { eak_tls_error_set($0, b.count - 1) }
+    }
+    h?.set(msg)
+    return e.status.rawValue
+}
+
+func invalid(_ what: String, _ h: ErrorText? = nil) -> ea_status {
+    fail(EAError(.invalidArgument, what), h)
+}
+
+func string(fromC p: UnsafePointer<CChar>) -> String {
+    String(decoding: UnsafeRawBufferPointer(start: p, count: Int(strlenC(p))), as: UTF8.self)
+}
+
+func strlenC(_ p: UnsafePointer<CChar>) -> Int {
+    var n = 0
+    while p[n] != 0 { n += 1 }
+    return n
+}
+
+// MARK: version and status
+
+@_cdecl("ea_version")
+public func _ea_version() -> UInt32 { libraryVersion }
+
+/// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
+public let libraryVersion: UInt32 = 0 * 10000 + 1 * 100 + 0
+
+@_cdecl("ea_status_string")
+public func _ea_status_string(_ s: ea_status) -> UnsafePointer<CChar> {
+    let text: StaticString = Status(rawValue: s)?.text ?? "unknown status"
+    return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@_cdecl("ea_last_error")
+public func _ea_last_error() -> UnsafePointer<CChar> { eak_tls_error_get() }
+
+// MARK: model
+
+@_cdecl("ea_model_default_params")
+public func _ea_model_default_params() -> ea_model_params {
+    ea_model_params(size: UInt32(MemoryLayout<ea_model_params>.size), use_mmap: 1, validate_data: 0, reserved: 0)
+}
+
+@_cdecl("ea_model_load")
+public func _ea_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<ea_model_params>?,
+                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> ea_status {
+    guard let out = out else { return invalid("ea_model_load: out_model is NULL") }
+    out.pointee = nil
+    guard let path = path else { return invalid("ea_model_load: path is NULL") }
+    var p = _ea_model_default_params()
+    if let params = params {
+        if params.pointee.size < UInt32(MemoryLayout<ea_model_params>.size) {
+            return invalid("ea_model_load: params->size is \(params.pointee.size); initialise params with ea_model_default_params()")
+        }
+        p = params.pointee
+    }
+    do {
+        let m = try Model(path: string(fromC: path), useMmap: p.use_mmap != 0, validateData: p.validate_data != 0)
+        out.pointee = retain(ModelHandle(m))
+        return Status.ok.rawValue
+    } catch {
+        return fail(error)
+    }
+}
+
+@_cdecl("ea_model_free")
+public func _ea_model_free(_ m: OpaquePointer?) { release(m, ModelHandle.self) }
+
+@_cdecl("ea_model_vocab_size")
+public func _ea_model_vocab_size(_ m: OpaquePointer?) -> Int32 {
+    Int32(handle(m, ModelHandle.self)?.model.hp.nVocab ?? 0)
+}
+
+@_cdecl("ea_model_context_length")
+public func _ea_model_context_length(_ m: OpaquePointer?) -> Int32 {
+    Int32(handle(m, ModelHandle.self)?.model.hp.nCtxTrain ?? 0)
+}
+
+@_cdecl("ea_model_n_layers")
+public func _ea_model_n_layers(_ m: OpaquePointer?) -> Int32 {
+    Int32(handle(m, ModelHandle.self)?.model.hp.nLayer ?? 0)
+}
+
+@_cdecl("ea_model_n_embd")
+public func _ea_model_n_embd(_ m: OpaquePointer?) -> Int32 {
+    Int32(handle(m, ModelHandle.self)?.model.hp.nEmbd ?? 0)
+}
+
+let emptyCString: StaticString = ""
+
+@_cdecl("ea_model_architecture")
+public func _ea_model_architecture(_ m: OpaquePointer?) -> UnsafePointer<CChar> {
+    guard let h = handle(m, ModelHandle.self) else {
+        return UnsafeRawPointer(emptyCString.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+    return UnsafePointer(h.arch)
+}
+
+@_cdecl("ea_model_resident_bytes")
+public func _ea_model_resident_bytes(_ m: OpaquePointer?) -> UInt64 {
+    UInt64(handle(m, ModelHandle.self)?.model.residentBytes ?? 0)
+}
+
+@_cdecl("ea_model_file_bytes")
+public func _ea_model_file_bytes(_ m: OpaquePointer?) -> UInt64 {
+    UInt64(handle(m, ModelHandle.self)?.model.file.fileSize ?? 0)
+}
+
+@_cdecl("ea_model_last_error")
+public func _ea_model_last_error(_ m: OpaquePointer?) -> UnsafePointer<CChar> {
+    guard let h = handle(m, ModelHandle.self) else {
+        return UnsafeRawPointer(emptyCString.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+    return UnsafePointer(h.error.buf)
+}
+
+// MARK: tokenizer
+
+@_cdecl("ea_tokenize")
+public func _ea_tokenize(_ m: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ len: Int, _ addBos: Int32,
+                         _ parseSpecial: Int32, _ tokens: UnsafeMutablePointer<Int32>?, _ maxTokens: Int,
+                         _ nTokens: UnsafeMutablePointer<Int>?) -> ea_status {
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_tokenize: model is NULL") }
+    guard let nTokens = nTokens else { return invalid("ea_tokenize: n_tokens is NULL", h.error) }
+    nTokens.pointee = 0
+    if text == nil && len != 0 { return invalid("ea_tokenize: text is NULL", h.error) }
+    if len < 0 { return invalid("ea_tokenize: text_len is negative", h.error) }
+    let ids: [Int32]
+    if let t = text {
+        ids = t.withMemoryRebound(to: UInt8.self, capacity: len) {
+            h.model.tokenizer.encode(UnsafeBufferPointer(start: $0, count: len), addBos: addBos != 0,
+                                     parseSpecial: parseSpecial != 0)
+        }
+    } else {
+        ids = h.model.tokenizer.encode(UnsafeBufferPointer(start: nil, count: 0), addBos: addBos != 0,
+                                       parseSpecial: parseSpecial != 0)
+    }
+    nTokens.pointee = ids.count
+    if ids.count > maxTokens {
+        return fail(EAError(.bufferTooSmall, "ea_tokenize: \(ids.count) tokens needed, room for \(maxTokens)"), h.error)
+    }
+    guard let out = tokens else {
+        if ids.isEmpty { return Status.ok.rawValue }
+        return invalid("ea_tokenize: tokens is NULL", h.error)
+    }
+    for (i, t) in ids.enumerated() { out[i] = t }
+    return Status.ok.rawValue
+}
+
+@_cdecl("ea_token_to_text")
+public func _ea_token_to_text(_ m: OpaquePointer?, _ token: Int32, _ buf: UnsafeMutablePointer<CChar>?,
+                              _ size: Int, _ nBytes: UnsafeMutablePointer<Int>?) -> ea_status {
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_token_to_text: model is NULL") }
+    guard let nBytes = nBytes else { return invalid("ea_token_to_text: n_bytes is NULL", h.error) }
+    nBytes.pointee = 0
+    if token < 0 || Int(token) >= h.model.hp.nVocab {
+        return fail(EAError(.tokenRange, "ea_token_to_text: token \(token) is outside [0, \(h.model.hp.nVocab))"), h.error)
+    }
+    let piece = h.model.tokenizer.bytes(of: token)
+    nBytes.pointee = piece.count
+    if piece.count > size {
+        return fail(EAError(.bufferTooSmall, "ea_token_to_text: \(piece.count) bytes needed, room for \(size)"), h.error)
+    }
+    if piece.count > 0 {
+        guard let buf = buf else { return invalid("ea_token_to_text: buf is NULL", h.error) }
+        for (i, b) in piece.enumerated() { buf[i] = CChar(bitPattern: b) }
+    }
+    return Status.ok.rawValue
+}
+
+@_cdecl("ea_token_bos")
+public func _ea_token_bos(_ m: OpaquePointer?) -> Int32 { handle(m, ModelHandle.self)?.model.tokenizer.bos ?? -1 }
+
+@_cdecl("ea_token_eos")
+public func _ea_token_eos(_ m: OpaquePointer?) -> Int32 { handle(m, ModelHandle.self)?.model.tokenizer.eos ?? -1 }
+
+@_cdecl("ea_token_is_eog")
+public func _ea_token_is_eog(_ m: OpaquePointer?, _ t: Int32) -> Int32 {
+    guard let h = handle(m, ModelHandle.self) else { return 0 }
+    return h.model.tokenizer.isEndOfGeneration(t) ? 1 : 0
+}
+
+@_cdecl("ea_chat_format")
+public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePointer<CChar>?>?,
+                            _ contents: UnsafePointer<UnsafePointer<CChar>?>?, _ nMessages: Int,
+                            _ addAssistant: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int,
+                            _ nBytes: UnsafeMutablePointer<Int>?) -> ea_status {
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_chat_format: model is NULL") }
+    guard let nBytes = nBytes else { return invalid("ea_chat_format: n_bytes is NULL", h.error) }
+    nBytes.pointee = 0
+    var msgs: [(role: String, content: String)] = []
+    if nMessages > 0 {
+        guard let roles = roles, let contents = contents else {
+            return invalid("ea_chat_format: roles or contents is NULL", h.error)
+        }
+        for i in 0..<nMessages {
+            guard let r = roles[i], let c = contents[i] else {
+                return invalid("ea_chat_format: message \(i) has a NULL role or content", h.error)
+            }
+            msgs.append((string(fromC: r), string(fromC: c)))
+        }
+    }
+    let text = Array(ChatTemplate.chatML(msgs, addAssistant: addAssistant != 0).utf8)
+    nBytes.pointee = text.count
+    if text.count + 1 > size {
+        return fail(EAError(.bufferTooSmall, "ea_chat_format: \(text.count + 1) bytes needed, room for \(size)"), h.error)
+    }
+    guard let buf = buf else { return invalid("ea_chat_format: buf is NULL", h.error) }
+    for (i, b) in text.enumerated() { buf[i] = CChar(bitPattern: b) }
+    buf[text.count] = 0
+    return Status.ok.rawValue
+}
+
+// MARK: session
+
+@_cdecl("ea_session_default_params")
+public func _ea_session_default_params() -> ea_session_params {
+    ea_session_params(size: UInt32(MemoryLayout<ea_session_params>.size), n_ctx: 0, n_batch: 32, n_threads: 0,
+                      memory_budget: 0)
+}
+
+func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
+    var c = _ea_session_default_params()
+    if let p = p {
+        if p.pointee.size < UInt32(MemoryLayout<ea_session_params>.size) {
+            throw EAError(.invalidArgument, "params->size is \(p.pointee.size); initialise params with ea_session_default_params()")
+        }
+        c = p.pointee
+    }
+    var s = SessionParams()
+    s.nCtx = Int(c.n_ctx)
+    s.nBatch = Int(c.n_batch)
+    s.nThreads = Int(c.n_threads)
+    s.memoryBudget = c.memory_budget
+    return s
+}
+
+@_cdecl("ea_estimate_session_bytes")
+public func _ea_estimate_session_bytes(_ m: OpaquePointer?, _ params: UnsafePointer<ea_session_params>?,
+                                       _ out: UnsafeMutablePointer<UInt64>?) -> ea_status {
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_estimate_session_bytes: model is NULL") }
+    guard let out = out else { return invalid("ea_estimate_session_bytes: out_bytes is NULL", h.error) }
+    out.pointee = 0
+    do {
+        let plan = try SessionPlan.make(h.model.hp, try sessionParams(params))
+        out.pointee = UInt64(plan.totalBytes)
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
+@_cdecl("ea_session_create")
+public func _ea_session_create(_ m: OpaquePointer?, _ params: UnsafePointer<ea_session_params>?,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> ea_status {
+    guard let out = out else { return invalid("ea_session_create: out_session is NULL") }
+    out.pointee = nil
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_session_create: model is NULL") }
+    do {
+        let s = try Session(model: h.model, params: try sessionParams(params))
+        out.pointee = retain(SessionHandle(s))
+        return Status.ok.rawValue
+    } catch {
+        return fail(error)
+    }
+}
+
+@_cdecl("ea_session_free")
+public func _ea_session_free(_ s: OpaquePointer?) { release(s, SessionHandle.self) }
+
+@_cdecl("ea_session_allocated_bytes")
+public func _ea_session_allocated_bytes(_ s: OpaquePointer?) -> UInt64 {
+    UInt64(handle(s, SessionHandle.self)?.session.allocatedBytes ?? 0)
+}
+
+@_cdecl("ea_session_n_past")
+public func _ea_session_n_past(_ s: OpaquePointer?) -> Int32 {
+    Int32(handle(s, SessionHandle.self)?.session.nPast ?? 0)
+}
+
+@_cdecl("ea_session_n_ctx")
+public func _ea_session_n_ctx(_ s: OpaquePointer?) -> Int32 {
+    Int32(handle(s, SessionHandle.self)?.session.nCtx ?? 0)
+}
+
+@_cdecl("ea_session_reset")
+public func _ea_session_reset(_ s: OpaquePointer?) { handle(s, SessionHandle.self)?.session.reset() }
+
+@_cdecl("ea_session_last_error")
+public func _ea_session_last_error(_ s: OpaquePointer?) -> UnsafePointer<CChar> {
+    guard let h = handle(s, SessionHandle.self) else {
+        return UnsafeRawPointer(emptyCString.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+    return UnsafePointer(h.error.buf)
+}
+
+@_cdecl("ea_session_prefill")
+public func _ea_session_prefill(_ s: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ n: Int) -> ea_status {
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_prefill: session is NULL") }
+    if n == 0 { return Status.ok.rawValue }
+    guard let tokens = tokens, n > 0 else { return invalid("ea_session_prefill: tokens is NULL", h.error) }
+    do {
+        try h.session.evaluate(UnsafeBufferPointer(start: tokens, count: n))
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
+@_cdecl("ea_session_decode")
+public func _ea_session_decode(_ s: OpaquePointer?, _ token: Int32,
+                               _ outLogits: UnsafeMutablePointer<UnsafePointer<Float>?>?) -> ea_status {
+    outLogits?.pointee = nil
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_decode: session is NULL") }
+    do {
+        let l = try h.session.decode(token)
+        outLogits?.pointee = l
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
+@_cdecl("ea_session_logits")
+public func _ea_session_logits(_ s: OpaquePointer?) -> UnsafePointer<Float>? {
+    handle(s, SessionHandle.self)?.session.lastLogits
+}
+
+// MARK: sampler
+
+@_cdecl("ea_sampler_default_params")
+public func _ea_sampler_default_params() -> ea_sampler_params {
+    let d = SamplerParams()
+    return ea_sampler_params(size: UInt32(MemoryLayout<ea_sampler_params>.size), temperature: d.temperature,
+                             top_k: Int32(d.topK), top_p: d.topP, min_p: d.minP, repeat_penalty: d.repeatPenalty,
+                             repeat_last_n: Int32(d.repeatLastN), seed: d.seed)
+}
+
+@_cdecl("ea_sampler_create")
+public func _ea_sampler_create(_ m: OpaquePointer?, _ params: UnsafePointer<ea_sampler_params>?,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> ea_status {
+    guard let out = out else { return invalid("ea_sampler_create: out_sampler is NULL") }
+    out.pointee = nil
+    guard let h = handle(m, ModelHandle.self) else { return invalid("ea_sampler_create: model is NULL") }
+    var c = _ea_sampler_default_params()
+    if let p = params {
+        if p.pointee.size < UInt32(MemoryLayout<ea_sampler_params>.size) {
+            return invalid("ea_sampler_create: params->size is \(p.pointee.size); initialise params with ea_sampler_default_params()")
+        }
+        c = p.pointee
+    }
+    var sp = SamplerParams()
+    sp.temperature = c.temperature
+    sp.topK = Int(c.top_k)
+    sp.topP = c.top_p
+    sp.minP = c.min_p
+    sp.repeatPenalty = c.repeat_penalty
+    sp.repeatLastN = Int(c.repeat_last_n)
+    sp.seed = c.seed
+    do {
+        out.pointee = retain(SamplerHandle(try Sampler(vocabSize: h.model.hp.nVocab, params: sp)))
+        return Status.ok.rawValue
+    } catch {
+        return fail(error)
+    }
+}
+
+@_cdecl("ea_sampler_free")
+public func _ea_sampler_free(_ s: OpaquePointer?) { release(s, SamplerHandle.self) }
+
+@_cdecl("ea_sampler_sample")
+public func _ea_sampler_sample(_ s: OpaquePointer?, _ logits: UnsafePointer<Float>?,
+                               _ out: UnsafeMutablePointer<Int32>?) -> ea_status {
+    guard let h = handle(s, SamplerHandle.self) else { return invalid("ea_sampler_sample: sampler is NULL") }
+    guard let logits = logits, let out = out else { return invalid("ea_sampler_sample: logits or out_token is NULL") }
+    out.pointee = h.sampler.sample(logits)
+    return Status.ok.rawValue
+}
+
+@_cdecl("ea_sampler_accept")
+public func _ea_sampler_accept(_ s: OpaquePointer?, _ token: Int32) {
+    handle(s, SamplerHandle.self)?.sampler.accept(token)
+}
+
+// MARK: generation
+
+@_cdecl("ea_generate")
+public func _ea_generate(_ s: OpaquePointer?, _ smp: OpaquePointer?, _ prompt: UnsafePointer<Int32>?,
+                         _ nPrompt: Int, _ nPredict: Int32, _ callback: ea_token_callback?,
+                         _ user: UnsafeMutableRawPointer?, _ abort: UnsafePointer<Int32>?,
+                         _ nGenerated: UnsafeMutablePointer<Int32>?) -> ea_status {
+    nGenerated?.pointee = 0
+    guard let sh = handle(s, SessionHandle.self) else { return invalid("ea_generate: session is NULL") }
+    guard let sampler = handle(smp, SamplerHandle.self)?.sampler else {
+        return invalid("ea_generate: sampler is NULL", sh.error)
+    }
+    if nPredict < 0 { return invalid("ea_generate: n_predict is negative", sh.error) }
+    if nPrompt > 0 && prompt == nil { return invalid("ea_generate: prompt is NULL", sh.error) }
+    let session = sh.session
+    let tok = session.model.tokenizer
+    do throws(EAError) {
+        if nPrompt > 0 {
+            let p = UnsafeBufferPointer(start: prompt, count: nPrompt)
+            try session.evaluate(p, abort: abort)
+            for t in p { sampler.accept(t) }
+        }
+        guard var logits = session.lastLogits else {
+            return invalid("ea_generate: empty prompt and no previous token to continue from", sh.error)
+        }
+        var produced: Int32 = 0
+        while produced < nPredict {
+            if let a = abort, eak_load_flag(a) != 0 {
+                throw EAError(.aborted, "aborted after \(produced) generated tokens")
+            }
+            let t = sampler.sample(logits)
+            if tok.isEndOfGeneration(t) { break }
+            produced += 1
+            nGenerated?.pointee = produced
+            if let cb = callback {
+                let piece = tok.bytes(of: t)
+                let stop = piece.withMemoryRebound(to: CChar.self) { cb(t, $0.baseAddress, $0.count, user) }
+                if stop != 0 { break }
+            }
+            if produced == nPredict { break }
+            logits = try session.decode(t)
+        }
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, sh.error)
+    }
+}

@@ -1,0 +1,33 @@
+import EAKernels
+
+/// A 64-byte aligned block from the C allocator, freed with its owner. Used for every buffer the
+/// library owns, so that planned sizes are exactly the sizes requested from the system.
+public final class AlignedBuffer {
+    public let raw: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    public init(byteCount: Int) throws(EAError) {
+        guard let p = eak_alloc(UInt64(byteCount)) else {
+            throw EAError(.outOfMemory, "could not allocate \(byteCount) bytes")
+        }
+        raw = p
+        self.byteCount = byteCount
+    }
+
+    deinit { eak_free(raw) }
+
+    public func floats(at offset: Int) -> UnsafeMutablePointer<Float> {
+        (raw + offset).assumingMemoryBound(to: Float.self)
+    }
+}
+
+/// Rounds n up to a multiple of `to` (a power of two).
+@inline(__always)
+func alignUp(_ n: Int, _ to: Int) -> Int { (n + to - 1) & ~(to - 1) }
+
+/// Multiplies with overflow detection; nil on overflow.
+@inline(__always)
+func checkedMul(_ a: Int, _ b: Int) -> Int? {
+    let (r, o) = a.multipliedReportingOverflow(by: b)
+    return o ? nil : r
+}

@@ -1,0 +1,200 @@
+import EAKernels
+
+/// A weight matrix in whatever format the file stores it: the one interface the forward pass uses
+/// for weights, so later formats (W2/W4/W8 with integer kernels) plug in here.
+public struct WeightMatrix {
+    public let type: Int32
+    public let data: UnsafeRawPointer
+    public let rows: Int
+    public let cols: Int
+    public let rowBytes: Int
+
+    /// True when products run on 8-bit activations with integer dot products (A8).
+    public var usesInt8Activations: Bool { eak_act_type(type) >= 0 }
+
+    /// y[t][r] = W[r] . x[t] for nTok tokens. act: scratch for the quantized activations
+    /// (eak_act_bytes(nTok, cols) bytes), used when the weight type has an integer path.
+    @inline(__always)
+    func apply(_ x: UnsafePointer<Float>, nTok: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
+               act: UnsafeMutableRawPointer) {
+        if usesInt8Activations {
+            let blocks = act.assumingMemoryBound(to: eak_act_block.self)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), blocks)
+            eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
+        } else {
+            eak_matmul(type, data, rowBytes, Int32(rows), Int32(cols), x, Int32(nTok), y, Int32(threads))
+        }
+    }
+
+    /// Decodes row r into out (cols floats).
+    @inline(__always)
+    func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        _ = eak_dequantize(type, data + r * rowBytes, out, Int64(cols))
+    }
+
+    public var byteCount: Int { rows * rowBytes }
+}
+
+public struct Hyperparams {
+    public var architecture: String
+    public var nVocab: Int
+    public var nCtxTrain: Int
+    public var nEmbd: Int
+    public var nLayer: Int
+    public var nHead: Int
+    public var nHeadKV: Int
+    public var headDim: Int
+    public var nFF: Int
+    public var ropeBase: Float
+    public var ropeFreqScale: Float
+    public var rmsEps: Float
+    public var qDim: Int { nHead * headDim }
+    public var kvDim: Int { nHeadKV * headDim }
+}
+
+public struct LayerWeights {
+    let attnNorm: UnsafePointer<Float>
+    let wq: WeightMatrix
+    let wk: WeightMatrix
+    let wv: WeightMatrix
+    let wo: WeightMatrix
+    let ffnNorm: UnsafePointer<Float>
+    let gate: WeightMatrix
+    let up: WeightMatrix
+    let down: WeightMatrix
+}
+
+/// A loaded model: hyperparameters from metadata, weights in place in the mapped file, small float
+/// vectors (norms) decoded into one owned buffer, and the tokenizer. Read-only after load, so one
+/// model serves many sessions on many threads.
+public final class Model {
+    public let file: GGUFFile
+    public let hp: Hyperparams
+    public let tokenizer: Tokenizer
+    let tokenEmbd: WeightMatrix
+    let output: WeightMatrix
+    let outputNorm: UnsafePointer<Float>
+    let layers: [LayerWeights]
+    let vectors: AlignedBuffer
+
+    public static let supportedArchitectures = ["llama"]
+
+    public init(path: String, useMmap: Bool = true, validateData: Bool = false) throws(EAError) {
+        let f = try GGUFFile(path: path, useMmap: useMmap)
+        file = f
+        guard let arch = try f.string("general.architecture") else {
+            throw EAError(.metadata, "required metadata 'general.architecture' is missing")
+        }
+        if !Model.supportedArchitectures.contains(arch) {
+            throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama)")
+        }
+        let hp = try Model.readHyperparams(f, arch: arch)
+
+        // Norm vectors: decode to float once (any stored type), into one owned buffer.
+        var vecNames: [String] = ["output_norm.weight"]
+        for l in 0..<hp.nLayer {
+            vecNames.append("blk.\(l).attn_norm.weight")
+            vecNames.append("blk.\(l).ffn_norm.weight")
+        }
+        let vecBytes = alignUp(hp.nEmbd * 4, 64)
+        vectors = try AlignedBuffer(byteCount: vecBytes * vecNames.count)
+        var vecPtr: [String: UnsafePointer<Float>] = [:]
+        for (i, name) in vecNames.enumerated() {
+            let t = try Model.tensor(f, name, [hp.nEmbd])
+            let dst = vectors.floats(at: i * vecBytes)
+            _ = eak_dequantize(t.type, f.data(of: t), dst, Int64(hp.nEmbd))
+            vecPtr[name] = UnsafePointer(dst)
+        }
+
+        tokenEmbd = try Model.matrix(f, "token_embd.weight", rows: hp.nVocab, cols: hp.nEmbd)
+        if f.tensor("output.weight") != nil {
+            output = try Model.matrix(f, "output.weight", rows: hp.nVocab, cols: hp.nEmbd)
+        } else {
+            output = tokenEmbd  // tied embeddings
+        }
+        outputNorm = vecPtr["output_norm.weight"]!
+        var ls: [LayerWeights] = []
+        for l in 0..<hp.nLayer {
+            let p = "blk.\(l)."
+            ls.append(LayerWeights(
+                attnNorm: vecPtr[p + "attn_norm.weight"]!,
+                wq: try Model.matrix(f, p + "attn_q.weight", rows: hp.qDim, cols: hp.nEmbd),
+                wk: try Model.matrix(f, p + "attn_k.weight", rows: hp.kvDim, cols: hp.nEmbd),
+                wv: try Model.matrix(f, p + "attn_v.weight", rows: hp.kvDim, cols: hp.nEmbd),
+                wo: try Model.matrix(f, p + "attn_output.weight", rows: hp.nEmbd, cols: hp.qDim),
+                ffnNorm: vecPtr[p + "ffn_norm.weight"]!,
+                gate: try Model.matrix(f, p + "ffn_gate.weight", rows: hp.nFF, cols: hp.nEmbd),
+                up: try Model.matrix(f, p + "ffn_up.weight", rows: hp.nFF, cols: hp.nEmbd),
+                down: try Model.matrix(f, p + "ffn_down.weight", rows: hp.nEmbd, cols: hp.nFF)))
+        }
+        layers = ls
+        self.hp = hp
+        tokenizer = try Tokenizer(file: f, vocabSize: hp.nVocab)
+        if validateData { try Model.scanFinite(f) }
+    }
+
+    static func readHyperparams(_ f: GGUFFile, arch: String) throws(EAError) -> Hyperparams {
+        let a = arch + "."
+        let nEmbd = try f.requireInt(a + "embedding_length")
+        let nLayer = try f.requireInt(a + "block_count")
+        let nFF = try f.requireInt(a + "feed_forward_length")
+        let nHead = try f.requireInt(a + "attention.head_count")
+        let nHeadKV = try f.int(a + "attention.head_count_kv") ?? nHead
+        let nCtx = try f.int(a + "context_length") ?? 2048
+        let headDim = try f.int(a + "attention.key_length") ?? (nHead > 0 ? nEmbd / nHead : 0)
+        let ropeBase = try f.float(a + "rope.freq_base") ?? 10000
+        let ropeScale = try f.float(a + "rope.scaling.factor") ?? 1
+        let eps = try f.float(a + "attention.layer_norm_rms_epsilon") ?? 1e-5
+        guard let tokens = try f.array("tokenizer.ggml.tokens") else {
+            throw EAError(.tokenizer, "required metadata 'tokenizer.ggml.tokens' is missing")
+        }
+        func bad(_ what: String) -> EAError { EAError(.metadata, "inconsistent hyperparameters: \(what)") }
+        if nEmbd < 1 || nEmbd > 1 << 16 { throw bad("embedding_length \(nEmbd)") }
+        if nLayer < 1 || nLayer > 1024 { throw bad("block_count \(nLayer)") }
+        if nFF < 1 || nFF > 1 << 20 { throw bad("feed_forward_length \(nFF)") }
+        if nHead < 1 || nHead > 1024 { throw bad("head_count \(nHead)") }
+        if nHeadKV < 1 || nHead % nHeadKV != 0 { throw bad("head_count_kv \(nHeadKV) does not divide head_count \(nHead)") }
+        if headDim < 2 || headDim % 2 != 0 || headDim > 512 { throw bad("head dimension \(headDim)") }
+        if nCtx < 1 || nCtx > 1 << 24 { throw bad("context_length \(nCtx)") }
+        if tokens.count < 1 || tokens.count > 1 << 22 { throw bad("vocabulary of \(tokens.count) tokens") }
+        if !(ropeBase > 0) || !(eps > 0) || !(ropeScale > 0) { throw bad("rope base, scale or norm epsilon not positive") }
+        return Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
+                           nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
+                           ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
+    }
+
+    /// A required tensor with exactly these ggml dims.
+    static func tensor(_ f: GGUFFile, _ name: String, _ dims: [Int]) throws(EAError) -> GGUFTensor {
+        guard let t = f.tensor(name) else { throw EAError(.missingTensor, "required tensor '\(name)' is missing") }
+        if t.dims != dims {
+            throw EAError(.shape, "tensor '\(name)' has shape \(shapeText(t.dims)), expected \(shapeText(dims))")
+        }
+        return t
+    }
+
+    static func matrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
+        let t = try tensor(f, name, [cols, rows])
+        return WeightMatrix(type: t.type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: t.rowBytes)
+    }
+
+    /// Optional full scan for NaN/Inf in float-typed tensors (quantized blocks are checked by their
+    /// scales when decoded; a NaN there shows up as NaN logits).
+    static func scanFinite(_ f: GGUFFile) throws(EAError) {
+        for t in f.tensors where t.type == 0 {
+            let p = f.data(of: t).assumingMemoryBound(to: Float.self)
+            for i in 0..<t.elementCount where !p[i].isFinite {
+                throw EAError(.corrupt, "tensor '\(t.name)' holds a non-finite value at element \(i)")
+            }
+        }
+    }
+
+    /// Bytes held outside the mapped file.
+    public var residentBytes: Int { vectors.byteCount + tokenizer.residentBytes }
+}
+
+/// "[576, 49152]": arrays have no reliable description in Embedded Swift.
+public func shapeText(_ dims: [Int]) -> String {
+    var s = "["
+    for (i, d) in dims.enumerated() { s += (i > 0 ? ", " : "") + String(d) }
+    return s + "]"
+}

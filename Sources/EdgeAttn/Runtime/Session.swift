@@ -1,0 +1,132 @@
+import EAKernels
+
+/// One conversation over a shared model: the KV cache and scratch of one arena planned by
+/// `SessionPlan`. Evaluating tokens never allocates.
+public final class Session {
+    public let model: Model
+    public let plan: SessionPlan
+    let arena: AlignedBuffer
+    public private(set) var nPast = 0
+    /// Row of the logits buffer holding the last evaluated token's logits, or -1.
+    var lastLogitsRow = -1
+    let attention: DenseAttention
+
+    public init(model: Model, params: SessionParams) throws(EAError) {
+        let plan = try SessionPlan.make(model.hp, params)
+        if params.memoryBudget != 0 && UInt64(plan.totalBytes) > params.memoryBudget {
+            var largest = ("", 0)
+            for r in plan.regions where r.1 > largest.1 { largest = r }
+            throw EAError(.budget, "session needs \(plan.totalBytes) bytes (largest: \(largest.0) \(largest.1) bytes for n_ctx \(plan.nCtx)) but the budget is \(params.memoryBudget) bytes")
+        }
+        self.model = model
+        self.plan = plan
+        arena = try AlignedBuffer(byteCount: plan.totalBytes)
+        attention = DenseAttention(model.hp)
+    }
+
+    public var allocatedBytes: Int { arena.byteCount }
+    public var nCtx: Int { plan.nCtx }
+
+    public func reset() {
+        nPast = 0
+        lastLogitsRow = -1
+    }
+
+    /// Logits of the last evaluated token (vocab floats), or nil.
+    public var lastLogits: UnsafePointer<Float>? {
+        lastLogitsRow < 0 ? nil : UnsafePointer(arena.floats(at: plan.logits) + lastLogitsRow * model.hp.nVocab)
+    }
+
+    /// Checks ids and room before any work, so a failed call leaves the cache untouched.
+    func validate(_ tokens: UnsafeBufferPointer<Int32>) throws(EAError) {
+        let nv = model.hp.nVocab
+        for (i, t) in tokens.enumerated() where t < 0 || Int(t) >= nv {
+            throw EAError(.tokenRange, "token \(t) at index \(i) is outside [0, \(nv))")
+        }
+        if tokens.count > plan.nCtx - nPast {
+            throw EAError(.contextFull, "\(tokens.count) tokens do not fit: \(nPast) of \(plan.nCtx) context slots are used")
+        }
+    }
+
+    /// Appends tokens to the cache. Logits are computed for the tokens at index >= logitsFrom
+    /// (default: only the last), and onLogits(i, logits) is called for each of them in order; the
+    /// last one stays available as lastLogits. abort (may be nil) is checked between batches.
+    public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int? = nil,
+                         abort: UnsafePointer<Int32>? = nil,
+                         onLogits: (Int, UnsafePointer<Float>) -> Void = { _, _ in }) throws(EAError) {
+        try validate(tokens)
+        let from = max(0, logitsFrom ?? tokens.count - 1)
+        var done = 0
+        while done < tokens.count {
+            if let a = abort, eak_load_flag(a) != 0 {
+                throw EAError(.aborted, "aborted after \(done) of \(tokens.count) tokens")
+            }
+            let n = min(plan.nBatch, tokens.count - done)
+            let firstRow = min(n, max(0, from - done))
+            forward(UnsafeBufferPointer(rebasing: tokens[done..<(done + n)]), logitsFrom: firstRow)
+            if firstRow < n {
+                let base = arena.floats(at: plan.logits)
+                for r in firstRow..<n { onLogits(done + r, UnsafePointer(base + (r - firstRow) * model.hp.nVocab)) }
+                lastLogitsRow = n - 1 - firstRow
+            }
+            done += n
+        }
+    }
+
+    /// Appends one token; returns its logits (valid until the next call).
+    public func decode(_ token: Int32) throws(EAError) -> UnsafePointer<Float> {
+        var t = token
+        try withUnsafePointer(to: &t) { (p) throws(EAError) in
+            try evaluate(UnsafeBufferPointer(start: p, count: 1))
+        }
+        return lastLogits!
+    }
+
+    /// The Llama-family forward pass for one batch of n tokens at positions nPast..<nPast+n.
+    /// Logits are computed for rows logitsFrom..<n into the logits region (row 0 = logitsFrom).
+    func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
+        let hp = model.hp
+        let n = tokens.count, d = hp.nEmbd, pos0 = nPast, th = plan.nThreads
+        let x = arena.floats(at: plan.x), xb = arena.floats(at: plan.xb), tmp = arena.floats(at: plan.tmp)
+        let q = arena.floats(at: plan.q), att = arena.floats(at: plan.attnOut)
+        let g = arena.floats(at: plan.ffnG), u = arena.floats(at: plan.ffnU)
+        let scratch = arena.floats(at: plan.attnScratch)
+        let act = arena.raw + plan.act
+
+        for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
+
+        for (l, w) in model.layers.enumerated() {
+            let kc = arena.floats(at: plan.kCache) + l * plan.layerKVFloats
+            let vc = arena.floats(at: plan.vCache) + l * plan.layerKVFloats
+            let kNew = kc + pos0 * hp.kvDim, vNew = vc + pos0 * hp.kvDim
+
+            eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            w.wq.apply(xb, nTok: n, into: q, threads: th, act: act)
+            // keys and values go straight into their cache slots
+            w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
+            w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act)
+            for i in 0..<n {
+                eak_rope(q + i * hp.qDim, Int32(hp.nHead), Int32(hp.headDim), Int32(pos0 + i), hp.ropeBase,
+                         hp.ropeFreqScale, 0)
+                eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
+                         hp.ropeBase, hp.ropeFreqScale, 0)
+            }
+            attention.run(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, scratch: scratch, threads: th)
+            w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)
+            eak_add(x, tmp, Int64(n * d))
+
+            eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            w.gate.apply(xb, nTok: n, into: g, threads: th, act: act)
+            w.up.apply(xb, nTok: n, into: u, threads: th, act: act)
+            eak_glu(g, g, u, Int64(n * hp.nFF), 0)
+            w.down.apply(g, nTok: n, into: tmp, threads: th, act: act)
+            eak_add(x, tmp, Int64(n * d))
+        }
+        nPast += n
+
+        let rows = n - logitsFrom
+        if rows <= 0 { return }
+        eak_rmsnorm(xb, x + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), hp.rmsEps, 0)
+        model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: th, act: act)
+    }
+}

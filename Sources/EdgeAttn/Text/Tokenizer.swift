@@ -1,0 +1,268 @@
+import EAKernels
+
+/// GPT-2 style byte-level BPE driven by GGUF metadata (`tokenizer.ggml.*`).
+///
+/// Encoding: (1) special tokens (control and user-defined token types) are matched whole, longest
+/// first; (2) the smollm pre-tokenizer splits every Unicode number into its own piece, then applies
+/// the GPT-2 split rules (see PreTokenizer.swift); (3) each piece's UTF-8 bytes start as byte tokens
+/// and the lowest-ranked adjacent merge is applied until none applies.
+public final class Tokenizer {
+    public let vocabSize: Int
+    /// Token bytes as produced on output, flat with offsets (decoding allocates nothing).
+    let tokenBytes: UnsafeMutableBufferPointer<UInt8>
+    let tokenOffsets: [Int32]
+    let tokenTypes: [Int32]
+    /// Token text (byte-level encoded, as in the file) -> id.
+    let tokenIndex: [String: Int32]
+    /// (left id << 32 | right id) -> (rank << 32 | merged id).
+    let merges: [UInt64: UInt64]
+    /// Byte value -> its single-byte token.
+    let byteToken: [Int32]
+    /// Special tokens matched whole: (bytes, id), longest first.
+    let specials: [([UInt8], Int32)]
+    public let bos: Int32
+    public let eos: Int32
+    public let addBos: Bool
+    let eog: Set<Int32>
+    public let residentBytes: Int
+
+    public static let typeNormal: Int32 = 1, typeUnknown: Int32 = 2, typeControl: Int32 = 3
+    public static let typeUserDefined: Int32 = 4, typeUnused: Int32 = 5, typeByte: Int32 = 6
+
+    public init(file f: GGUFFile, vocabSize: Int) throws(EAError) {
+        let model = try f.string("tokenizer.ggml.model") ?? ""
+        if model != "gpt2" {
+            throw EAError(.tokenizer, "tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE)")
+        }
+        guard let toks = try f.array("tokenizer.ggml.tokens"), toks.elementType == .string else {
+            throw EAError(.tokenizer, "'tokenizer.ggml.tokens' must be an array of strings")
+        }
+        self.vocabSize = toks.count
+        if toks.count != vocabSize {
+            throw EAError(.tokenizer, "vocabulary has \(toks.count) tokens but the model has \(vocabSize) rows")
+        }
+        var types = [Int32](repeating: Tokenizer.typeNormal, count: toks.count)
+        if let ta = try f.array("tokenizer.ggml.token_type") {
+            guard ta.count == toks.count, let v = f.integers(ta) else {
+                throw EAError(.tokenizer, "'tokenizer.ggml.token_type' must hold one integer per token (\(toks.count))")
+            }
+            for i in 0..<v.count { types[i] = Int32(truncatingIfNeeded: v[i]) }
+        }
+        tokenTypes = types
+
+        // byte <-> printable character map of GPT-2's byte-level BPE
+        var byteToScalar = [UInt32](repeating: 0, count: 256)
+        var scalarToByte: [UInt32: UInt8] = [:]
+        var extra: UInt32 = 0
+        for b in 0..<256 {
+            let printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
+            let u: UInt32 = printable ? UInt32(b) : 256 + extra
+            if !printable { extra += 1 }
+            byteToScalar[b] = u
+            scalarToByte[u] = UInt8(b)
+        }
+
+        var index: [String: Int32] = [:]
+        index.reserveCapacity(toks.count)
+        var bytes: [UInt8] = []
+        var offsets: [Int32] = [0]
+        var specials: [([UInt8], Int32)] = []
+        var dupe: String? = nil
+        f.forEachString(toks) { i, raw in
+            let text = String(decoding: raw, as: UTF8.self)
+            if index[text] == nil { index[text] = Int32(i) } else if dupe == nil { dupe = text }
+            let t = types[i]
+            if t == Tokenizer.typeControl || t == Tokenizer.typeUserDefined {
+                let b = Array(raw)
+                bytes.append(contentsOf: b)
+                if !b.isEmpty { specials.append((b, Int32(i))) }
+            } else {
+                // map each character back to its byte; characters outside the map are kept as UTF-8
+                for sc in text.unicodeScalars {
+                    if let b = scalarToByte[sc.value] {
+                        bytes.append(b)
+                    } else {
+                        bytes.append(contentsOf: Array(String(sc).utf8))
+                    }
+                }
+            }
+            offsets.append(Int32(bytes.count))
+        }
+        _ = dupe  // duplicate token texts exist in real vocabularies; the first id wins, as in llama.cpp
+        tokenBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bytes.count, 1))
+        _ = tokenBytes.initialize(from: bytes)
+        tokenOffsets = offsets
+        tokenIndex = index
+        specials.sort { $0.0.count > $1.0.count }
+        self.specials = specials
+
+        // Some vocabularies (SmolLM2's) lack a few control-byte tokens: such bytes are dropped when
+        // encoding, as the reference BPE without an unknown token does. Printable ASCII must exist.
+        var bt = [Int32](repeating: -1, count: 256)
+        for b in 0..<256 {
+            var s = ""
+            s.unicodeScalars.append(Unicode.Scalar(byteToScalar[b])!)
+            if let id = index[s] {
+                bt[b] = id
+            } else if b >= 0x20 && b < 0x7F {
+                throw EAError(.tokenizer, "vocabulary has no token for byte 0x\(hex(UInt64(b)))")
+            }
+        }
+        byteToken = bt
+
+        var mergeMap: [UInt64: UInt64] = [:]
+        if let ma = try f.array("tokenizer.ggml.merges") {
+            guard ma.elementType == .string else {
+                throw EAError(.tokenizer, "'tokenizer.ggml.merges' must be an array of strings")
+            }
+            mergeMap.reserveCapacity(ma.count)
+            var badMerge: Int = -1
+            f.forEachString(ma) { rank, raw in
+                // "left right": split at the first space after the first byte
+                var sp = -1
+                if raw.count > 1 {
+                    for k in 1..<raw.count where raw[k] == 0x20 {
+                        sp = k
+                        break
+                    }
+                }
+                if sp < 0 {
+                    if badMerge < 0 { badMerge = rank }
+                    return
+                }
+                let l = String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<sp]), as: UTF8.self)
+                let r = String(decoding: UnsafeRawBufferPointer(rebasing: raw[(sp + 1)...]), as: UTF8.self)
+                guard let li = index[l], let ri = index[r], let mi = index[l + r] else {
+                    if badMerge < 0 { badMerge = rank }
+                    return
+                }
+                let key = UInt64(UInt32(bitPattern: li)) << 32 | UInt64(UInt32(bitPattern: ri))
+                if mergeMap[key] == nil {
+                    mergeMap[key] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: mi))
+                }
+            }
+            if badMerge >= 0 {
+                throw EAError(.tokenizer, "merge \(badMerge) does not name two tokens whose concatenation is in the vocabulary")
+            }
+        }
+        merges = mergeMap
+
+        func special(_ key: String) throws(EAError) -> Int32 {
+            guard let v = try f.int(key) else { return -1 }
+            if v < 0 || v >= toks.count {
+                throw EAError(.tokenizer, "'\(key)' = \(v) is outside the vocabulary (\(toks.count) tokens)")
+            }
+            return Int32(v)
+        }
+        bos = try special("tokenizer.ggml.bos_token_id")
+        eos = try special("tokenizer.ggml.eos_token_id")
+        let eot = try special("tokenizer.ggml.eot_token_id")
+        addBos = (try f.bool("tokenizer.ggml.add_bos_token")) ?? false
+        var eogSet = Set<Int32>()
+        if eos >= 0 { eogSet.insert(eos) }
+        if eot >= 0 { eogSet.insert(eot) }
+        // Chat end markers are end-of-generation too (as llama.cpp does), when they are special tokens.
+        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"] {
+            if let id = index[name], types[Int(id)] == Tokenizer.typeControl || types[Int(id)] == Tokenizer.typeUserDefined {
+                eogSet.insert(id)
+            }
+        }
+        eog = eogSet
+        residentBytes = bytes.count + offsets.count * 4 + types.count * 4 + mergeMap.count * 24
+            + index.count * 40 + 256 * 4
+    }
+
+    deinit { tokenBytes.deallocate() }
+
+    public func isEndOfGeneration(_ t: Int32) -> Bool { eog.contains(t) }
+
+    public func id(of text: String) -> Int32? { tokenIndex[text] }
+
+    /// The output bytes of a token. Caller checks the range.
+    public func bytes(of token: Int32) -> UnsafeBufferPointer<UInt8> {
+        let a = Int(tokenOffsets[Int(token)]), b = Int(tokenOffsets[Int(token) + 1])
+        return UnsafeBufferPointer(rebasing: tokenBytes[a..<b])
+    }
+
+    /// Copies a token's bytes (for Swift callers).
+    public func piece(_ token: Int32) -> [UInt8] {
+        let a = Int(tokenOffsets[Int(token)]), b = Int(tokenOffsets[Int(token) + 1])
+        return Array(tokenBytes[a..<b])
+    }
+
+    /// Encodes UTF-8 text. Invalid UTF-8 is kept byte for byte (each bad byte is its own piece).
+    public func encode(_ text: UnsafeBufferPointer<UInt8>, addBos: Bool, parseSpecial: Bool) -> [Int32] {
+        var out: [Int32] = []
+        out.reserveCapacity(text.count / 3 + 2)
+        if addBos && self.addBos && bos >= 0 { out.append(bos) }
+        var start = 0
+        var i = 0
+        let n = text.count
+        if parseSpecial && !specials.isEmpty {
+            while i < n {
+                var hit: Int32 = -1
+                var hitLen = 0
+                let c0 = text[i]
+                for (sb, id) in specials where sb[0] == c0 && sb.count <= n - i {
+                    var eq = true
+                    for k in 1..<sb.count where text[i + k] != sb[k] {
+                        eq = false
+                        break
+                    }
+                    if eq {
+                        hit = id
+                        hitLen = sb.count
+                        break  // longest first
+                    }
+                }
+                if hit >= 0 {
+                    encodePlain(UnsafeBufferPointer(rebasing: text[start..<i]), into: &out)
+                    out.append(hit)
+                    i += hitLen
+                    start = i
+                } else {
+                    i += 1
+                }
+            }
+        }
+        encodePlain(UnsafeBufferPointer(rebasing: text[start..<n]), into: &out)
+        return out
+    }
+
+    func encodePlain(_ text: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        if text.isEmpty { return }
+        var work: [Int32] = []
+        PreTokenizer.split(text) { a, b in
+            work.removeAll(keepingCapacity: true)
+            for k in a..<b {
+                let id = byteToken[Int(text[k])]
+                if id >= 0 { work.append(id) }
+            }
+            applyMerges(&work)
+            out.append(contentsOf: work)
+        }
+    }
+
+    /// Repeatedly merges the adjacent pair with the lowest rank (leftmost on ties).
+    func applyMerges(_ ids: inout [Int32]) {
+        while ids.count > 1 {
+            var bestRank = UInt64.max
+            var bestAt = -1
+            var bestId: Int32 = 0
+            for k in 0..<(ids.count - 1) {
+                let key = UInt64(UInt32(bitPattern: ids[k])) << 32 | UInt64(UInt32(bitPattern: ids[k + 1]))
+                if let m = merges[key] {
+                    let rank = m >> 32
+                    if rank < bestRank {
+                        bestRank = rank
+                        bestAt = k
+                        bestId = Int32(bitPattern: UInt32(truncatingIfNeeded: m))
+                    }
+                }
+            }
+            if bestAt < 0 { return }
+            ids[bestAt] = bestId
+            ids.remove(at: bestAt + 1)
+        }
+    }
+}

@@ -1,0 +1,341 @@
+import ArgumentParser
+import EdgeAttn
+import Foundation
+
+@main
+struct EdgeAttnCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edgeattn",
+        abstract: "Run, inspect and evaluate GGUF models with libedgeattn.",
+        subcommands: [Run.self, Tokenize.self, Detokenize.self, Inspect.self, Perplexity.self,
+                      Dequant.self, Logits.self])
+}
+
+/// Prints to stderr and exits non-zero: the CLI's one way to fail.
+func die(_ msg: String, _ code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(("edgeattn: " + msg + "\n").data(using: .utf8)!)
+    exit(code)
+}
+
+func eprint(_ msg: String) {
+    FileHandle.standardError.write((msg + "\n").data(using: .utf8)!)
+}
+
+func loadModel(_ path: String) -> Model {
+    do { return try Model(path: path) } catch {
+        die("\(error.status.text): \(error.message)")
+    }
+}
+
+func writeStdout(_ bytes: [UInt8]) {
+    bytes.withUnsafeBufferPointer { b in
+        var off = 0
+        while off < b.count {
+            let w = write(1, b.baseAddress! + off, b.count - off)
+            if w <= 0 { return }
+            off += w
+        }
+    }
+}
+
+/// Writes data to path through a temporary file and a rename: no half-written output.
+func writeAtomically(_ data: Data, to path: String) {
+    let tmp = path + ".tmp.\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: data) else { die("cannot write \(tmp)") }
+    if rename(tmp, path) != 0 {
+        unlink(tmp)
+        die("cannot rename \(tmp) to \(path)")
+    }
+}
+
+func peakRSSBytes() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+    }
+    return 0
+}
+
+func tokenize(_ model: Model, _ text: String, bos: Bool, special: Bool) -> [Int32] {
+    var bytes = Array(text.utf8)
+    return bytes.withUnsafeMutableBufferPointer {
+        model.tokenizer.encode(UnsafeBufferPointer($0), addBos: bos, parseSpecial: special)
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text (same flags as examples/generate).")
+    @Option(name: .short, help: "Model file (GGUF).") var m: String
+    @Option(name: .short, help: "Prompt (special-token text is honoured).") var p: String
+    @Option(name: .short, help: "Tokens to generate.") var n: Int = 64
+    @Option(name: .short, help: "Threads (0 = all cores).") var t: Int = 0
+    @Option(name: .long, help: "Temperature (0 = greedy).") var temp: Float = 0
+    @Option(name: .customLong("top-k")) var topK: Int = 40
+    @Option(name: .customLong("top-p")) var topP: Float = 0.95
+    @Option(name: .customLong("min-p")) var minP: Float = 0.05
+    @Option(name: .customLong("repeat-penalty")) var repeatPenalty: Float = 1
+    @Option(name: .long) var seed: UInt64 = 0x5eed
+    @Option(name: .long, help: "Context size (0 = the model's).") var ctx: Int = 0
+    @Option(name: .long, help: "Session memory budget in bytes (0 = none).") var budget: UInt64 = 0
+    @Flag(name: .long, help: "Wrap the prompt in the chat template.") var chat = false
+    @Flag(name: .long, help: "Print generated token ids instead of text.") var ids = false
+
+    func run() throws {
+        let model = loadModel(m)
+        var sp = SessionParams()
+        sp.nCtx = ctx
+        sp.nThreads = t
+        sp.memoryBudget = budget
+        let session: Session
+        do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
+        var smp = SamplerParams()
+        smp.temperature = temp
+        smp.topK = topK
+        smp.topP = topP
+        smp.minP = minP
+        smp.repeatPenalty = repeatPenalty
+        smp.seed = seed
+        let sampler: Sampler
+        do { sampler = try Sampler(vocabSize: model.hp.nVocab, params: smp) } catch { die(error.message) }
+        let text = chat ? ChatTemplate.chatML([(role: "user", content: p)], addAssistant: true) : p
+        let prompt = tokenize(model, text, bos: true, special: true)
+        if prompt.isEmpty { die("empty prompt") }
+        let t0 = Date()
+        do {
+            try prompt.withUnsafeBufferPointer { (b) throws(EAError) in try session.evaluate(b) }
+        } catch { die("\(error.status.text): \(error.message)") }
+        let t1 = Date()
+        for tok in prompt { sampler.accept(tok) }
+        var logits = session.lastLogits!
+        var out: [Int32] = []
+        var t2 = Date()
+        for i in 0..<n {
+            let tok = sampler.sample(logits)
+            if model.tokenizer.isEndOfGeneration(tok) { break }
+            out.append(tok)
+            if ids {
+                writeStdout(Array(((i > 0 ? " " : "") + String(tok)).utf8))
+            } else {
+                writeStdout(model.tokenizer.piece(tok))
+            }
+            if i == 0 { t2 = Date() }
+            if i == n - 1 { break }
+            do { logits = try session.decode(tok) } catch { die("\(error.status.text): \(error.message)") }
+        }
+        if ids { writeStdout([0x0A]) }
+        let t3 = Date()
+        let pre = t1.timeIntervalSince(t0), dec = t3.timeIntervalSince(t2)
+        eprint("prompt tokens: \(prompt.count), prefill: \(String(format: "%.1f", Double(prompt.count) / pre)) tok/s")
+        if out.count > 1 {
+            eprint("generated: \(out.count), decode: \(String(format: "%.1f", Double(out.count - 1) / dec)) tok/s")
+        }
+        eprint("session bytes: \(session.allocatedBytes), peak RSS: \(peakRSSBytes()) bytes")
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print token ids of a text, separated by spaces.")
+    @Option(name: .short) var m: String
+    @Flag(name: .customLong("no-special"), help: "Tokenize special-token text as plain text.") var noSpecial = false
+    @Flag(name: .long, help: "Add BOS if the model asks for it.") var bos = false
+    @Option(name: .long, help: "Read the text from a file (bytes as they are).") var file: String?
+    @Argument var text: String?
+
+    func run() throws {
+        let model = loadModel(m)
+        var bytes: [UInt8]
+        if let f = file {
+            guard let d = FileManager.default.contents(atPath: f) else { die("cannot read \(f)") }
+            bytes = [UInt8](d)
+        } else if let t = text {
+            bytes = Array(t.utf8)
+        } else {
+            die("give TEXT or --file")
+        }
+        let ids = bytes.withUnsafeMutableBufferPointer {
+            model.tokenizer.encode(UnsafeBufferPointer($0), addBos: bos, parseSpecial: !noSpecial)
+        }
+        writeStdout(Array((ids.map { String($0) }.joined(separator: " ") + "\n").utf8))
+    }
+}
+
+struct Detokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write the bytes of whitespace-separated token ids.")
+    @Option(name: .short) var m: String
+    @Option(name: .long) var file: String
+
+    func run() throws {
+        let model = loadModel(m)
+        guard let d = FileManager.default.contents(atPath: file), let s = String(data: d, encoding: .utf8) else {
+            die("cannot read \(file)")
+        }
+        var out: [UInt8] = []
+        for w in s.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
+            guard let id = Int32(w), id >= 0, Int(id) < model.hp.nVocab else { die("bad token id '\(w)'") }
+            out.append(contentsOf: model.tokenizer.piece(id))
+        }
+        writeStdout(out)
+    }
+}
+
+let typeNames: [Int32: String] = [0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0",
+                                  9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K",
+                                  15: "Q8_K", 30: "BF16"]
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a GGUF file's metadata and tensor table.")
+    @Argument var model: String
+    @Flag(name: .long, help: "Print whole arrays (default: first 8 elements).") var full = false
+
+    func run() throws {
+        let f: GGUFFile
+        do { f = try GGUFFile(path: model) } catch { die("\(error.status.text): \(error.message)") }
+        print("file: \(model)")
+        print("GGUF version \(f.version), \(f.fileSize) bytes, alignment \(f.alignment), data at \(f.dataOffset)")
+        print("metadata (\(f.metadataKeys.count) keys):")
+        for k in f.metadataKeys {
+            print("  \(k) = \(describe(f, f.metadata[k]!))")
+        }
+        print("tensors (\(f.tensors.count)):")
+        var total = 0
+        for t in f.tensors {
+            total += t.byteCount
+            let name = t.name.padding(toLength: max(28, t.name.count), withPad: " ", startingAt: 0)
+            print("  \(name) \((typeNames[t.type] ?? "?").padding(toLength: 5, withPad: " ", startingAt: 0)) \(shapeText(t.dims)) \(t.byteCount) bytes @ \(t.offset)")
+        }
+        print("tensor data: \(total) bytes")
+        if let m = try? Model(path: model) {
+            print("model: \(m.hp.architecture), \(m.hp.nLayer) layers, d=\(m.hp.nEmbd), heads \(m.hp.nHead)/\(m.hp.nHeadKV), ffn \(m.hp.nFF), vocab \(m.hp.nVocab), context \(m.hp.nCtxTrain)")
+        }
+    }
+
+    func describe(_ f: GGUFFile, _ v: GGUFValue) -> String {
+        switch v {
+        case .uint(let x, _): return String(x)
+        case .int(let x, _): return String(x)
+        case .float(let x, _): return String(x)
+        case .bool(let b): return b ? "true" : "false"
+        case .string(let s): return s.count > 120 && !full ? "\"" + s.prefix(120) + "...\" (\(s.count) chars)" : "\"\(s)\""
+        case .array(let a):
+            let limit = full ? a.count : min(a.count, 8)
+            var items: [String] = []
+            if a.elementType == .string {
+                var i = 0
+                f.forEachString(a) { idx, raw in
+                    if idx < limit { items.append("\"" + String(decoding: raw, as: UTF8.self) + "\"") }
+                    i += 1
+                }
+            } else if let ints = f.integers(a) {
+                items = ints.prefix(limit).map { String($0) }
+            } else if let fl = f.floats(a) {
+                items = fl.prefix(limit).map { String($0) }
+            }
+            return "[\(items.joined(separator: ", "))\(a.count > limit ? ", ..." : "")] (\(a.elementType.name) x \(a.count))"
+        }
+    }
+}
+
+struct Dequant: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write one tensor as raw float32 (ggml order).")
+    @Option(name: .short) var m: String
+    @Option(name: .long) var tensor: String
+    @Option(name: .short) var o: String
+
+    func run() throws {
+        let f: GGUFFile
+        do { f = try GGUFFile(path: m) } catch { die("\(error.status.text): \(error.message)") }
+        guard let t = f.tensor(tensor) else { die("no tensor '\(tensor)'") }
+        var out = [Float](repeating: 0, count: t.elementCount)
+        let rc = out.withUnsafeMutableBufferPointer { dequantizeTensor(f, t, into: $0.baseAddress!) }
+        if !rc { die("cannot dequantize type \(t.type)") }
+        writeAtomically(out.withUnsafeBufferPointer { Data(buffer: $0) }, to: o)
+    }
+}
+
+struct Logits: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write float32 logits [n_tokens][vocab] of a token sequence.")
+    @Option(name: .short) var m: String
+    @Option(name: .long, help: "Token ids separated by spaces.") var tokens: String
+    @Option(name: .short) var o: String
+    @Option(name: .long) var batch: Int = 32
+    @Option(name: .short) var t: Int = 0
+
+    func run() throws {
+        let model = loadModel(m)
+        let ids = tokens.split(separator: " ").map { Int32($0) ?? -1 }
+        var sp = SessionParams()
+        sp.nBatch = batch
+        sp.nThreads = t
+        sp.nCtx = max(ids.count, 1)
+        let nv = model.hp.nVocab
+        var out = [Float](repeating: 0, count: ids.count * nv)
+        do {
+            let s = try Session(model: model, params: sp)
+            try ids.withUnsafeBufferPointer { (b) throws(EAError) in
+                try s.evaluate(b, logitsFrom: 0) { i, l in
+                    for k in 0..<nv { out[i * nv + k] = l[k] }
+                }
+            }
+        } catch { die("\(error.status.text): \(error.message)") }
+        writeAtomically(out.withUnsafeBufferPointer { Data(buffer: $0) }, to: o)
+    }
+}
+
+struct Perplexity: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ppl",
+        abstract: "Perplexity with llama.cpp's method (chunks of ctx tokens, each from an empty cache, second half scored).")
+    @Option(name: .short) var m: String
+    @Option(name: .short) var f: String
+    @Option(name: .long) var ctx: Int = 512
+    @Option(name: .long, help: "Number of chunks (0 = all).") var chunks: Int = 0
+    @Option(name: .long) var batch: Int = 64
+    @Option(name: .short) var t: Int = 0
+
+    func run() throws {
+        let model = loadModel(m)
+        guard let d = FileManager.default.contents(atPath: f) else { die("cannot read \(f)") }
+        var bytes = [UInt8](d)
+        let all = bytes.withUnsafeMutableBufferPointer {
+            model.tokenizer.encode(UnsafeBufferPointer($0), addBos: false, parseSpecial: false)
+        }
+        var nChunks = all.count / ctx
+        if chunks > 0 { nChunks = min(nChunks, chunks) }
+        if nChunks < 1 { die("text has \(all.count) tokens, fewer than one chunk of \(ctx)") }
+        eprint("ppl: \(all.count) tokens, \(nChunks) chunks of \(ctx)")
+        var sp = SessionParams()
+        sp.nCtx = ctx
+        sp.nBatch = batch
+        sp.nThreads = t
+        let session: Session
+        do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
+        let nv = model.hp.nVocab
+        let first = ctx / 2
+        var nll = 0.0
+        var count = 0
+        let t0 = Date()
+        for c in 0..<nChunks {
+            var chunk = Array(all[(c * ctx)..<((c + 1) * ctx)])
+            if model.tokenizer.addBos && model.tokenizer.bos >= 0 { chunk[0] = model.tokenizer.bos }
+            session.reset()
+            do {
+                try chunk.withUnsafeBufferPointer { (b) throws(EAError) in
+                    try session.evaluate(b, logitsFrom: first) { i, l in
+                        if i >= ctx - 1 { return }
+                        var mx = -Float.infinity
+                        for k in 0..<nv where l[k] > mx { mx = l[k] }
+                        var sum = 0.0
+                        for k in 0..<nv { sum += exp(Double(l[k] - mx)) }
+                        let target = Int(chunk[i + 1])
+                        nll += -(Double(l[target] - mx) - log(sum))
+                        count += 1
+                    }
+                }
+            } catch { die("\(error.status.text): \(error.message)") }
+            let el = Date().timeIntervalSince(t0)
+            print("[\(c + 1)] \(String(format: "%.4f", exp(nll / Double(count))))  (\(String(format: "%.1f", el)) s)")
+        }
+        print("ppl: \(String(format: "%.4f", exp(nll / Double(count))))")
+    }
+}

@@ -1,0 +1,240 @@
+/*
+ * edgeattn.h - public C API of libedgeattn, a runtime for compressed language and sequence models on
+ * ARM Linux boards.
+ *
+ * C99, freestanding-safe (only <stdint.h>, <stddef.h>). Link: libedgeattn.a, libm and the OpenMP
+ * runtime (libgomp or libomp). No Swift runtime is needed.
+ *
+ * Conventions
+ * - Every function that can fail returns an ea_status (EA_OK == 0). ea_status_string() names a
+ *   status; ea_model_last_error() / ea_session_last_error() give the detail of the last failure on
+ *   that handle (which tensor, which offset); ea_last_error() gives the calling thread's last failure,
+ *   for calls that have no handle yet (ea_model_load).
+ * - Handles are opaque. Free functions accept NULL. A pointer returned by the library is owned by the
+ *   library unless the function says otherwise, and stays valid as long as stated.
+ * - *_params structs start with a `size` field: always initialise them with *_default_params(), then
+ *   change fields. The library reads only the fields that existed when `size` was set.
+ * - One model may be shared by many sessions on different threads (it is read-only after load). A
+ *   session (and a sampler) is used by one thread at a time.
+ * - Memory: ea_estimate_session_bytes() returns, before anything is allocated, the exact number of
+ *   bytes a session will allocate; ea_session_create() refuses with EA_ERR_BUDGET when that exceeds
+ *   the caller's budget. Decoding a token allocates nothing.
+ */
+#ifndef EDGEATTN_H
+#define EDGEATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Version ---------------------------------------------------------------------------------- */
+#define EA_VERSION_MAJOR 0
+#define EA_VERSION_MINOR 1
+#define EA_VERSION_PATCH 0
+/* EA_VERSION_NUMBER == MAJOR*10000 + MINOR*100 + PATCH: compare with ea_version() at run time to
+ * check that the header and the linked library agree. */
+#define EA_VERSION_NUMBER (EA_VERSION_MAJOR * 10000 + EA_VERSION_MINOR * 100 + EA_VERSION_PATCH)
+
+/* Returns the library's EA_VERSION_NUMBER. */
+uint32_t ea_version(void);
+
+/* ---- Status ----------------------------------------------------------------------------------- */
+/* Stable values: new codes are only ever appended. */
+typedef int32_t ea_status;
+enum {
+    EA_OK = 0,
+    EA_ERR_INVALID_ARGUMENT = 1,  /* NULL pointer, bad params struct, value out of its range      */
+    EA_ERR_IO = 2,                /* file cannot be opened, read, mapped or written              */
+    EA_ERR_BAD_MAGIC = 3,         /* not a GGUF file                                              */
+    EA_ERR_UNSUPPORTED_VERSION = 4, /* GGUF version other than 2 or 3                             */
+    EA_ERR_TRUNCATED = 5,         /* file ends inside a header, a metadata value or tensor data    */
+    EA_ERR_CORRUPT = 6,           /* impossible counts, lengths, offsets, alignment or overlaps    */
+    EA_ERR_UNSUPPORTED_TYPE = 7,  /* tensor or metadata type this library does not know            */
+    EA_ERR_UNSUPPORTED_ARCH = 8,  /* model architecture this library cannot run                    */
+    EA_ERR_MISSING_TENSOR = 9,    /* a tensor the architecture needs is absent                     */
+    EA_ERR_SHAPE = 10,            /* a tensor has the wrong shape for the model's hyperparameters  */
+    EA_ERR_METADATA = 11,         /* a required metadata key is absent or has the wrong type       */
+    EA_ERR_BUDGET = 12,           /* the session does not fit the caller's memory budget          */
+    EA_ERR_OUT_OF_MEMORY = 13,    /* the system allocator refused                                  */
+    EA_ERR_TOKEN_RANGE = 14,      /* a token id outside [0, vocab size)                            */
+    EA_ERR_CONTEXT_FULL = 15,     /* the tokens would not fit the session's context                */
+    EA_ERR_BUFFER_TOO_SMALL = 16, /* an output buffer is too small; the size needed is returned   */
+    EA_ERR_ABORTED = 17,          /* the caller's abort flag or callback stopped the call         */
+    EA_ERR_TOKENIZER = 18         /* tokenizer metadata is missing or inconsistent                 */
+};
+
+/* A static, human-readable name for a status ("EA_ERR_TRUNCATED: file is truncated").
+ * Never NULL; unknown values give "unknown status". */
+const char *ea_status_string(ea_status status);
+
+/* The calling thread's last error message (set by every failing call, including ea_model_load).
+ * Owned by the library; valid until the next failing call on the same thread. Never NULL ("" when
+ * there was none). */
+const char *ea_last_error(void);
+
+/* ---- Types ------------------------------------------------------------------------------------ */
+typedef struct ea_model ea_model;     /* weights, hyperparameters and tokenizer; read-only after load */
+typedef struct ea_session ea_session; /* one conversation: KV cache, scratch, logits                  */
+typedef struct ea_sampler ea_sampler; /* sampling chain and its random state                          */
+typedef int32_t ea_token;
+
+/* ---- Model ------------------------------------------------------------------------------------ */
+typedef struct ea_model_params {
+    uint32_t size;        /* sizeof(ea_model_params); set by ea_model_default_params()          */
+    uint32_t use_mmap;    /* 1 (default): map the file read-only; 0: read it into memory          */
+    uint32_t validate_data; /* 1: also scan every float tensor for NaN/Inf at load (slower); default 0 */
+    uint32_t reserved;
+} ea_model_params;
+
+/* Defaults: use_mmap = 1, validate_data = 0. */
+ea_model_params ea_model_default_params(void);
+
+/* Loads a GGUF model. On success *out_model receives a new model (free with ea_model_free) and
+ * EA_OK is returned. On failure *out_model is set to NULL, the status says what kind of problem it
+ * is and ea_last_error() says where (key, tensor name, file offset). params may be NULL (defaults).
+ * Every offset, count, length and shape in the file is validated before use. */
+ea_status ea_model_load(const char *path, const ea_model_params *params, ea_model **out_model);
+
+/* Frees a model. NULL is ignored. All sessions of the model must be freed first. */
+void ea_model_free(ea_model *model);
+
+/* Model facts. All return 0 / "" for a NULL model. */
+int32_t ea_model_vocab_size(const ea_model *model);
+int32_t ea_model_context_length(const ea_model *model); /* training context, from metadata */
+int32_t ea_model_n_layers(const ea_model *model);
+int32_t ea_model_n_embd(const ea_model *model);
+/* "llama", "gemma3", ... Owned by the model, valid until ea_model_free. */
+const char *ea_model_architecture(const ea_model *model);
+/* Bytes the model itself holds outside the mapped file (tokenizer tables, repacked weights), and the
+ * size of the mapped file. */
+uint64_t ea_model_resident_bytes(const ea_model *model);
+uint64_t ea_model_file_bytes(const ea_model *model);
+/* Last error text for this model (e.g. from ea_tokenize). Owned by the model. Never NULL. */
+const char *ea_model_last_error(const ea_model *model);
+
+/* ---- Tokenizer -------------------------------------------------------------------------------- */
+/* Tokenizes `text` (text_len bytes, UTF-8; need not be NUL-terminated). With parse_special != 0 the
+ * text of special tokens (e.g. "<|im_start|>") becomes that token; otherwise it is tokenized as
+ * plain text. add_bos != 0 prepends BOS when the model asks for it (tokenizer.ggml.add_bos_token).
+ * Writes at most max_tokens ids to `tokens` and the count to *n_tokens. If max_tokens is too small,
+ * returns EA_ERR_BUFFER_TOO_SMALL with *n_tokens set to the count needed (tokens may be NULL then). */
+ea_status ea_tokenize(const ea_model *model, const char *text, size_t text_len, int32_t add_bos,
+                      int32_t parse_special, ea_token *tokens, size_t max_tokens, size_t *n_tokens);
+
+/* Writes the bytes of one token (special tokens give their text) to buf, no NUL added, and the byte
+ * count to *n_bytes. A token may hold part of a UTF-8 character: concatenate pieces before
+ * displaying. EA_ERR_BUFFER_TOO_SMALL sets *n_bytes to the size needed. */
+ea_status ea_token_to_text(const ea_model *model, ea_token token, char *buf, size_t buf_size,
+                           size_t *n_bytes);
+
+/* Special tokens: -1 when the model has none. ea_token_is_eog: end of generation (EOS, EOT,
+ * <|im_end|>, ...). */
+ea_token ea_token_bos(const ea_model *model);
+ea_token ea_token_eos(const ea_model *model);
+int32_t ea_token_is_eog(const ea_model *model, ea_token token);
+
+/* Formats a chat with the ChatML template (<|im_start|>role\ncontent<|im_end|>\n ...), followed by
+ * "<|im_start|>assistant\n" when add_assistant != 0. roles/contents are n_messages NUL-terminated
+ * strings. Writes a NUL-terminated string to buf; *n_bytes receives its length without the NUL.
+ * EA_ERR_BUFFER_TOO_SMALL sets *n_bytes to the length needed (allocate *n_bytes + 1). */
+ea_status ea_chat_format(const ea_model *model, const char *const *roles,
+                         const char *const *contents, size_t n_messages, int32_t add_assistant,
+                         char *buf, size_t buf_size, size_t *n_bytes);
+
+/* ---- Session ---------------------------------------------------------------------------------- */
+typedef struct ea_session_params {
+    uint32_t size;          /* sizeof(ea_session_params)                                          */
+    uint32_t n_ctx;         /* tokens the KV cache holds; 0 = the model's training context         */
+    uint32_t n_batch;       /* tokens evaluated together in prefill (scratch scales with it); 32  */
+    uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores            */
+    uint64_t memory_budget; /* bytes the session may allocate; 0 = no limit                         */
+} ea_session_params;
+
+/* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0. */
+ea_session_params ea_session_default_params(void);
+
+/* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,
+ * logits), computed by the same planner that allocates. Returns EA_OK and writes *out_bytes, or an
+ * error for bad params. */
+ea_status ea_estimate_session_bytes(const ea_model *model, const ea_session_params *params,
+                                    uint64_t *out_bytes);
+
+/* Creates a session. Fails with EA_ERR_BUDGET (ea_last_error names the planned bytes and the
+ * budget) when params->memory_budget != 0 and the plan exceeds it; all memory is allocated here and
+ * never again. *out_session is NULL on failure. params may be NULL (defaults). */
+ea_status ea_session_create(const ea_model *model, const ea_session_params *params,
+                            ea_session **out_session);
+
+/* Frees a session. NULL is ignored. */
+void ea_session_free(ea_session *session);
+
+/* Bytes this session allocated (equals the estimate). */
+uint64_t ea_session_allocated_bytes(const ea_session *session);
+/* Tokens currently in the KV cache. */
+int32_t ea_session_n_past(const ea_session *session);
+/* Context size (tokens) of this session. */
+int32_t ea_session_n_ctx(const ea_session *session);
+/* Empties the KV cache (keeps the memory). */
+void ea_session_reset(ea_session *session);
+/* Last error text for this session. Owned by the session. Never NULL. */
+const char *ea_session_last_error(const ea_session *session);
+
+/* Appends n_tokens tokens to the cache, in batches of n_batch, and computes the logits of the last
+ * one. Fails with EA_ERR_TOKEN_RANGE for an id out of range and EA_ERR_CONTEXT_FULL when the tokens
+ * do not fit (nothing is appended then). */
+ea_status ea_session_prefill(ea_session *session, const ea_token *tokens, size_t n_tokens);
+
+/* Appends one token and computes its logits. *out_logits (may be NULL) receives a pointer to
+ * vocab-size floats owned by the session, valid until the next call on the session. */
+ea_status ea_session_decode(ea_session *session, ea_token token, const float **out_logits);
+
+/* The logits of the last evaluated token (vocab-size floats, owned by the session), or NULL if none
+ * has been evaluated since creation or reset. */
+const float *ea_session_logits(const ea_session *session);
+
+/* ---- Sampler ---------------------------------------------------------------------------------- */
+typedef struct ea_sampler_params {
+    uint32_t size;             /* sizeof(ea_sampler_params)                                     */
+    float temperature;         /* <= 0: greedy (argmax); default 0                                */
+    int32_t top_k;             /* keep the k most likely (0 = off); default 40                   */
+    float top_p;               /* nucleus: smallest set with probability >= p (1 = off); 0.95    */
+    float min_p;               /* drop tokens below min_p * p(max) (0 = off); default 0.05        */
+    float repeat_penalty;      /* llama.cpp style on the last repeat_last_n tokens (1 = off); 1   */
+    int32_t repeat_last_n;     /* window of the penalty; default 64                              */
+    uint64_t seed;             /* random seed; default 0x5eed                                    */
+} ea_sampler_params;
+
+/* Defaults as documented on each field. */
+ea_sampler_params ea_sampler_default_params(void);
+
+/* Creates a sampler for the model's vocabulary (allocates its scratch once). */
+ea_status ea_sampler_create(const ea_model *model, const ea_sampler_params *params,
+                            ea_sampler **out_sampler);
+/* Frees a sampler. NULL is ignored. */
+void ea_sampler_free(ea_sampler *sampler);
+/* Picks a token from vocab-size logits (not modified) and records it for the repetition penalty. */
+ea_status ea_sampler_sample(ea_sampler *sampler, const float *logits, ea_token *out_token);
+/* Records a token (e.g. the prompt) for the repetition penalty without sampling. */
+void ea_sampler_accept(ea_sampler *sampler, ea_token token);
+
+/* ---- Generation ------------------------------------------------------------------------------- */
+/* Called once per generated token with its bytes (see ea_token_to_text). Return 0 to continue,
+ * non-zero to stop (ea_generate then returns EA_OK). */
+typedef int32_t (*ea_token_callback)(ea_token token, const char *piece, size_t piece_len,
+                                     void *user_data);
+
+/* Prefills `prompt`, then samples up to n_predict tokens, streaming each to `callback` (may be
+ * NULL), stopping early at an end-of-generation token (not streamed). The sampler sees the prompt
+ * for its repetition penalty. abort_flag (may be NULL) is read before each token: when it is non-zero
+ * the call returns EA_ERR_ABORTED. *n_generated (may be NULL) receives the count of tokens produced. */
+ea_status ea_generate(ea_session *session, ea_sampler *sampler, const ea_token *prompt,
+                      size_t n_prompt, int32_t n_predict, ea_token_callback callback,
+                      void *user_data, const volatile int32_t *abort_flag, int32_t *n_generated);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGEATTN_H */
