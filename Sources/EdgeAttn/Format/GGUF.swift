@@ -4,9 +4,9 @@ import EAKernels
 /// alignment is validated before it is used, so a corrupt or truncated file gives a precise error
 /// and never a read outside the mapping.
 ///
-/// Error policy: a value that cannot be right for a file of this size (a count or length larger
-/// than the whole file, an offset outside the data section) is `.corrupt`; a value that is
-/// plausible but runs past the end of this file is `.truncated`.
+/// Error policy: a value no valid file can hold (a count or length beyond the absolute limits
+/// below, a shape that overflows, a tensor outside the packed data section, overlaps, misalignment)
+/// is `.corrupt`; a plausible value whose bytes run past the end of this file is `.truncated`.
 
 /// GGUF metadata value types (gguf_type).
 public enum GGUFValueType: UInt32 {
@@ -126,17 +126,14 @@ struct ByteCursor {
         return UInt64(littleEndian: v)
     }
 
-    /// Reads a length-prefixed string. A length beyond the whole file is corrupt; beyond the end of
-    /// this (shorter) file is truncation.
-    mutating func string(_ what: String, maxLength: Int = Int.max) throws(EAError) -> String {
+    /// Reads a length-prefixed string. A length beyond maxLength is corrupt; beyond the end of the
+    /// file, truncation.
+    mutating func string(_ what: String, maxLength: Int = GGUFFile.maxStringLength) throws(EAError) -> String {
         let n64 = try u64("length of \(what)")
-        if n64 > UInt64(size) {
-            throw EAError(.corrupt, "length \(n64) of \(what) at offset \(pos - 8) exceeds the file size \(size)")
+        if n64 > UInt64(maxLength) {
+            throw EAError(.corrupt, "length \(n64) of \(what) at offset \(pos - 8) exceeds the limit \(maxLength)")
         }
         let n = Int(n64)
-        if n > maxLength {
-            throw EAError(.corrupt, "length \(n) of \(what) at offset \(pos - 8) exceeds the limit \(maxLength)")
-        }
         try need(n, what)
         let s = String(decoding: UnsafeRawBufferPointer(start: base + pos, count: n), as: UTF8.self)
         pos += n
@@ -146,8 +143,8 @@ struct ByteCursor {
     /// Skips a string without decoding it (array elements).
     mutating func skipString(_ what: String) throws(EAError) {
         let n64 = try u64("length of \(what)")
-        if n64 > UInt64(size) {
-            throw EAError(.corrupt, "length \(n64) of \(what) at offset \(pos - 8) exceeds the file size \(size)")
+        if n64 > UInt64(GGUFFile.maxStringLength) {
+            throw EAError(.corrupt, "length \(n64) of \(what) at offset \(pos - 8) exceeds the limit \(GGUFFile.maxStringLength)")
         }
         try need(Int(n64), what)
         pos += Int(n64)
@@ -212,7 +209,11 @@ public final class GGUFFile {
         var index: [String: Int] = [:]
     }
 
+    // Absolute limits: far above any real model, low enough that sizes cannot overflow.
     static let maxNameLength = 4096
+    static let maxStringLength = 1 << 30
+    static let maxCount = 1 << 20        // tensors, metadata entries
+    static let maxArrayCount = 1 << 30   // elements of one array
     static let maxArrayDepth = 4
 
     static func parse(base: UnsafeRawPointer, size: Int) throws(EAError) -> Parsed {
@@ -229,13 +230,11 @@ public final class GGUFFile {
         }
         let nTensors64 = try c.u64("tensor count")
         let nKV64 = try c.u64("metadata count")
-        // Smallest possible tensor info: name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
-        if nTensors64 > UInt64(size / 32) {
-            throw EAError(.corrupt, "tensor count \(nTensors64) is impossible for a file of \(size) bytes")
+        if nTensors64 > UInt64(maxCount) {
+            throw EAError(.corrupt, "tensor count \(nTensors64) exceeds the limit \(maxCount)")
         }
-        // Smallest possible key/value: key length (8) + type (4) + a 1-byte value.
-        if nKV64 > UInt64(size / 13) {
-            throw EAError(.corrupt, "metadata count \(nKV64) is impossible for a file of \(size) bytes")
+        if nKV64 > UInt64(maxCount) {
+            throw EAError(.corrupt, "metadata count \(nKV64) exceeds the limit \(maxCount)")
         }
         let nTensors = Int(nTensors64), nKV = Int(nKV64)
 
@@ -293,8 +292,8 @@ public final class GGUFFile {
                 throw EAError(.corrupt, "tensor '\(name)' byte size overflows")
             }
             let off = try c.u64("offset of tensor '\(name)'")
-            if off > UInt64(size) {
-                throw EAError(.corrupt, "tensor '\(name)' offset \(off) lies beyond the end of the file (\(size) bytes)")
+            if off > UInt64(Int.max / 4) {
+                throw EAError(.corrupt, "tensor '\(name)' offset \(off) lies beyond the end of any possible file")
             }
             if Int(off) % r.alignment != 0 {
                 throw EAError(.corrupt, "tensor '\(name)' offset \(off) is not aligned to \(r.alignment)")
@@ -327,7 +326,7 @@ public final class GGUFFile {
             }
             let end = t.offset + t.byteCount
             if end > extent {
-                throw EAError(.corrupt, "tensor '\(t.name)' (data offset \(t.offset), \(t.byteCount) bytes) lies outside the tensor data section (\(extent) bytes)")
+                throw EAError(.corrupt, "tensor '\(t.name)' (data offset \(t.offset), \(t.byteCount) bytes) lies beyond the end of the tensor data section (\(extent) bytes)")
             }
             prevEnd = end
             prevName = t.name
@@ -365,9 +364,8 @@ public final class GGUFFile {
                 throw EAError(.corrupt, "array '\(key)' has unknown element type \(et)")
             }
             let n64 = try c.u64("element count of '\(key)'")
-            let minElem = etype.scalarSize ?? 8
-            if n64 > UInt64(fileSize / minElem) {
-                throw EAError(.corrupt, "array '\(key)' element count \(n64) is impossible for a file of \(fileSize) bytes")
+            if n64 > UInt64(maxArrayCount) {
+                throw EAError(.corrupt, "array '\(key)' element count \(n64) exceeds the limit \(maxArrayCount)")
             }
             let n = Int(n64)
             let start = c.pos

@@ -1,0 +1,234 @@
+import EAKernels
+import Foundation
+import XCTest
+@testable import EdgeAttn
+
+/// Deterministic pseudo-random numbers for tests.
+struct TestRNG {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func float(_ lo: Float, _ hi: Float) -> Float {
+        lo + (hi - lo) * Float(next() >> 40) / Float(1 << 24)
+    }
+    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
+}
+
+/// IEEE half bits for a float (round to nearest): test-side encoder, written independently.
+func halfBits(_ f: Float) -> UInt16 { Float16(f).bitPattern }
+
+final class KernelTests: XCTestCase {
+    /// Builds random weight rows of a 32-block type with valid fp16 scales.
+    func randomRows(type: Int32, rows: Int, cols: Int, rng: inout TestRNG) -> [UInt8] {
+        let bb = Int(eak_type_block_bytes(type))
+        var w = [UInt8](repeating: 0, count: rows * cols / 32 * bb)
+        for i in 0..<w.count { w[i] = rng.byte() }
+        for b in 0..<(rows * cols / 32) {
+            let d = halfBits(rng.float(0.001, 0.05))
+            w[b * bb] = UInt8(d & 0xFF)
+            w[b * bb + 1] = UInt8(d >> 8)
+            if type == 3 || type == 7 {  // Q4_1 / Q5_1 carry an offset
+                let m = halfBits(rng.float(-0.1, 0.1))
+                w[b * bb + 2] = UInt8(m & 0xFF)
+                w[b * bb + 3] = UInt8(m >> 8)
+            }
+        }
+        return w
+    }
+
+    /// The integer kernel equals the float dot of the dequantized operands (to float rounding), and
+    /// the SIMD kernel equals the generic kernel exactly, on ragged token counts.
+    func testInt8MatmulMatchesDequantizedFloatAndGenericExactly() {
+        var rng = TestRNG(state: 42)
+        for type: Int32 in [2, 3, 6, 7, 8] {
+            for (rows, cols, nTok) in [(7, 64, 1), (13, 96, 5), (33, 576, 9), (4, 1536, 17)] {
+                let w = randomRows(type: type, rows: rows, cols: cols, rng: &rng)
+                var x = [Float](repeating: 0, count: nTok * cols)
+                for i in 0..<x.count { x[i] = rng.float(-3, 3) }
+                var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
+                eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+                var ySimd = [Float](repeating: 0, count: nTok * rows)
+                var yGen = ySimd
+                eak_force_generic(0)
+                eak_matmul_q8(type, w, w.count / rows, Int32(rows), Int32(cols), act, Int32(nTok), &ySimd, 2)
+                eak_force_generic(1)
+                eak_matmul_q8(type, w, w.count / rows, Int32(rows), Int32(cols), act, Int32(nTok), &yGen, 1)
+                eak_force_generic(0)
+                XCTAssertEqual(ySimd, yGen, "type \(type) \(rows)x\(cols) n=\(nTok): SIMD != generic")
+
+                // reference: dequantize both operands, dot in double
+                var wf = [Float](repeating: 0, count: rows * cols)
+                XCTAssertEqual(eak_dequantize(type, w, &wf, Int64(rows * cols)), 0)
+                for t in 0..<nTok {
+                    var xq = [Double](repeating: 0, count: cols)
+                    for b in 0..<(cols / 32) {
+                        let blk = act[t * cols / 32 + b]
+                        withUnsafeBytes(of: blk.qs) { q in
+                            for j in 0..<32 { xq[b * 32 + j] = Double(blk.d) * Double(Int8(bitPattern: q[j])) }
+                        }
+                    }
+                    for r in 0..<rows {
+                        var ref = 0.0
+                        var mag = 0.0
+                        for c in 0..<cols {
+                            ref += Double(wf[r * cols + c]) * xq[c]
+                            mag += abs(Double(wf[r * cols + c]) * xq[c])
+                        }
+                        let got = Double(ySimd[t * rows + r])
+                        // Q4_1/Q5_1 use the fp16-rounded block sum s: allow its rounding (2^-11 relative)
+                        let tol = 1e-5 * mag + ((type == 3 || type == 7) ? 2e-3 * mag / Double(cols) * 32 : 0) + 1e-6
+                        XCTAssertEqual(got, ref, accuracy: tol, "type \(type) row \(r) token \(t)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Activation quantization: per-element error <= d/2 (plus fp16 rounding of d), zero block exact.
+    func testActivationQuantizationError() {
+        var rng = TestRNG(state: 7)
+        let cols = 256
+        var x = [Float](repeating: 0, count: cols)
+        for i in 0..<cols { x[i] = rng.float(-10, 10) }
+        for i in 32..<64 { x[i] = 0 }
+        var act = [eak_act_block](repeating: eak_act_block(), count: cols / 32)
+        eak_quantize_act(x, 1, Int32(cols), &act)
+        for b in 0..<(cols / 32) {
+            let blk = act[b]
+            var amax: Float = 0
+            for j in 0..<32 { amax = max(amax, abs(x[b * 32 + j])) }
+            withUnsafeBytes(of: blk.qs) { q in
+                var sum = 0
+                for j in 0..<32 {
+                    let v = Int8(bitPattern: q[j])
+                    sum += Int(v)
+                    let err = abs(Double(blk.d) * Double(v) - Double(x[b * 32 + j]))
+                    // q = round(x * 127/amax) with the exact scale, then d is stored rounded to fp16:
+                    // |d q - x| <= (amax/127)/2 + |q| * |d_fp16 - amax/127|
+                    let dTrue = Double(amax) / 127
+                    XCTAssertLessThanOrEqual(err, dTrue / 2 + 127 * abs(Double(blk.d) - dTrue) + 1e-6)
+                }
+                XCTAssertEqual(Double(blk.s), Double(blk.d) * Double(sum), accuracy: abs(Double(blk.d) * Double(sum)) * 1e-3 + 1e-6)
+            }
+            if b == 1 { XCTAssertEqual(blk.d, 0) }
+        }
+    }
+
+    /// Our portable exp against Foundation's (double) exp: within 1 float ulp.
+    func testExpAccuracy() {
+        var x: Float = -100
+        while x < 88 {
+            let got = eak_exp(x)
+            let ref = Float(Foundation.exp(Double(x)))
+            XCTAssertLessThanOrEqual(abs(got - ref), ref.ulp, "exp(\(x))")
+            x += 0.37
+        }
+        XCTAssertEqual(eak_exp(-200), 0)
+        XCTAssertEqual(eak_exp(100), .infinity)
+    }
+
+    /// top-k equals the first k of a full stable sort by descending value.
+    func testTopKMatchesSort() {
+        var rng = TestRNG(state: 3)
+        for n in [1, 5, 100, 1000] {
+            var x = [Float](repeating: 0, count: n)
+            for i in 0..<n { x[i] = Float(Int(rng.next() % 50)) }  // many ties
+            let order = (0..<n).sorted { x[$0] > x[$1] || (x[$0] == x[$1] && $0 < $1) }
+            for k in [1, 3, n] where k <= n {
+                var idx = [Int32](repeating: -1, count: k)
+                eak_top_k(x, Int32(n), Int32(k), &idx)
+                XCTAssertEqual(idx.map { Int($0) }, Array(order.prefix(k)), "n=\(n) k=\(k)")
+            }
+        }
+    }
+
+    /// RoPE: rotating pairs equals multiplying complex numbers by e^{i pos theta_i}.
+    func testRopeMatchesComplexRotation() {
+        var rng = TestRNG(state: 9)
+        let hd = 64, heads = 3, pos = 37
+        var x = [Float](repeating: 0, count: hd * heads)
+        for i in 0..<x.count { x[i] = rng.float(-1, 1) }
+        for neox in [Int32(0), 1] {
+            var y = x
+            eak_rope(&y, Int32(heads), Int32(hd), Int32(pos), 10000, 1, neox)
+            for h in 0..<heads {
+                for i in 0..<(hd / 2) {
+                    let a = h * hd + (neox == 1 ? i : 2 * i), b = h * hd + (neox == 1 ? i + hd / 2 : 2 * i + 1)
+                    let th = Double(pos) * Foundation.pow(10000.0, -2.0 * Double(i) / Double(hd))
+                    let re = Double(x[a]) * cos(th) - Double(x[b]) * sin(th)
+                    let im = Double(x[a]) * sin(th) + Double(x[b]) * cos(th)
+                    XCTAssertEqual(Double(y[a]), re, accuracy: 1e-5)
+                    XCTAssertEqual(Double(y[b]), im, accuracy: 1e-5)
+                }
+            }
+        }
+    }
+
+    /// Attention kernel against a direct softmax(qK^T/sqrt(d))V in double, GQA with 2 groups.
+    func testAttentionMatchesDirectFormula() {
+        var rng = TestRNG(state: 11)
+        let nHead = 4, nKV = 2, hd = 16, pos0 = 5, n = 3, total = pos0 + n
+        var q = [Float](repeating: 0, count: n * nHead * hd)
+        var k = [Float](repeating: 0, count: total * nKV * hd)
+        var v = k
+        for i in 0..<q.count { q[i] = rng.float(-1, 1) }
+        for i in 0..<k.count { k[i] = rng.float(-1, 1); v[i] = rng.float(-1, 1) }
+        var out = [Float](repeating: 0, count: q.count)
+        var scratch = [Float](repeating: 0, count: 2 * total)
+        let scale = 1 / Float(hd).squareRoot()
+        eak_attention(q, k, v, &out, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd), scale, &scratch, 2)
+        for t in 0..<n {
+            for h in 0..<nHead {
+                let kvh = h / (nHead / nKV)
+                var s = [Double]()
+                for j in 0...(pos0 + t) {
+                    var d = 0.0
+                    for c in 0..<hd { d += Double(q[(t * nHead + h) * hd + c]) * Double(k[(j * nKV + kvh) * hd + c]) }
+                    s.append(d * Double(scale))
+                }
+                let m = s.max()!
+                let e = s.map { Foundation.exp($0 - m) }
+                let z = e.reduce(0, +)
+                for c in 0..<hd {
+                    var o = 0.0
+                    for j in 0..<e.count { o += e[j] / z * Double(v[(j * nKV + kvh) * hd + c]) }
+                    XCTAssertEqual(Double(out[(t * nHead + h) * hd + c]), o, accuracy: 1e-5)
+                }
+            }
+        }
+    }
+
+    /// Float matmul (any type, decoded rows) equals a double reference, and batching does not change it.
+    func testFloatMatmulF16() {
+        var rng = TestRNG(state: 5)
+        let rows = 9, cols = 40, n = 6
+        var w16 = [UInt16](repeating: 0, count: rows * cols)
+        var wf = [Float](repeating: 0, count: rows * cols)
+        for i in 0..<w16.count {
+            let f = rng.float(-1, 1)
+            w16[i] = halfBits(f)
+            wf[i] = Float(Float16(bitPattern: w16[i]))
+        }
+        var x = [Float](repeating: 0, count: n * cols)
+        for i in 0..<x.count { x[i] = rng.float(-1, 1) }
+        var y = [Float](repeating: 0, count: n * rows)
+        eak_matmul(1, w16, cols * 2, Int32(rows), Int32(cols), x, Int32(n), &y, 2)
+        for t in 0..<n {
+            var y1 = [Float](repeating: 0, count: rows)
+            Array(x[(t * cols)..<((t + 1) * cols)]).withUnsafeBufferPointer {
+                eak_matmul(1, w16, cols * 2, Int32(rows), Int32(cols), $0.baseAddress, 1, &y1, 1)
+            }
+            for r in 0..<rows {
+                var ref = 0.0
+                for c in 0..<cols { ref += Double(wf[r * cols + c]) * Double(x[t * cols + c]) }
+                XCTAssertEqual(Double(y[t * rows + r]), ref, accuracy: 1e-5)
+                XCTAssertEqual(Double(y1[r]), ref, accuracy: 1e-5)
+            }
+        }
+    }
+}
