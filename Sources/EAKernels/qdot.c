@@ -48,7 +48,16 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)half;
 }
 
-static inline float h2f(const uint8_t *p) { return eak_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+/* fp16 -> fp32 by table: exact (filled by eak_f16_to_f32) and branch-free in the inner loop.
+ * Filled once in pick_idot(), before any parallel region reads it. */
+static float g_f16[65536];
+static int g_f16_ready;
+static void f16_table_init(void) {
+    if (g_f16_ready) return;
+    for (uint32_t i = 0; i < 65536; ++i) g_f16[i] = eak_f16_to_f32((uint16_t)i);
+    g_f16_ready = 1;
+}
+static inline float h2f(const uint8_t *p) { return g_f16[(uint16_t)(p[0] | (p[1] << 8))]; }
 
 int eak_act_type(int wtype) {
     switch (wtype) {
@@ -149,27 +158,139 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static int32_t idot_dotprod(co
 }
 #endif
 
+/* ---- exact int32 sums of every block of one weight row against one token ----------------------
+ * sums[b] = int_dot(unpacked weight block b, activation block b). The SIMD versions unpack with
+ * vector instructions; types they do not cover fall back to unpack_block + idot. */
+typedef void (*rowsums_fn)(int type, const uint8_t *row, const eak_act_block *xa, int nb, int32_t *sums);
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static inline int32_t hsum_i32x8(__m256i s) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return _mm_cvtsi128_si32(h);
+}
+
+__attribute__((target("avx2"))) static int rowsums_avx2(int type, const uint8_t *row, const eak_act_block *xa,
+                                                        int nb, int32_t *sums) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    switch (type) {
+    case EAK_Q4_0:
+    case EAK_Q4_1: {
+        const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;
+        const __m256i eight = _mm256_set1_epi8(8);
+        for (int b = 0; b < nb; ++b) {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(row + (size_t)b * bb + qoff));
+            __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+            __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+            __m256i p;
+            if (type == EAK_Q4_1) {
+                p = _mm256_maddubs_epi16(w, x); /* w in 0..15 unsigned */
+            } else {
+                __m256i ws = _mm256_sub_epi8(w, eight);
+                p = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(x, ws));
+            }
+            sums[b] = hsum_i32x8(_mm256_madd_epi16(p, ones16));
+        }
+        return 1;
+    }
+    case EAK_Q8_0:
+        for (int b = 0; b < nb; ++b) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(row + (size_t)b * 34 + 2));
+            __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+            sums[b] = hsum_i32x8(_mm256_madd_epi16(p, ones16));
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+#endif
+
+#if defined(__aarch64__)
+static inline int32_t dot16_neon(int8x16_t a, int8x16_t b) {
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    p = vmlal_s8(p, vget_high_s8(a), vget_high_s8(b));
+    return vaddlvq_s16(p);
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static inline int32_t dot32_dp(int8x16_t a0, int8x16_t a1,
+                                                                              int8x16_t b0, int8x16_t b1) {
+    return vaddvq_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, b0), a1, b1));
+}
+
+/* Shared body; DP selects the sdot instruction. Inlined into two dispatch targets below. */
+#define ROWSUMS_NEON_BODY(DOT32)                                                                     \
+    switch (type) {                                                                                  \
+    case EAK_Q4_0:                                                                                   \
+    case EAK_Q4_1: {                                                                                 \
+        const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;                   \
+        const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                      \
+        const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                  \
+        for (int b = 0; b < nb; ++b) {                                                               \
+            uint8x16_t raw = vld1q_u8(row + (size_t)b * bb + qoff);                                  \
+            int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off);                    \
+            int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off);                   \
+            sums[b] = DOT32(lo, hi, vld1q_s8(xa[b].qs), vld1q_s8(xa[b].qs + 16));                    \
+        }                                                                                            \
+        return 1;                                                                                    \
+    }                                                                                                \
+    case EAK_Q8_0:                                                                                   \
+        for (int b = 0; b < nb; ++b) {                                                               \
+            const int8_t *w = (const int8_t *)(row + (size_t)b * 34 + 2);                            \
+            sums[b] = DOT32(vld1q_s8(w), vld1q_s8(w + 16), vld1q_s8(xa[b].qs), vld1q_s8(xa[b].qs + 16)); \
+        }                                                                                            \
+        return 1;                                                                                    \
+    default:                                                                                         \
+        return 0;                                                                                    \
+    }
+
+static inline int32_t dot32_neon(int8x16_t a0, int8x16_t a1, int8x16_t b0, int8x16_t b1) {
+    return dot16_neon(a0, b0) + dot16_neon(a1, b1);
+}
+
+static int rowsums_neon(int type, const uint8_t *row, const eak_act_block *xa, int nb, int32_t *sums) {
+    ROWSUMS_NEON_BODY(dot32_neon)
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static int rowsums_dotprod(int type, const uint8_t *row,
+                                                                            const eak_act_block *xa, int nb,
+                                                                            int32_t *sums) {
+    ROWSUMS_NEON_BODY(dot32_dp)
+}
+#endif
+
 typedef int32_t (*idot_fn)(const int8_t *, const int8_t *);
+typedef int (*rowsums_sel_fn)(int, const uint8_t *, const eak_act_block *, int, int32_t *);
 static idot_fn g_idot;
+static rowsums_sel_fn g_rowsums; /* NULL: generic only */
+static int g_picked;
 static int g_forced_generic = -1;
 
-void eak_force_generic(int on) { g_forced_generic = on; g_idot = 0; }
+void eak_force_generic(int on) { g_forced_generic = on; g_idot = 0; g_rowsums = 0; g_picked = 0; }
 
 static idot_fn pick_idot(void) {
-    if (g_idot) return g_idot;
+    if (g_picked) return g_idot;
+    f16_table_init();
     idot_fn f = idot_generic;
+    rowsums_sel_fn r = 0;
     if (g_forced_generic != 1) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")) f = idot_avx2;
+        if (__builtin_cpu_supports("avx2")) { f = idot_avx2; r = rowsums_avx2; }
 #elif defined(__aarch64__)
         f = idot_neon;
+        r = rowsums_neon;
 #if defined(__linux__)
-        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) f = idot_dotprod;
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = idot_dotprod; r = rowsums_dotprod; }
 #endif
 #endif
     }
     g_idot = f;
+    g_rowsums = r;
+    g_picked = 1; /* racing first calls store the same values */
     return f;
 }
 
@@ -188,6 +309,7 @@ const char *eak_idot_name(void) {
 void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads) {
     const idot_fn idot = pick_idot();
+    const rowsums_sel_fn rowsums = g_rowsums;
     const int nb = cols / 32;
     const uint32_t bb = eak_type_block_bytes(type);
     const int has_min = type == EAK_Q4_1 || type == EAK_Q5_1;
@@ -195,23 +317,28 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
     for (int r = 0; r < rows; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        /* groups of up to 8 tokens share each unpacked weight block; per token the float
-         * accumulation runs over blocks in order, so results do not depend on n_tok */
-        for (int t0 = 0; t0 < n_tok; t0 += 8) {
-            const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
-            float acc[8] = {0}, accm[8] = {0};
-            int8_t wq[32];
-            for (int b = 0; b < nb; ++b) {
-                const uint8_t *blk = row + (size_t)b * bb;
-                unpack_block(type, blk, wq);
-                const float dw = h2f(blk), mw = has_min ? h2f(blk + 2) : 0.0f;
-                for (int k = 0; k < nt; ++k) {
-                    const eak_act_block *xa = xq + (size_t)(t0 + k) * nb + b;
-                    acc[k] += (dw * xa->d) * (float)idot(wq, xa->qs);
-                    if (has_min) accm[k] += mw * xa->s;
+        int32_t sums[512]; /* blocks per chunk: 16384 columns */
+        for (int t = 0; t < n_tok; ++t) {
+            const eak_act_block *xa = xq + (size_t)t * nb;
+            float acc = 0.0f, accm = 0.0f;
+            for (int b0 = 0; b0 < nb; b0 += 512) {
+                const int n = nb - b0 < 512 ? nb - b0 : 512;
+                const uint8_t *rb = row + (size_t)b0 * bb;
+                if (!rowsums || !rowsums(type, rb, xa + b0, n, sums)) {
+                    int8_t wq[32];
+                    for (int b = 0; b < n; ++b) {
+                        unpack_block(type, rb + (size_t)b * bb, wq);
+                        sums[b] = idot(wq, xa[b0 + b].qs);
+                    }
+                }
+                /* the float scaling, in block order: identical in every ISA version */
+                for (int b = 0; b < n; ++b) {
+                    const uint8_t *blk = rb + (size_t)b * bb;
+                    acc += (h2f(blk) * xa[b0 + b].d) * (float)sums[b];
+                    if (has_min) accm += h2f(blk + 2) * xa[b0 + b].s;
                 }
             }
-            for (int k = 0; k < nt; ++k) y[(size_t)(t0 + k) * rows + r] = acc[k] + accm[k];
+            y[(size_t)t * rows + r] = acc + accm;
         }
     }
 }
