@@ -1,7 +1,7 @@
 /* Float matrix product over weights stored in any GGUF type: each weight row is decoded to float once
  * (in segments, on the stack) and dotted with every token of the batch, so prefill reads the weights
  * once per batch. Parallel over output rows. The dot product has a generic version and SIMD versions
- * (AVX2+FMA on x86_64, NEON on aarch64) chosen at run time. */
+ * (AVX2 on x86_64, NEON on aarch64) chosen at run time, all with one summation order. */
 #include "ea_kernels.h"
 #include <string.h>
 #ifdef _OPENMP
@@ -15,101 +15,93 @@
 
 #define SEG 4096 /* columns decoded at a time: 16 KiB of stack per thread */
 
-/* acc[t] += dot(w[0..n), x_t[0..n)) for 4 tokens x0..x3 (generic: 4 independent partial sums each so
- * the compiler can keep them in registers). */
-static void dot4_generic(const float *w, const float *x0, const float *x1, const float *x2,
-                         const float *x3, int n, float acc[4]) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int i = 0; i < n; ++i) {
-        float wi = w[i];
-        s0 += wi * x0[i];
-        s1 += wi * x1[i];
-        s2 += wi * x2[i];
-        s3 += wi * x3[i];
-    }
-    acc[0] += s0; acc[1] += s1; acc[2] += s2; acc[3] += s3;
+/* Every version computes the same thing in the same order, so host and board agree bit for bit:
+ * 8 lanes, lane k sums elements i = k (mod 8) of the 8-aligned prefix with separate multiply and add
+ * (no FMA); the lanes reduce as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); the tail adds in order. */
+static inline float reduce8(const float l[8]) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
 static float dot1_generic(const float *w, const float *x, int n) {
-    float s[8] = {0};
+    float l[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; ++k) s[k] += w[i + k] * x[i + k];
-    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; i < n; ++i) r += w[i] * x[i];
+        for (int k = 0; k < 8; ++k) l[k] = l[k] + w[i + k] * x[i + k];
+    float r = reduce8(l);
+    for (; i < n; ++i) r = r + w[i] * x[i];
     return r;
 }
 
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
+static void dot4_generic(const float *w, const float *x0, const float *x1, const float *x2,
+                         const float *x3, int n, float acc[4]) {
+    acc[0] += dot1_generic(w, x0, n);
+    acc[1] += dot1_generic(w, x1, n);
+    acc[2] += dot1_generic(w, x2, n);
+    acc[3] += dot1_generic(w, x3, n);
 }
 
-__attribute__((target("avx2,fma"))) static void dot4_avx2(const float *w, const float *x0,
-                                                          const float *x1, const float *x2,
-                                                          const float *x3, int n, float acc[4]) {
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static inline float reduce256(__m256 v, const float *w, const float *x,
+                                                              int i, int n) {
+    float l[8];
+    _mm256_storeu_ps(l, v);
+    float r = reduce8(l);
+    for (; i < n; ++i) r = r + w[i] * x[i];
+    return r;
+}
+
+__attribute__((target("avx2"))) static void dot4_avx2(const float *w, const float *x0, const float *x1,
+                                                      const float *x2, const float *x3, int n, float acc[4]) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 wv = _mm256_loadu_ps(w + i);
-        a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + i), a0);
-        a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + i), a1);
-        a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + i), a2);
-        a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + i), a3);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(wv, _mm256_loadu_ps(x0 + i)));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(wv, _mm256_loadu_ps(x1 + i)));
+        a2 = _mm256_add_ps(a2, _mm256_mul_ps(wv, _mm256_loadu_ps(x2 + i)));
+        a3 = _mm256_add_ps(a3, _mm256_mul_ps(wv, _mm256_loadu_ps(x3 + i)));
     }
-    float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);
-    for (; i < n; ++i) {
-        s0 += w[i] * x0[i]; s1 += w[i] * x1[i]; s2 += w[i] * x2[i]; s3 += w[i] * x3[i];
-    }
-    acc[0] += s0; acc[1] += s1; acc[2] += s2; acc[3] += s3;
+    acc[0] += reduce256(a0, w, x0, i, n);
+    acc[1] += reduce256(a1, w, x1, i, n);
+    acc[2] += reduce256(a2, w, x2, i, n);
+    acc[3] += reduce256(a3, w, x3, i, n);
 }
 
-__attribute__((target("avx2,fma"))) static float dot1_avx2(const float *w, const float *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+__attribute__((target("avx2"))) static float dot1_avx2(const float *w, const float *x, int n) {
+    __m256 a = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    }
-    float s = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; ++i) s += w[i] * x[i];
-    return s;
+    for (; i + 8 <= n; i += 8) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i)));
+    return reduce256(a, w, x, i, n);
 }
 #endif
 
 #if defined(__aarch64__)
-static void dot4_neon(const float *w, const float *x0, const float *x1, const float *x2,
-                      const float *x3, int n, float acc[4]) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t wv = vld1q_f32(w + i);
-        a0 = vfmaq_f32(a0, wv, vld1q_f32(x0 + i));
-        a1 = vfmaq_f32(a1, wv, vld1q_f32(x1 + i));
-        a2 = vfmaq_f32(a2, wv, vld1q_f32(x2 + i));
-        a3 = vfmaq_f32(a3, wv, vld1q_f32(x3 + i));
-    }
-    float s0 = vaddvq_f32(a0), s1 = vaddvq_f32(a1), s2 = vaddvq_f32(a2), s3 = vaddvq_f32(a3);
-    for (; i < n; ++i) {
-        s0 += w[i] * x0[i]; s1 += w[i] * x1[i]; s2 += w[i] * x2[i]; s3 += w[i] * x3[i];
-    }
-    acc[0] += s0; acc[1] += s1; acc[2] += s2; acc[3] += s3;
+/* lanes 0-3 in lo, 4-7 in hi */
+static inline float reduce_neon(float32x4_t lo, float32x4_t hi, const float *w, const float *x, int i, int n) {
+    float l[8];
+    vst1q_f32(l, lo);
+    vst1q_f32(l + 4, hi);
+    float r = reduce8(l);
+    for (; i < n; ++i) r = r + w[i] * x[i];
+    return r;
 }
 
 static float dot1_neon(const float *w, const float *x, int n) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    float32x4_t lo = vdupq_n_f32(0), hi = lo;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
-        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+        lo = vaddq_f32(lo, vmulq_f32(vld1q_f32(w + i), vld1q_f32(x + i)));
+        hi = vaddq_f32(hi, vmulq_f32(vld1q_f32(w + i + 4), vld1q_f32(x + i + 4)));
     }
-    float s = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; i < n; ++i) s += w[i] * x[i];
-    return s;
+    return reduce_neon(lo, hi, w, x, i, n);
+}
+
+static void dot4_neon(const float *w, const float *x0, const float *x1, const float *x2,
+                      const float *x3, int n, float acc[4]) {
+    acc[0] += dot1_neon(w, x0, n);
+    acc[1] += dot1_neon(w, x1, n);
+    acc[2] += dot1_neon(w, x2, n);
+    acc[3] += dot1_neon(w, x3, n);
 }
 #endif
 
@@ -119,14 +111,18 @@ typedef float (*dot1_fn)(const float *, const float *, int);
 
 static dot4_fn g_dot4;
 static dot1_fn g_dot1;
+int eak_generic_forced(void); /* qdot.c: tests force the generic kernels */
+void eak_matmul_reset_dispatch(void);
+void eak_matmul_reset_dispatch(void) { g_dot4 = 0; g_dot1 = 0; }
 
 static void pick_kernels(void) {
     if (g_dot4) return;
     dot4_fn d4 = dot4_generic;
     dot1_fn d1 = dot1_generic;
+    if (eak_generic_forced()) { g_dot1 = d1; g_dot4 = d4; return; }
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { d4 = dot4_avx2; d1 = dot1_avx2; }
+    if (__builtin_cpu_supports("avx2")) { d4 = dot4_avx2; d1 = dot1_avx2; }
 #elif defined(__aarch64__)
     d4 = dot4_neon; d1 = dot1_neon; /* NEON is part of armv8-a */
 #endif

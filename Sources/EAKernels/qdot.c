@@ -268,8 +268,16 @@ static idot_fn g_idot;
 static rowsums_sel_fn g_rowsums; /* NULL: generic only */
 static int g_picked;
 static int g_forced_generic = -1;
+void eak_matmul_reset_dispatch(void); /* matmul.c */
+int eak_generic_forced(void) { return g_forced_generic == 1; }
 
-void eak_force_generic(int on) { g_forced_generic = on; g_idot = 0; g_rowsums = 0; g_picked = 0; }
+void eak_force_generic(int on) {
+    g_forced_generic = on;
+    g_idot = 0;
+    g_rowsums = 0;
+    g_picked = 0;
+    eak_matmul_reset_dispatch();
+}
 
 static idot_fn pick_idot(void) {
     if (g_picked) return g_idot;

@@ -218,6 +218,12 @@ final class KernelTests: XCTestCase {
         for i in 0..<x.count { x[i] = rng.float(-1, 1) }
         var y = [Float](repeating: 0, count: n * rows)
         eak_matmul(1, w16, cols * 2, Int32(rows), Int32(cols), x, Int32(n), &y, 2)
+        // the SIMD float kernel and the generic one share one summation order: bit-identical
+        var yGen = y
+        eak_force_generic(1)
+        eak_matmul(1, w16, cols * 2, Int32(rows), Int32(cols), x, Int32(n), &yGen, 1)
+        eak_force_generic(0)
+        XCTAssertEqual(y, yGen)
         for t in 0..<n {
             var y1 = [Float](repeating: 0, count: rows)
             Array(x[(t * cols)..<((t + 1) * cols)]).withUnsafeBufferPointer {

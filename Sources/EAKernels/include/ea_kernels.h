@@ -86,7 +86,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                    const eak_act_block *xq, int n_tok, float *y, int n_threads);
 /* Name of the int8 dot kernel in use: "avx2", "neon", "neon-dotprod" or "generic". */
 const char *eak_idot_name(void);
-/* Tests: force (1) or release (0) the generic int8 dot kernel. Not thread-safe. */
+/* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
 void eak_force_generic(int on);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x. */
