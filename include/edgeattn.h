@@ -130,8 +130,8 @@ ea_status ea_tokenize(const ea_model *model, const char *text, size_t text_len, 
 ea_status ea_token_to_text(const ea_model *model, ea_token token, char *buf, size_t buf_size,
                            size_t *n_bytes);
 
-/* Special tokens: -1 when the model has none. ea_token_is_eog: end of generation (EOS, EOT,
- * <|im_end|>, ...). */
+/* Special tokens: -1 when the model has none (or model is NULL). ea_token_is_eog: end of generation
+ * (EOS, EOT, <|im_end|>, ...); 0 for a NULL model. */
 ea_token ea_token_bos(const ea_model *model);
 ea_token ea_token_eos(const ea_model *model);
 int32_t ea_token_is_eog(const ea_model *model, ea_token token);
@@ -177,14 +177,14 @@ uint64_t ea_session_allocated_bytes(const ea_session *session);
 int32_t ea_session_n_past(const ea_session *session);
 /* Context size (tokens) of this session. */
 int32_t ea_session_n_ctx(const ea_session *session);
-/* Empties the KV cache (keeps the memory). */
+/* Empties the KV cache (keeps the memory). NULL is ignored. */
 void ea_session_reset(ea_session *session);
 /* Last error text for this session. Owned by the session. Never NULL. */
 const char *ea_session_last_error(const ea_session *session);
 
 /* Appends n_tokens tokens to the cache, in batches of n_batch, and computes the logits of the last
  * one. Fails with EA_ERR_TOKEN_RANGE for an id out of range and EA_ERR_CONTEXT_FULL when the tokens
- * do not fit (nothing is appended then). */
+ * do not fit; both are checked first, so nothing is appended then. n_tokens == 0 does nothing. */
 ea_status ea_session_prefill(ea_session *session, const ea_token *tokens, size_t n_tokens);
 
 /* Appends one token and computes its logits. *out_logits (may be NULL) receives a pointer to
@@ -217,7 +217,7 @@ ea_status ea_sampler_create(const ea_model *model, const ea_sampler_params *para
 void ea_sampler_free(ea_sampler *sampler);
 /* Picks a token from vocab-size logits (not modified) and records it for the repetition penalty. */
 ea_status ea_sampler_sample(ea_sampler *sampler, const float *logits, ea_token *out_token);
-/* Records a token (e.g. the prompt) for the repetition penalty without sampling. */
+/* Records a token (e.g. the prompt) for the repetition penalty without sampling. NULL is ignored. */
 void ea_sampler_accept(ea_sampler *sampler, ea_token token);
 
 /* ---- Generation ------------------------------------------------------------------------------- */
@@ -227,9 +227,14 @@ typedef int32_t (*ea_token_callback)(ea_token token, const char *piece, size_t p
                                      void *user_data);
 
 /* Prefills `prompt`, then samples up to n_predict tokens, streaming each to `callback` (may be
- * NULL), stopping early at an end-of-generation token (not streamed). The sampler sees the prompt
- * for its repetition penalty. abort_flag (may be NULL) is read before each token: when it is non-zero
- * the call returns EA_ERR_ABORTED. *n_generated (may be NULL) receives the count of tokens produced. */
+ * NULL), stopping early at an end-of-generation token (neither streamed, counted nor evaluated). The
+ * sampler sees the prompt for its repetition penalty. Every streamed token is evaluated into the
+ * cache (including the one whose callback asked to stop), so afterwards n_past = previous n_past +
+ * n_prompt + *n_generated and a later call continues the text. With n_prompt == 0 generation
+ * continues from the last evaluated token. abort_flag (may be NULL) is read between prefill batches
+ * and before each token: when non-zero the call returns EA_ERR_ABORTED. *n_generated (may be NULL)
+ * receives the count of tokens streamed, also on failure. Fails with EA_ERR_CONTEXT_FULL when the
+ * context fills up (tokens streamed so far stay in the cache). */
 ea_status ea_generate(ea_session *session, ea_sampler *sampler, const ea_token *prompt,
                       size_t n_prompt, int32_t n_predict, ea_token_callback callback,
                       void *user_data, const volatile int32_t *abort_flag, int32_t *n_generated);

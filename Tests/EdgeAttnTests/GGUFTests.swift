@@ -139,7 +139,7 @@ final class GGUFTests: XCTestCase {
     func testUnknownValueTypeAndDuplicates() {
         var g = valid()
         g.kv.append(("x", 42, [0]))
-        expect(g.build().bytes, .corrupt, "unknown value type")
+        expect(g.build().bytes, .unsupportedType, "unknown value type")
         g = valid()
         g.addU32("llama.block_count", 2)
         expect(g.build().bytes, .corrupt, "twice")

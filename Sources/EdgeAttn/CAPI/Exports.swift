@@ -486,13 +486,14 @@ public func _ea_generate(_ s: OpaquePointer?, _ smp: OpaquePointer?, _ prompt: U
             if tok.isEndOfGeneration(t) { break }
             produced += 1
             nGenerated?.pointee = produced
+            var stop: Int32 = 0
             if let cb = callback {
                 let piece = tok.bytes(of: t)
-                let stop = piece.withMemoryRebound(to: CChar.self) { cb(t, $0.baseAddress, $0.count, user) }
-                if stop != 0 { break }
+                stop = piece.withMemoryRebound(to: CChar.self) { cb(t, $0.baseAddress, $0.count, user) }
             }
-            if produced == nPredict { break }
+            // every streamed token enters the cache, so a later call continues after it
             logits = try session.decode(t)
+            if stop != 0 { break }
         }
         return Status.ok.rawValue
     } catch {

@@ -167,8 +167,7 @@ public final class GGUFFile {
     private let mapped: Bool
 
     /// Opens and validates a GGUF file.
-    public init(path: String, useMmap: Bool = true) throws(EAError) {
-        self.path = path
+    public convenience init(path: String, useMmap: Bool = true) throws(EAError) {
         var size: UInt64 = 0
         var errNo: Int32 = 0
         let p: UnsafeRawPointer? = path.withCString { eak_map_file($0, useMmap ? 1 : 0, &size, &errNo) }
@@ -178,23 +177,28 @@ public final class GGUFFile {
             buf.withUnsafeMutableBufferPointer { eak_strerror(errNo, $0.baseAddress, n) }
             throw EAError(.io, "cannot open '\(path)': \(cString(buf))")
         }
-        self.base = base
-        self.fileSize = Int(size)
-        self.mapped = useMmap
-        // Parse into locals first: `self` is complete only after every stored let is set.
+        let parsed: Parsed
         do {
-            let parsed = try GGUFFile.parse(base: base, size: Int(size))
-            version = parsed.version
-            alignment = parsed.alignment
-            dataOffset = parsed.dataOffset
-            metadata = parsed.metadata
-            metadataKeys = parsed.keys
-            tensors = parsed.tensors
-            tensorIndex = parsed.index
+            parsed = try GGUFFile.parse(base: base, size: Int(size))
         } catch {
             eak_unmap_file(base, size, useMmap ? 1 : 0)
             throw error
         }
+        self.init(path: path, base: base, size: Int(size), mapped: useMmap, parsed: parsed)
+    }
+
+    init(path: String, base: UnsafeRawPointer, size: Int, mapped: Bool, parsed: Parsed) {
+        self.path = path
+        self.base = base
+        fileSize = size
+        self.mapped = mapped
+        version = parsed.version
+        alignment = parsed.alignment
+        dataOffset = parsed.dataOffset
+        metadata = parsed.metadata
+        metadataKeys = parsed.keys
+        tensors = parsed.tensors
+        tensorIndex = parsed.index
     }
 
     deinit { eak_unmap_file(base, UInt64(fileSize), mapped ? 1 : 0) }
@@ -242,7 +246,7 @@ public final class GGUFFile {
             let key = try c.string("key of metadata entry \(i)", maxLength: maxNameLength)
             let t = try c.u32("type of metadata '\(key)'")
             guard let type = GGUFValueType(rawValue: t) else {
-                throw EAError(.corrupt, "metadata '\(key)' has unknown value type \(t) at offset \(c.pos - 4)")
+                throw EAError(.unsupportedType, "metadata '\(key)' has unknown value type \(t) at offset \(c.pos - 4)")
             }
             let v = try readValue(&c, type: type, key: key, depth: 0, fileSize: size)
             if r.metadata[key] != nil {
@@ -361,7 +365,7 @@ public final class GGUFFile {
             if depth >= maxArrayDepth { throw EAError(.corrupt, "arrays nested too deep in '\(key)'") }
             let et = try c.u32("element type of '\(key)'")
             guard let etype = GGUFValueType(rawValue: et) else {
-                throw EAError(.corrupt, "array '\(key)' has unknown element type \(et)")
+                throw EAError(.unsupportedType, "array '\(key)' has unknown element type \(et)")
             }
             let n64 = try c.u64("element count of '\(key)'")
             if n64 > UInt64(maxArrayCount) {

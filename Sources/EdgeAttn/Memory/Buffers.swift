@@ -6,11 +6,17 @@ public final class AlignedBuffer {
     public let raw: UnsafeMutableRawPointer
     public let byteCount: Int
 
-    public init(byteCount: Int) throws(EAError) {
+    // Throwing initializers are convenience initializers that fail before delegating: a failed
+    // designated initializer leaks its partially built instance in Embedded Swift.
+    public convenience init(byteCount: Int) throws(EAError) {
         guard let p = eak_alloc(UInt64(byteCount)) else {
             throw EAError(.outOfMemory, "could not allocate \(byteCount) bytes")
         }
-        raw = p
+        self.init(raw: p, byteCount: byteCount)
+    }
+
+    init(raw: UnsafeMutableRawPointer, byteCount: Int) {
+        self.raw = raw
         self.byteCount = byteCount
     }
 

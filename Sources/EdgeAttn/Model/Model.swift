@@ -79,9 +79,8 @@ public final class Model {
 
     public static let supportedArchitectures = ["llama"]
 
-    public init(path: String, useMmap: Bool = true, validateData: Bool = false) throws(EAError) {
+    public convenience init(path: String, useMmap: Bool = true, validateData: Bool = false) throws(EAError) {
         let f = try GGUFFile(path: path, useMmap: useMmap)
-        file = f
         guard let arch = try f.string("general.architecture") else {
             throw EAError(.metadata, "required metadata 'general.architecture' is missing")
         }
@@ -97,7 +96,7 @@ public final class Model {
             vecNames.append("blk.\(l).ffn_norm.weight")
         }
         let vecBytes = alignUp(hp.nEmbd * 4, 64)
-        vectors = try AlignedBuffer(byteCount: vecBytes * vecNames.count)
+        let vectors = try AlignedBuffer(byteCount: vecBytes * vecNames.count)
         var vecPtr: [String: UnsafePointer<Float>] = [:]
         for (i, name) in vecNames.enumerated() {
             let t = try Model.tensor(f, name, [hp.nEmbd])
@@ -106,13 +105,11 @@ public final class Model {
             vecPtr[name] = UnsafePointer(dst)
         }
 
-        tokenEmbd = try Model.matrix(f, "token_embd.weight", rows: hp.nVocab, cols: hp.nEmbd)
+        let tokenEmbd = try Model.matrix(f, "token_embd.weight", rows: hp.nVocab, cols: hp.nEmbd)
+        var output = tokenEmbd  // tied embeddings unless the file has its own head
         if f.tensor("output.weight") != nil {
             output = try Model.matrix(f, "output.weight", rows: hp.nVocab, cols: hp.nEmbd)
-        } else {
-            output = tokenEmbd  // tied embeddings
         }
-        outputNorm = vecPtr["output_norm.weight"]!
         var ls: [LayerWeights] = []
         for l in 0..<hp.nLayer {
             let p = "blk.\(l)."
@@ -127,11 +124,25 @@ public final class Model {
                 up: try Model.matrix(f, p + "ffn_up.weight", rows: hp.nFF, cols: hp.nEmbd),
                 down: try Model.matrix(f, p + "ffn_down.weight", rows: hp.nEmbd, cols: hp.nFF)))
         }
-        layers = ls
-        self.hp = hp
-        tokenizer = try Tokenizer(file: f, vocabSize: hp.nVocab)
+        let tokenizer = try Tokenizer(file: f, vocabSize: hp.nVocab)
         if validateData { try Model.scanFinite(f) }
+        self.init(file: f, hp: hp, tokenizer: tokenizer, tokenEmbd: tokenEmbd, output: output,
+                  outputNorm: vecPtr["output_norm.weight"]!, layers: ls, vectors: vectors)
     }
+
+    init(file: GGUFFile, hp: Hyperparams, tokenizer: Tokenizer, tokenEmbd: WeightMatrix, output: WeightMatrix,
+         outputNorm: UnsafePointer<Float>, layers: [LayerWeights], vectors: AlignedBuffer) {
+        self.file = file
+        self.hp = hp
+        self.tokenizer = tokenizer
+        self.tokenEmbd = tokenEmbd
+        self.output = output
+        self.outputNorm = outputNorm
+        self.layers = layers
+        self.vectors = vectors
+    }
+
+
 
     static func readHyperparams(_ f: GGUFFile, arch: String) throws(EAError) -> Hyperparams {
         let a = arch + "."

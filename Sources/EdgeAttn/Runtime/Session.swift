@@ -11,16 +11,21 @@ public final class Session {
     var lastLogitsRow = -1
     let attention: DenseAttention
 
-    public init(model: Model, params: SessionParams) throws(EAError) {
+    public convenience init(model: Model, params: SessionParams) throws(EAError) {
         let plan = try SessionPlan.make(model.hp, params)
         if params.memoryBudget != 0 && UInt64(plan.totalBytes) > params.memoryBudget {
             var largest = ("", 0)
             for r in plan.regions where r.1 > largest.1 { largest = r }
             throw EAError(.budget, "session needs \(plan.totalBytes) bytes (largest: \(largest.0) \(largest.1) bytes for n_ctx \(plan.nCtx)) but the budget is \(params.memoryBudget) bytes")
         }
+        let arena = try AlignedBuffer(byteCount: plan.totalBytes)
+        self.init(model: model, plan: plan, arena: arena)
+    }
+
+    init(model: Model, plan: SessionPlan, arena: AlignedBuffer) {
         self.model = model
         self.plan = plan
-        arena = try AlignedBuffer(byteCount: plan.totalBytes)
+        self.arena = arena
         attention = DenseAttention(model.hp)
     }
 

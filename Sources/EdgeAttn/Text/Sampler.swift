@@ -25,7 +25,7 @@ public final class Sampler {
     var historyHead = 0
     var rng: UInt64
 
-    public init(vocabSize: Int, params: SamplerParams) throws(EAError) {
+    public convenience init(vocabSize: Int, params: SamplerParams) throws(EAError) {
         if vocabSize < 1 { throw EAError(.invalidArgument, "vocabulary size \(vocabSize)") }
         if params.topK < 0 || params.repeatLastN < 0 || params.repeatLastN > 1 << 20 {
             throw EAError(.invalidArgument, "top_k and repeat_last_n must be >= 0 (repeat_last_n <= 2^20)")
@@ -34,6 +34,10 @@ public final class Sampler {
             || !(params.repeatPenalty > 0) || params.temperature.isNaN {
             throw EAError(.invalidArgument, "top_p must be in (0,1], min_p in [0,1], repeat_penalty > 0")
         }
+        self.init(validated: params, vocabSize: vocabSize)
+    }
+
+    init(validated params: SamplerParams, vocabSize: Int) {
         self.params = params
         nVocab = vocabSize
         work = .allocate(capacity: vocabSize)

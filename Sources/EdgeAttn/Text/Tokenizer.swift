@@ -29,7 +29,7 @@ public final class Tokenizer {
     public static let typeNormal: Int32 = 1, typeUnknown: Int32 = 2, typeControl: Int32 = 3
     public static let typeUserDefined: Int32 = 4, typeUnused: Int32 = 5, typeByte: Int32 = 6
 
-    public init(file f: GGUFFile, vocabSize: Int) throws(EAError) {
+    public convenience init(file f: GGUFFile, vocabSize: Int) throws(EAError) {
         let model = try f.string("tokenizer.ggml.model") ?? ""
         if model != "gpt2" {
             throw EAError(.tokenizer, "tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE)")
@@ -37,7 +37,6 @@ public final class Tokenizer {
         guard let toks = try f.array("tokenizer.ggml.tokens"), toks.elementType == .string else {
             throw EAError(.tokenizer, "'tokenizer.ggml.tokens' must be an array of strings")
         }
-        self.vocabSize = toks.count
         if toks.count != vocabSize {
             throw EAError(.tokenizer, "vocabulary has \(toks.count) tokens but the model has \(vocabSize) rows")
         }
@@ -48,7 +47,6 @@ public final class Tokenizer {
             }
             for i in 0..<v.count { types[i] = Int32(truncatingIfNeeded: v[i]) }
         }
-        tokenTypes = types
 
         // byte <-> printable character map of GPT-2's byte-level BPE
         var byteToScalar = [UInt32](repeating: 0, count: 256)
@@ -89,12 +87,7 @@ public final class Tokenizer {
             offsets.append(Int32(bytes.count))
         }
         _ = dupe  // duplicate token texts exist in real vocabularies; the first id wins, as in llama.cpp
-        tokenBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bytes.count, 1))
-        _ = tokenBytes.initialize(from: bytes)
-        tokenOffsets = offsets
-        tokenIndex = index
         specials.sort { $0.0.count > $1.0.count }
-        self.specials = specials
 
         // Some vocabularies (SmolLM2's) lack a few control-byte tokens: such bytes are dropped when
         // encoding, as the reference BPE without an unknown token does. Printable ASCII must exist.
@@ -108,7 +101,6 @@ public final class Tokenizer {
                 throw EAError(.tokenizer, "vocabulary has no token for byte 0x\(hex(UInt64(b)))")
             }
         }
-        byteToken = bt
 
         var mergeMap: [UInt64: UInt64] = [:]
         if let ma = try f.array("tokenizer.ggml.merges") {
@@ -145,7 +137,6 @@ public final class Tokenizer {
                 throw EAError(.tokenizer, "merge \(badMerge) does not name two tokens whose concatenation is in the vocabulary")
             }
         }
-        merges = mergeMap
 
         func special(_ key: String) throws(EAError) -> Int32 {
             guard let v = try f.int(key) else { return -1 }
@@ -154,10 +145,10 @@ public final class Tokenizer {
             }
             return Int32(v)
         }
-        bos = try special("tokenizer.ggml.bos_token_id")
-        eos = try special("tokenizer.ggml.eos_token_id")
+        let bos = try special("tokenizer.ggml.bos_token_id")
+        let eos = try special("tokenizer.ggml.eos_token_id")
         let eot = try special("tokenizer.ggml.eot_token_id")
-        addBos = (try f.bool("tokenizer.ggml.add_bos_token")) ?? false
+        let addBos = (try f.bool("tokenizer.ggml.add_bos_token")) ?? false
         var eogSet = Set<Int32>()
         if eos >= 0 { eogSet.insert(eos) }
         if eot >= 0 { eogSet.insert(eot) }
@@ -167,9 +158,32 @@ public final class Tokenizer {
                 eogSet.insert(id)
             }
         }
-        eog = eogSet
-        residentBytes = bytes.count + offsets.count * 4 + types.count * 4 + mergeMap.count * 24
-            + index.count * 40 + 256 * 4
+        // allocated last: nothing may throw after it
+        let tokenBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bytes.count, 1))
+        _ = tokenBytes.initialize(from: bytes)
+        self.init(vocabSize: toks.count, tokenBytes: tokenBytes, tokenOffsets: offsets, tokenTypes: types,
+                  tokenIndex: index, merges: mergeMap, byteToken: bt, specials: specials, bos: bos, eos: eos,
+                  addBos: addBos, eog: eogSet,
+                  residentBytes: bytes.count + offsets.count * 4 + types.count * 4 + mergeMap.count * 24
+                      + index.count * 40 + 256 * 4)
+    }
+
+    init(vocabSize: Int, tokenBytes: UnsafeMutableBufferPointer<UInt8>, tokenOffsets: [Int32], tokenTypes: [Int32],
+         tokenIndex: [String: Int32], merges: [UInt64: UInt64], byteToken: [Int32], specials: [([UInt8], Int32)],
+         bos: Int32, eos: Int32, addBos: Bool, eog: Set<Int32>, residentBytes: Int) {
+        self.vocabSize = vocabSize
+        self.tokenBytes = tokenBytes
+        self.tokenOffsets = tokenOffsets
+        self.tokenTypes = tokenTypes
+        self.tokenIndex = tokenIndex
+        self.merges = merges
+        self.byteToken = byteToken
+        self.specials = specials
+        self.bos = bos
+        self.eos = eos
+        self.addBos = addBos
+        self.eog = eog
+        self.residentBytes = residentBytes
     }
 
     deinit { tokenBytes.deallocate() }
