@@ -136,8 +136,10 @@ ea_token ea_token_bos(const ea_model *model);
 ea_token ea_token_eos(const ea_model *model);
 int32_t ea_token_is_eog(const ea_model *model, ea_token token);
 
-/* Formats a chat with the ChatML template (<|im_start|>role\ncontent<|im_end|>\n ...), followed by
- * "<|im_start|>assistant\n" when add_assistant != 0. roles/contents are n_messages NUL-terminated
+/* Formats a chat in the model's format: ChatML (<|im_start|>role\ncontent<|im_end|>\n ..., then
+ * "<|im_start|>assistant\n" when add_assistant != 0), or Gemma's turns when the vocabulary has
+ * <start_of_turn> (<start_of_turn>user\n...<end_of_turn>\n, then "<start_of_turn>model\n"; a system
+ * message is prepended to the first user turn). roles/contents are n_messages NUL-terminated
  * strings. Writes a NUL-terminated string to buf; *n_bytes receives its length without the NUL.
  * EA_ERR_BUFFER_TOO_SMALL sets *n_bytes to the length needed (allocate *n_bytes + 1). */
 ea_status ea_chat_format(const ea_model *model, const char *const *roles,
@@ -151,9 +153,12 @@ typedef struct ea_session_params {
     uint32_t n_batch;       /* tokens evaluated together in prefill (scratch scales with it); 32  */
     uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores            */
     uint64_t memory_budget; /* bytes the session may allocate; 0 = no limit                         */
+    uint32_t kv_bits;       /* bits per cached key/value element: 16 (IEEE half, default) or 32     */
+    uint32_t reserved;
 } ea_session_params;
 
-/* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0. */
+/* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0,
+ * kv_bits = 16. */
 ea_session_params ea_session_default_params(void);
 
 /* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,

@@ -3,33 +3,6 @@
 #include "ea_kernels.h"
 #include <string.h>
 
-float eak_f16_to_f32(uint16_t h);
-
-/* IEEE half -> float without relying on compiler half support (portable across both targets). */
-float eak_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            exp = 127 - 15 + 1;
-            while ((man & 0x400) == 0) { man <<= 1; exp--; }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static inline float f16(const uint8_t *p) { return eak_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
 static inline uint32_t u32le(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);

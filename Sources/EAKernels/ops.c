@@ -76,7 +76,7 @@ static float dot(const float *a, const float *b, int n) {
 
 void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
                    int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                   float *scratch, int n_threads) {
+                   int window, float *scratch, int n_threads) {
     const int group = n_head / n_kv_head;
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
     const int n_keys_max = pos0 + n_tok;
@@ -93,20 +93,70 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
 #endif
         const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
         const int kvh = h / group, n_keys = pos0 + t + 1;
+        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
         float mx = -INFINITY;
-        for (int j = 0; j < n_keys; ++j) {
+        for (int j = j0; j < n_keys; ++j) {
             s[j] = dot(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim) * scale;
             if (s[j] > mx) mx = s[j];
         }
         float sum = 0.0f;
-        for (int j = 0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
+        for (int j = j0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
         float inv = 1.0f / sum;
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int j = 0; j < n_keys; ++j) {
+        for (int j = j0; j < n_keys; ++j) {
             const float *vj = v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
             float p = s[j] * inv;
             for (int d = 0; d < head_dim; ++d) o[d] += p * vj[d];
+        }
+    }
+}
+
+void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                       int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                       int window, float *scratch, int n_threads) {
+    const float *h2f = eak_f16_table();
+    const int group = n_head / n_kv_head;
+    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
+    const int n_keys_max = pos0 + n_tok;
+    if (n_threads < 1) n_threads = 1;
+    if (head_dim > 512) return; /* the model loader rejects larger heads */
+    const int n_work = n_tok * n_head;
+#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
+    for (int wi = 0; wi < n_work; ++wi) {
+        int t = wi / n_head, h = wi % n_head;
+#ifdef _OPENMP
+        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+#else
+        float *s = scratch;
+#endif
+        float qh[512];
+        const float *qsrc = q + (size_t)t * q_stride + (size_t)h * head_dim;
+        for (int d = 0; d < head_dim; ++d) qh[d] = h2f[eak_f32_to_f16(qsrc[d])];
+        const int kvh = h / group, n_keys = pos0 + t + 1;
+        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
+        float mx = -INFINITY;
+        for (int j = j0; j < n_keys; ++j) {
+            const uint16_t *kj = k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int d = 0;
+            for (; d + 4 <= head_dim; d += 4) {
+                a0 += qh[d] * h2f[kj[d]]; a1 += qh[d + 1] * h2f[kj[d + 1]];
+                a2 += qh[d + 2] * h2f[kj[d + 2]]; a3 += qh[d + 3] * h2f[kj[d + 3]];
+            }
+            for (; d < head_dim; ++d) a0 += qh[d] * h2f[kj[d]];
+            s[j] = ((a0 + a1) + (a2 + a3)) * scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        float sum = 0.0f;
+        for (int j = j0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
+        const float inv = 1.0f / sum;
+        float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
+        for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
+        for (int j = j0; j < n_keys; ++j) {
+            const uint16_t *vj = v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
+            const float p = h2f[eak_f32_to_f16(s[j] * inv)];
+            for (int d = 0; d < head_dim; ++d) o[d] += p * h2f[vj[d]];
         }
     }
 }

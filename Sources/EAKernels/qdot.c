@@ -22,42 +22,7 @@
 #endif
 #endif
 
-float eak_f16_to_f32(uint16_t h);
-
-/* float -> IEEE half (round to nearest even), so block scales are rounded exactly as llama.cpp
- * stores them. */
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000;
-    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
-    uint32_t man = x & 0x7fffff;
-    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        man |= 0x800000;
-        int shift = 14 - exp;
-        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13);
-    uint32_t rem = man & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-    return (uint16_t)half;
-}
-
-/* fp16 -> fp32 by table: exact (filled by eak_f16_to_f32) and branch-free in the inner loop.
- * Filled once in pick_idot(), before any parallel region reads it. */
-static float g_f16[65536];
-static int g_f16_ready;
-static void f16_table_init(void) {
-    if (g_f16_ready) return;
-    for (uint32_t i = 0; i < 65536; ++i) g_f16[i] = eak_f16_to_f32((uint16_t)i);
-    g_f16_ready = 1;
-}
-static inline float h2f(const uint8_t *p) { return g_f16[(uint16_t)(p[0] | (p[1] << 8))]; }
+static inline float h2f(const uint8_t *p) { return eak_f16_table()[(uint16_t)(p[0] | (p[1] << 8))]; }
 
 int eak_act_type(int wtype) {
     switch (wtype) {
@@ -84,9 +49,8 @@ void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out) {
                 o->qs[j] = (int8_t)q;
                 sum += q;
             }
-            uint16_t dh = f32_to_f16(d);
-            o->d = eak_f16_to_f32(dh);
-            o->s = eak_f16_to_f32(f32_to_f16(d * (float)sum));
+            o->d = eak_f16_to_f32(eak_f32_to_f16(d));
+            o->s = eak_f16_to_f32(eak_f32_to_f16(d * (float)sum));
         }
     }
 }
@@ -281,7 +245,6 @@ void eak_force_generic(int on) {
 
 static idot_fn pick_idot(void) {
     if (g_picked) return g_idot;
-    f16_table_init();
     idot_fn f = idot_generic;
     rowsums_sel_fn r = 0;
     if (g_forced_generic != 1) {

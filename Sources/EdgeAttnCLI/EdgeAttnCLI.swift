@@ -80,6 +80,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Session memory budget in bytes (0 = none).") var budget: UInt64 = 0
     @Flag(name: .long, help: "Wrap the prompt in the chat template.") var chat = false
     @Flag(name: .long, help: "Print generated token ids instead of text.") var ids = false
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
 
     func run() throws {
         let model = loadModel(m)
@@ -87,6 +88,7 @@ struct Run: ParsableCommand {
         sp.nCtx = ctx
         sp.nThreads = t
         sp.memoryBudget = budget
+        sp.kvBits = kvBits
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
         var smp = SamplerParams()
@@ -98,7 +100,8 @@ struct Run: ParsableCommand {
         smp.seed = seed
         let sampler: Sampler
         do { sampler = try Sampler(vocabSize: model.hp.nVocab, params: smp) } catch { die(error.message) }
-        let text = chat ? ChatTemplate.chatML([(role: "user", content: p)], addAssistant: true) : p
+        let text = chat ? ChatTemplate.format([(role: "user", content: p)], addAssistant: true,
+                                              style: ChatTemplate.style(for: model.tokenizer)) : p
         let prompt = tokenize(model, text, bos: true, special: true)
         if prompt.isEmpty { die("empty prompt") }
         let t0 = Date()
@@ -260,11 +263,13 @@ struct Logits: ParsableCommand {
     @Option(name: .short) var o: String
     @Option(name: .long) var batch: Int = 32
     @Option(name: .short) var t: Int = 0
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
 
     func run() throws {
         let model = loadModel(m)
         let ids = tokens.split(separator: " ").map { Int32($0) ?? -1 }
         var sp = SessionParams()
+        sp.kvBits = kvBits
         sp.nBatch = batch
         sp.nThreads = t
         sp.nCtx = max(ids.count, 1)
@@ -292,6 +297,7 @@ struct Perplexity: ParsableCommand {
     @Option(name: .long, help: "Number of chunks (0 = all).") var chunks: Int = 0
     @Option(name: .long) var batch: Int = 64
     @Option(name: .short) var t: Int = 0
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
 
     func run() throws {
         let model = loadModel(m)
@@ -308,6 +314,7 @@ struct Perplexity: ParsableCommand {
         sp.nCtx = ctx
         sp.nBatch = batch
         sp.nThreads = t
+        sp.kvBits = kvBits
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
         let nv = model.hp.nVocab

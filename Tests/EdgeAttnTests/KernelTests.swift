@@ -169,7 +169,8 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Attention kernel against a direct softmax(qK^T/sqrt(d))V in double, GQA with 2 groups.
+    /// Attention kernels (float and half cache) against a direct softmax(qK^T/sqrt(d))V in double,
+    /// GQA with 2 groups, with and without a sliding window (last W keys only).
     func testAttentionMatchesDirectFormula() {
         var rng = TestRNG(state: 11)
         let nHead = 4, nKV = 2, hd = 16, pos0 = 5, n = 3, total = pos0 + n
@@ -178,26 +179,36 @@ final class KernelTests: XCTestCase {
         var v = k
         for i in 0..<q.count { q[i] = rng.float(-1, 1) }
         for i in 0..<k.count { k[i] = rng.float(-1, 1); v[i] = rng.float(-1, 1) }
-        var out = [Float](repeating: 0, count: q.count)
-        var scratch = [Float](repeating: 0, count: 2 * total)
+        var k16 = [UInt16](repeating: 0, count: k.count), v16 = k16
+        for i in 0..<k.count { k16[i] = eak_f32_to_f16(k[i]); v16[i] = eak_f32_to_f16(v[i]) }
         let scale = 1 / Float(hd).squareRoot()
-        eak_attention(q, k, v, &out, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd), scale, &scratch, 2)
-        for t in 0..<n {
-            for h in 0..<nHead {
-                let kvh = h / (nHead / nKV)
-                var s = [Double]()
-                for j in 0...(pos0 + t) {
-                    var d = 0.0
-                    for c in 0..<hd { d += Double(q[(t * nHead + h) * hd + c]) * Double(k[(j * nKV + kvh) * hd + c]) }
-                    s.append(d * Double(scale))
-                }
-                let m = s.max()!
-                let e = s.map { Foundation.exp($0 - m) }
-                let z = e.reduce(0, +)
-                for c in 0..<hd {
-                    var o = 0.0
-                    for j in 0..<e.count { o += e[j] / z * Double(v[(j * nKV + kvh) * hd + c]) }
-                    XCTAssertEqual(Double(out[(t * nHead + h) * hd + c]), o, accuracy: 1e-5)
+        for window in [0, 3] {
+            var out = [Float](repeating: 0, count: q.count), out16 = out
+            var scratch = [Float](repeating: 0, count: 2 * total)
+            eak_attention(q, k, v, &out, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd), scale,
+                          Int32(window), &scratch, 2)
+            eak_attention_f16(q, k16, v16, &out16, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd),
+                              scale, Int32(window), &scratch, 2)
+            for t in 0..<n {
+                for h in 0..<nHead {
+                    let kvh = h / (nHead / nKV)
+                    let first = window > 0 ? max(0, pos0 + t + 1 - window) : 0
+                    var s = [Double]()
+                    for j in first...(pos0 + t) {
+                        var d = 0.0
+                        for c in 0..<hd { d += Double(q[(t * nHead + h) * hd + c]) * Double(k[(j * nKV + kvh) * hd + c]) }
+                        s.append(d * Double(scale))
+                    }
+                    let m = s.max()!
+                    let e = s.map { Foundation.exp($0 - m) }
+                    let z = e.reduce(0, +)
+                    for c in 0..<hd {
+                        var o = 0.0
+                        for j in 0..<e.count { o += e[j] / z * Double(v[((first + j) * nKV + kvh) * hd + c]) }
+                        XCTAssertEqual(Double(out[(t * nHead + h) * hd + c]), o, accuracy: 1e-5, "window \(window)")
+                        // half cache: inputs rounded to 2^-11 relative; outputs within a few steps
+                        XCTAssertEqual(Double(out16[(t * nHead + h) * hd + c]), o, accuracy: 4e-3, "half, window \(window)")
+                    }
                 }
             }
         }

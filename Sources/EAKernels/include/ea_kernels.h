@@ -42,6 +42,13 @@ int32_t eak_load_flag(const volatile int32_t *flag);
 /* Writes bytes to a file descriptor (host CLI / diagnostics); returns 0 on success. */
 int eak_write_fd(int fd, const void *buf, size_t len);
 
+/* ---- Half precision (software, identical on every target) ------------------------------------ */
+float eak_f16_to_f32(uint16_t h);
+uint16_t eak_f32_to_f16(float f); /* round to nearest even */
+void eak_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+/* The 65536 halves as floats (filled once, thread-safe). */
+const float *eak_f16_table(void);
+
 /* ---- Tensor types (ggml numbering, as stored in GGUF) ------------------------------------------ */
 enum {
     EAK_F32 = 0, EAK_F16 = 1, EAK_Q4_0 = 2, EAK_Q4_1 = 3, EAK_Q5_0 = 6, EAK_Q5_1 = 7, EAK_Q8_0 = 8,
@@ -101,10 +108,18 @@ void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float fr
 /* Causal grouped-query attention for n_tok new queries at positions pos0..pos0+n_tok-1.
  * q: [n_tok][n_head*head_dim]; k_cache/v_cache: [n_ctx_slots][n_kv_head*head_dim] holding keys and
  * values for positions 0..pos0+n_tok-1; out: [n_tok][n_head*head_dim]. Query i attends to keys
- * 0..pos0+i. scratch: n_threads * (pos0+n_tok) floats. */
+ * 0..pos0+i, or with window > 0 only to the last `window` of them (sliding-window layers).
+ * scratch: n_threads * (pos0+n_tok) floats. */
 void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
                    int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                   float *scratch, int n_threads);
+                   int window, float *scratch, int n_threads);
+
+/* The same over a 16-bit KV cache (k_cache/v_cache hold IEEE halves), with llama.cpp's rounding:
+ * each query head is rounded to half before q.k, and the softmax weights are rounded to half before
+ * they weight the values; sums are float. scratch: n_threads * (pos0+n_tok) floats. */
+void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                       int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                       int window, float *scratch, int n_threads);
 
 /* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). */
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);

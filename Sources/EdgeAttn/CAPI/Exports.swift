@@ -270,7 +270,8 @@ public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePo
             msgs.append((string(fromC: r), string(fromC: c)))
         }
     }
-    let text = Array(ChatTemplate.chatML(msgs, addAssistant: addAssistant != 0).utf8)
+    let style = ChatTemplate.style(for: h.model.tokenizer)
+    let text = Array(ChatTemplate.format(msgs, addAssistant: addAssistant != 0, style: style).utf8)
     nBytes.pointee = text.count
     if text.count + 1 > size {
         return fail(EAError(.bufferTooSmall, "ea_chat_format: \(text.count + 1) bytes needed, room for \(size)"), h.error)
@@ -286,7 +287,7 @@ public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePo
 @_cdecl("ea_session_default_params")
 public func _ea_session_default_params() -> ea_session_params {
     ea_session_params(size: UInt32(MemoryLayout<ea_session_params>.size), n_ctx: 0, n_batch: 32, n_threads: 0,
-                      memory_budget: 0)
+                      memory_budget: 0, kv_bits: 16, reserved: 0)
 }
 
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
@@ -302,6 +303,7 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.nBatch = Int(c.n_batch)
     s.nThreads = Int(c.n_threads)
     s.memoryBudget = c.memory_budget
+    s.kvBits = Int(c.kv_bits)
     return s
 }
 

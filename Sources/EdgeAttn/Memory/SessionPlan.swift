@@ -9,6 +9,8 @@ public struct SessionParams {
     public var nThreads: Int = 0
     /// Bytes the session may allocate; 0 = no limit.
     public var memoryBudget: UInt64 = 0
+    /// Bits per cached key/value element: 16 (IEEE half, the default, as llama.cpp) or 32 (float).
+    public var kvBits: Int = 16
     public init() {}
 }
 
@@ -19,8 +21,9 @@ public struct SessionPlan {
     public let nCtx: Int
     public let nBatch: Int
     public let nThreads: Int
-    /// Byte offsets of the regions in the arena.
-    let kCache: Int, vCache: Int, layerKVFloats: Int
+    public let kvBits: Int
+    /// Byte offsets of the regions in the arena. The caches hold layerKVElements elements per layer.
+    let kCache: Int, vCache: Int, layerKVElements: Int, kNew: Int, vNew: Int
     let x: Int, xb: Int, tmp: Int, q: Int, attnOut: Int, ffnG: Int, ffnU: Int
     let logits: Int, attnScratch: Int, act: Int
     public let totalBytes: Int
@@ -34,11 +37,12 @@ public struct SessionPlan {
         if p.nThreads < 0 || p.nThreads > 1024 { throw EAError(.invalidArgument, "n_threads \(p.nThreads) out of range [0, 1024]") }
         let nThreads = p.nThreads == 0 ? Int(eak_num_cores()) : p.nThreads
         let nBatch = min(p.nBatch, nCtx)
+        if p.kvBits != 16 && p.kvBits != 32 { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 16, 32") }
 
         var off = 0
         var regions: [(String, Int)] = []
-        func region(_ name: String, _ floats: Int?) throws(EAError) -> Int {
-            guard let f = floats, let bytes = checkedMul(f, 4), bytes < Int.max / 4 else {
+        func region(_ name: String, _ floats: Int?, elementBytes: Int = 4) throws(EAError) -> Int {
+            guard let f = floats, let bytes = checkedMul(f, elementBytes), bytes < Int.max / 4 else {
                 throw EAError(.budget, "session buffer '\(name)' size overflows")
             }
             let start = off
@@ -49,8 +53,11 @@ public struct SessionPlan {
         }
         let layerKV = checkedMul(nCtx, hp.kvDim)
         let kv = layerKV.flatMap { checkedMul($0, hp.nLayer) }
-        let kCache = try region("k_cache", kv)
-        let vCache = try region("v_cache", kv)
+        let kCache = try region("k_cache", kv, elementBytes: p.kvBits / 8)
+        let vCache = try region("v_cache", kv, elementBytes: p.kvBits / 8)
+        // new keys/values in float before they are rounded into a 16-bit cache
+        let kNew = try region("k_new", p.kvBits == 16 ? nBatch * hp.kvDim : 0)
+        let vNew = try region("v_new", p.kvBits == 16 ? nBatch * hp.kvDim : 0)
         let x = try region("x", nBatch * hp.nEmbd)
         let xb = try region("xb", nBatch * hp.nEmbd)
         let tmp = try region("tmp", nBatch * hp.nEmbd)
@@ -63,8 +70,8 @@ public struct SessionPlan {
         // 8-bit activation blocks for the widest matrix input (in floats' units: bytes / 4)
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
-        return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kCache: kCache, vCache: vCache,
-                           layerKVFloats: layerKV ?? 0, x: x, xb: xb, tmp: tmp, q: q, attnOut: attnOut,
+        return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kvBits: p.kvBits, kCache: kCache,
+                           vCache: vCache, layerKVElements: layerKV ?? 0, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q, attnOut: attnOut,
                            ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
                            totalBytes: off, regions: regions)
     }

@@ -48,11 +48,35 @@ public struct Hyperparams {
     public var ropeBase: Float
     public var ropeFreqScale: Float
     public var rmsEps: Float
+    /// Architecture variations (llama: all off).
+    /// Rotary pairs (i, i + head_dim/2) instead of (2i, 2i+1).
+    public var ropeNeox = false
+    /// Token embeddings are multiplied by this (Gemma: sqrt(n_embd)).
+    public var embedScale: Float = 1
+    /// GeGLU (tanh GELU) instead of SwiGLU.
+    public var geluFFN = false
+    /// Sliding-window attention on local layers: window (0 = none), their RoPE base, and the period
+    /// of global layers (layer l is global iff l % period == period - 1).
+    public var slidingWindow = 0
+    public var ropeBaseLocal: Float = 0
+    public var globalLayerPeriod = 0
     public var qDim: Int { nHead * headDim }
     public var kvDim: Int { nHeadKV * headDim }
+
+    public func isLocal(_ layer: Int) -> Bool {
+        slidingWindow > 0 && globalLayerPeriod > 0 && layer % globalLayerPeriod != globalLayerPeriod - 1
+    }
 }
 
 public struct LayerWeights {
+    /// RoPE base and attention window (0 = all keys) of this layer.
+    let ropeBase: Float
+    let window: Int
+    /// Gemma: per-head RMSNorm of q and k, and norms of the attention and FFN outputs.
+    let qNorm: UnsafePointer<Float>?
+    let kNorm: UnsafePointer<Float>?
+    let postAttnNorm: UnsafePointer<Float>?
+    let postFFNNorm: UnsafePointer<Float>?
     let attnNorm: UnsafePointer<Float>
     let wq: WeightMatrix
     let wk: WeightMatrix
@@ -77,7 +101,7 @@ public final class Model {
     let layers: [LayerWeights]
     let vectors: AlignedBuffer
 
-    public static let supportedArchitectures = ["llama"]
+    public static let supportedArchitectures = ["llama", "gemma3"]
 
     public convenience init(path: String, useMmap: Bool = true, validateData: Bool = false) throws(EAError) {
         let f = try GGUFFile(path: path, useMmap: useMmap)
@@ -85,23 +109,30 @@ public final class Model {
             throw EAError(.metadata, "required metadata 'general.architecture' is missing")
         }
         if !Model.supportedArchitectures.contains(arch) {
-            throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama)")
+            throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama, gemma3)")
         }
         let hp = try Model.readHyperparams(f, arch: arch)
 
         // Norm vectors: decode to float once (any stored type), into one owned buffer.
-        var vecNames: [String] = ["output_norm.weight"]
+        let gemma = arch == "gemma3"
+        var vecNames: [(String, Int)] = [("output_norm.weight", hp.nEmbd)]
         for l in 0..<hp.nLayer {
-            vecNames.append("blk.\(l).attn_norm.weight")
-            vecNames.append("blk.\(l).ffn_norm.weight")
+            vecNames.append(("blk.\(l).attn_norm.weight", hp.nEmbd))
+            vecNames.append(("blk.\(l).ffn_norm.weight", hp.nEmbd))
+            if gemma {
+                vecNames.append(("blk.\(l).attn_q_norm.weight", hp.headDim))
+                vecNames.append(("blk.\(l).attn_k_norm.weight", hp.headDim))
+                vecNames.append(("blk.\(l).post_attention_norm.weight", hp.nEmbd))
+                vecNames.append(("blk.\(l).post_ffw_norm.weight", hp.nEmbd))
+            }
         }
-        let vecBytes = alignUp(hp.nEmbd * 4, 64)
+        let vecBytes = alignUp(max(hp.nEmbd, hp.headDim) * 4, 64)
         let vectors = try AlignedBuffer(byteCount: vecBytes * vecNames.count)
         var vecPtr: [String: UnsafePointer<Float>] = [:]
-        for (i, name) in vecNames.enumerated() {
-            let t = try Model.tensor(f, name, [hp.nEmbd])
+        for (i, (name, n)) in vecNames.enumerated() {
+            let t = try Model.tensor(f, name, [n])
             let dst = vectors.floats(at: i * vecBytes)
-            _ = eak_dequantize(t.type, f.data(of: t), dst, Int64(hp.nEmbd))
+            _ = eak_dequantize(t.type, f.data(of: t), dst, Int64(n))
             vecPtr[name] = UnsafePointer(dst)
         }
 
@@ -113,7 +144,14 @@ public final class Model {
         var ls: [LayerWeights] = []
         for l in 0..<hp.nLayer {
             let p = "blk.\(l)."
+            let local = hp.isLocal(l)
             ls.append(LayerWeights(
+                ropeBase: local ? hp.ropeBaseLocal : hp.ropeBase,
+                window: local ? hp.slidingWindow : 0,
+                qNorm: vecPtr[p + "attn_q_norm.weight"],
+                kNorm: vecPtr[p + "attn_k_norm.weight"],
+                postAttnNorm: vecPtr[p + "post_attention_norm.weight"],
+                postFFNNorm: vecPtr[p + "post_ffw_norm.weight"],
                 attnNorm: vecPtr[p + "attn_norm.weight"]!,
                 wq: try Model.matrix(f, p + "attn_q.weight", rows: hp.qDim, cols: hp.nEmbd),
                 wk: try Model.matrix(f, p + "attn_k.weight", rows: hp.kvDim, cols: hp.nEmbd),
@@ -169,9 +207,22 @@ public final class Model {
         if nCtx < 1 || nCtx > 1 << 24 { throw bad("context_length \(nCtx)") }
         if tokens.count < 1 || tokens.count > 1 << 22 { throw bad("vocabulary of \(tokens.count) tokens") }
         if !(ropeBase > 0) || !(eps > 0) || !(ropeScale > 0) { throw bad("rope base, scale or norm epsilon not positive") }
-        return Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
-                           nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
-                           ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
+        var hp = Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
+                             nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
+                             ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
+        if arch == "gemma3" {
+            // Gemma 3: embeddings scaled by sqrt(d), NEOX rotary pairs, GeGLU, and 5 of every 6 layers
+            // local with a sliding window and RoPE base 10000 (the value llama.cpp and the reference
+            // implementation use; the file carries only the global base).
+            hp.ropeNeox = true
+            hp.embedScale = Float(nEmbd).squareRoot()
+            hp.geluFFN = true
+            hp.slidingWindow = try f.int(a + "attention.sliding_window") ?? 0
+            if hp.slidingWindow < 0 { throw bad("sliding_window \(hp.slidingWindow)") }
+            hp.ropeBaseLocal = 10000
+            hp.globalLayerPeriod = 6
+        }
+        return hp
     }
 
     /// A required tensor with exactly these ggml dims.

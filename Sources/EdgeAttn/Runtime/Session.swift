@@ -87,7 +87,7 @@ public final class Session {
         return lastLogits!
     }
 
-    /// The Llama-family forward pass for one batch of n tokens at positions nPast..<nPast+n.
+    /// The forward pass (Llama family; Gemma 3 adds the options in Hyperparams) for one batch of n tokens at positions nPast..<nPast+n.
     /// Logits are computed for rows logitsFrom..<n into the logits region (row 0 = logitsFrom).
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
         let hp = model.hp
@@ -99,32 +99,53 @@ public final class Session {
         let act = arena.raw + plan.act
 
         for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
+        if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(n * d)) }
+        let neox: Int32 = hp.ropeNeox ? 1 : 0
 
+        let half = plan.kvBits == 16
         for (l, w) in model.layers.enumerated() {
-            let kc = arena.floats(at: plan.kCache) + l * plan.layerKVFloats
-            let vc = arena.floats(at: plan.vCache) + l * plan.layerKVFloats
-            let kNew = kc + pos0 * hp.kvDim, vNew = vc + pos0 * hp.kvDim
+            let layerOff = l * plan.layerKVElements * (plan.kvBits / 8)
+            // keys/values are computed in float (straight into a float cache, or into k_new/v_new
+            // before rounding into a half cache)
+            let kNew = half ? arena.floats(at: plan.kNew) : arena.floats(at: plan.kCache + layerOff) + pos0 * hp.kvDim
+            let vNew = half ? arena.floats(at: plan.vNew) : arena.floats(at: plan.vCache + layerOff) + pos0 * hp.kvDim
 
             eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
             w.wq.apply(xb, nTok: n, into: q, threads: th, act: act)
-            // keys and values go straight into their cache slots
             w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
             w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act)
-            for i in 0..<n {
-                eak_rope(q + i * hp.qDim, Int32(hp.nHead), Int32(hp.headDim), Int32(pos0 + i), hp.ropeBase,
-                         hp.ropeFreqScale, 0)
-                eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
-                         hp.ropeBase, hp.ropeFreqScale, 0)
+            if let qn = w.qNorm, let kn = w.kNorm {  // per-head norms (Gemma)
+                eak_rmsnorm(q, q, qn, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0)
+                eak_rmsnorm(kNew, kNew, kn, Int32(hp.headDim), Int32(n * hp.nHeadKV), hp.rmsEps, 0)
             }
-            attention.run(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, scratch: scratch, threads: th)
+            for i in 0..<n {
+                eak_rope(q + i * hp.qDim, Int32(hp.nHead), Int32(hp.headDim), Int32(pos0 + i), w.ropeBase,
+                         hp.ropeFreqScale, neox)
+                eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
+                         w.ropeBase, hp.ropeFreqScale, neox)
+            }
+            if half {
+                let kc = (arena.raw + plan.kCache + layerOff).assumingMemoryBound(to: UInt16.self)
+                let vc = (arena.raw + plan.vCache + layerOff).assumingMemoryBound(to: UInt16.self)
+                eak_f32_to_f16_row(kNew, kc + pos0 * hp.kvDim, Int64(n * hp.kvDim))
+                eak_f32_to_f16_row(vNew, vc + pos0 * hp.kvDim, Int64(n * hp.kvDim))
+                attention.runHalf(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, window: w.window,
+                                  scratch: scratch, threads: th)
+            } else {
+                let kc = arena.floats(at: plan.kCache + layerOff), vc = arena.floats(at: plan.vCache + layerOff)
+                attention.run(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, window: w.window,
+                              scratch: scratch, threads: th)
+            }
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)
+            if let pn = w.postAttnNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
             eak_add(x, tmp, Int64(n * d))
 
             eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
             w.gate.apply(xb, nTok: n, into: g, threads: th, act: act)
             w.up.apply(xb, nTok: n, into: u, threads: th, act: act)
-            eak_glu(g, g, u, Int64(n * hp.nFF), 0)
+            eak_glu(g, g, u, Int64(n * hp.nFF), hp.geluFFN ? 1 : 0)
             w.down.apply(g, nTok: n, into: tmp, threads: th, act: act)
+            if let pn = w.postFFNNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
             eak_add(x, tmp, Int64(n * d))
         }
         nPast += n

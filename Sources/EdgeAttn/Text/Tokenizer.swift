@@ -1,12 +1,25 @@
 import EAKernels
 
-/// GPT-2 style byte-level BPE driven by GGUF metadata (`tokenizer.ggml.*`).
+/// Tokenizers driven by GGUF metadata (`tokenizer.ggml.*`), two kinds:
 ///
-/// Encoding: (1) special tokens (control and user-defined token types) are matched whole, longest
-/// first; (2) the smollm pre-tokenizer splits every Unicode number into its own piece, then applies
-/// the GPT-2 split rules (see PreTokenizer.swift); (3) each piece's UTF-8 bytes start as byte tokens
-/// and the lowest-ranked adjacent merge is applied until none applies.
+/// - `gpt2` (SmolLM2): byte-level BPE. (1) special tokens are matched whole, longest first;
+///   (2) the smollm pre-tokenizer splits every Unicode number into its own piece, then applies the
+///   GPT-2 split rules (PreTokenizer.swift); (3) each piece's UTF-8 bytes start as byte tokens and the
+///   lowest-ranked adjacent merge is applied until none applies.
+/// - `llama` (SentencePiece BPE, Gemma): spaces become U+2581; the text is split into UTF-8
+///   characters and the adjacent pair whose concatenation is the highest-scoring vocabulary token is
+///   merged, repeatedly (ties: leftmost); characters outside the vocabulary become <0xXX> byte tokens.
+///
+/// In both, user-defined tokens are always matched whole and control tokens when parsing specials
+/// (llama.cpp's rules).
 public final class Tokenizer {
+    public enum Kind { case bytePairGPT2, sentencePiece }
+    public let kind: Kind
+    /// SentencePiece: token scores and whether a space is prefixed to raw text after a special token
+    /// or at the start.
+    let scores: [Float]
+    let addSpacePrefix: Bool
+    let unknown: Int32
     public let vocabSize: Int
     /// Token bytes as produced on output, flat with offsets (decoding allocates nothing).
     let tokenBytes: UnsafeMutableBufferPointer<UInt8>
@@ -18,8 +31,9 @@ public final class Tokenizer {
     let merges: [UInt64: UInt64]
     /// Byte value -> its single-byte token.
     let byteToken: [Int32]
-    /// Special tokens matched whole: (bytes, id), longest first.
-    let specials: [([UInt8], Int32)]
+    /// Tokens matched whole: (bytes, id, always), longest first; `always` (user-defined) ones are
+    /// matched even when special parsing is off.
+    let specials: [([UInt8], Int32, Bool)]
     public let bos: Int32
     public let eos: Int32
     public let addBos: Bool
@@ -31,8 +45,12 @@ public final class Tokenizer {
 
     public convenience init(file f: GGUFFile, vocabSize: Int) throws(EAError) {
         let model = try f.string("tokenizer.ggml.model") ?? ""
-        if model != "gpt2" {
-            throw EAError(.tokenizer, "tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE)")
+        let kind: Kind
+        switch model {
+        case "gpt2": kind = .bytePairGPT2
+        case "llama": kind = .sentencePiece
+        default:
+            throw EAError(.tokenizer, "tokenizer model '\(model)' is not supported (supported: gpt2, llama)")
         }
         guard let toks = try f.array("tokenizer.ggml.tokens"), toks.elementType == .string else {
             throw EAError(.tokenizer, "'tokenizer.ggml.tokens' must be an array of strings")
@@ -64,7 +82,7 @@ public final class Tokenizer {
         index.reserveCapacity(toks.count)
         var bytes: [UInt8] = []
         var offsets: [Int32] = [0]
-        var specials: [([UInt8], Int32)] = []
+        var specials: [([UInt8], Int32, Bool)] = []
         var dupe: String? = nil
         f.forEachString(toks) { i, raw in
             let text = String(decoding: raw, as: UTF8.self)
@@ -73,7 +91,23 @@ public final class Tokenizer {
             if t == Tokenizer.typeControl || t == Tokenizer.typeUserDefined {
                 let b = Array(raw)
                 bytes.append(contentsOf: b)
-                if !b.isEmpty { specials.append((b, Int32(i))) }
+                if !b.isEmpty { specials.append((b, Int32(i), t == Tokenizer.typeUserDefined)) }
+            } else if kind == .sentencePiece {
+                if t == Tokenizer.typeByte, let v = Tokenizer.byteTokenValue(raw) {
+                    bytes.append(v)
+                } else {
+                    // U+2581 (E2 96 81) stands for a space
+                    var k = 0
+                    while k < raw.count {
+                        if k + 2 < raw.count && raw[k] == 0xE2 && raw[k + 1] == 0x96 && raw[k + 2] == 0x81 {
+                            bytes.append(0x20)
+                            k += 3
+                        } else {
+                            bytes.append(raw[k])
+                            k += 1
+                        }
+                    }
+                }
             } else {
                 // map each character back to its byte; characters outside the map are kept as UTF-8
                 for sc in text.unicodeScalars {
@@ -92,15 +126,30 @@ public final class Tokenizer {
         // Some vocabularies (SmolLM2's) lack a few control-byte tokens: such bytes are dropped when
         // encoding, as the reference BPE without an unknown token does. Printable ASCII must exist.
         var bt = [Int32](repeating: -1, count: 256)
-        for b in 0..<256 {
-            var s = ""
-            s.unicodeScalars.append(Unicode.Scalar(byteToScalar[b])!)
-            if let id = index[s] {
-                bt[b] = id
-            } else if b >= 0x20 && b < 0x7F {
-                throw EAError(.tokenizer, "vocabulary has no token for byte 0x\(hex(UInt64(b)))")
+        if kind == .bytePairGPT2 {
+            for b in 0..<256 {
+                var s = ""
+                s.unicodeScalars.append(Unicode.Scalar(byteToScalar[b])!)
+                if let id = index[s] {
+                    bt[b] = id
+                } else if b >= 0x20 && b < 0x7F {
+                    throw EAError(.tokenizer, "vocabulary has no token for byte 0x\(hex(UInt64(b)))")
+                }
+            }
+        } else {
+            for (i, t) in types.enumerated() where t == Tokenizer.typeByte {
+                let o = Int(offsets[i])
+                if offsets[i + 1] - offsets[i] == 1 { bt[Int(bytes[o])] = Int32(i) }
             }
         }
+        var scores: [Float] = []
+        if kind == .sentencePiece {
+            guard let sa = try f.array("tokenizer.ggml.scores"), sa.count == toks.count, let sc = f.floats(sa) else {
+                throw EAError(.tokenizer, "'tokenizer.ggml.scores' must hold one float32 per token (\(toks.count))")
+            }
+            scores = sc
+        }
+        let addSpacePrefix = kind == .sentencePiece ? ((try f.bool("tokenizer.ggml.add_space_prefix")) ?? true) : false
 
         var mergeMap: [UInt64: UInt64] = [:]
         if let ma = try f.array("tokenizer.ggml.merges") {
@@ -148,7 +197,8 @@ public final class Tokenizer {
         let bos = try special("tokenizer.ggml.bos_token_id")
         let eos = try special("tokenizer.ggml.eos_token_id")
         let eot = try special("tokenizer.ggml.eot_token_id")
-        let addBos = (try f.bool("tokenizer.ggml.add_bos_token")) ?? false
+        let addBos = (try f.bool("tokenizer.ggml.add_bos_token")) ?? (kind == .sentencePiece)
+        let unknown = try special("tokenizer.ggml.unknown_token_id")
         var eogSet = Set<Int32>()
         if eos >= 0 { eogSet.insert(eos) }
         if eot >= 0 { eogSet.insert(eot) }
@@ -161,16 +211,22 @@ public final class Tokenizer {
         // allocated last: nothing may throw after it
         let tokenBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bytes.count, 1))
         _ = tokenBytes.initialize(from: bytes)
-        self.init(vocabSize: toks.count, tokenBytes: tokenBytes, tokenOffsets: offsets, tokenTypes: types,
+        self.init(kind: kind, scores: scores, addSpacePrefix: addSpacePrefix, unknown: unknown,
+                  vocabSize: toks.count, tokenBytes: tokenBytes, tokenOffsets: offsets, tokenTypes: types,
                   tokenIndex: index, merges: mergeMap, byteToken: bt, specials: specials, bos: bos, eos: eos,
                   addBos: addBos, eog: eogSet,
                   residentBytes: bytes.count + offsets.count * 4 + types.count * 4 + mergeMap.count * 24
                       + index.count * 40 + 256 * 4)
     }
 
-    init(vocabSize: Int, tokenBytes: UnsafeMutableBufferPointer<UInt8>, tokenOffsets: [Int32], tokenTypes: [Int32],
-         tokenIndex: [String: Int32], merges: [UInt64: UInt64], byteToken: [Int32], specials: [([UInt8], Int32)],
+    init(kind: Kind, scores: [Float], addSpacePrefix: Bool, unknown: Int32,
+         vocabSize: Int, tokenBytes: UnsafeMutableBufferPointer<UInt8>, tokenOffsets: [Int32], tokenTypes: [Int32],
+         tokenIndex: [String: Int32], merges: [UInt64: UInt64], byteToken: [Int32], specials: [([UInt8], Int32, Bool)],
          bos: Int32, eos: Int32, addBos: Bool, eog: Set<Int32>, residentBytes: Int) {
+        self.kind = kind
+        self.scores = scores
+        self.addSpacePrefix = addSpacePrefix
+        self.unknown = unknown
         self.vocabSize = vocabSize
         self.tokenBytes = tokenBytes
         self.tokenOffsets = tokenOffsets
@@ -212,39 +268,47 @@ public final class Tokenizer {
         var start = 0
         var i = 0
         let n = text.count
-        if parseSpecial && !specials.isEmpty {
-            while i < n {
-                var hit: Int32 = -1
-                var hitLen = 0
-                let c0 = text[i]
-                for (sb, id) in specials where sb[0] == c0 && sb.count <= n - i {
-                    var eq = true
-                    for k in 1..<sb.count where text[i + k] != sb[k] {
-                        eq = false
-                        break
-                    }
-                    if eq {
-                        hit = id
-                        hitLen = sb.count
-                        break  // longest first
-                    }
+        var afterSpecial = true  // SentencePiece prefixes a space to raw text at the start or after a special
+        while i < n && !specials.isEmpty {
+            var hit: Int32 = -1
+            var hitLen = 0
+            let c0 = text[i]
+            for (sb, id, always) in specials where sb[0] == c0 && sb.count <= n - i && (parseSpecial || always) {
+                var eq = true
+                for k in 1..<sb.count where text[i + k] != sb[k] {
+                    eq = false
+                    break
                 }
-                if hit >= 0 {
-                    encodePlain(UnsafeBufferPointer(rebasing: text[start..<i]), into: &out)
-                    out.append(hit)
-                    i += hitLen
-                    start = i
-                } else {
-                    i += 1
+                if eq {
+                    hit = id
+                    hitLen = sb.count
+                    break  // longest first
                 }
             }
+            if hit >= 0 {
+                if start < i {
+                    encodePlain(UnsafeBufferPointer(rebasing: text[start..<i]), prefixSpace: afterSpecial, into: &out)
+                }
+                out.append(hit)
+                afterSpecial = true
+                i += hitLen
+                start = i
+            } else {
+                i += 1
+            }
         }
-        encodePlain(UnsafeBufferPointer(rebasing: text[start..<n]), into: &out)
+        if start < n {
+            encodePlain(UnsafeBufferPointer(rebasing: text[start..<n]), prefixSpace: afterSpecial, into: &out)
+        }
         return out
     }
 
-    func encodePlain(_ text: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+    func encodePlain(_ text: UnsafeBufferPointer<UInt8>, prefixSpace: Bool, into out: inout [Int32]) {
         if text.isEmpty { return }
+        if kind == .sentencePiece {
+            encodeSentencePiece(text, prefixSpace: prefixSpace && addSpacePrefix, into: &out)
+            return
+        }
         var work: [Int32] = []
         PreTokenizer.split(text) { a, b in
             work.removeAll(keepingCapacity: true)
@@ -277,6 +341,111 @@ public final class Tokenizer {
             if bestAt < 0 { return }
             ids[bestAt] = bestId
             ids.remove(at: bestAt + 1)
+        }
+    }
+
+    /// "<0x41>" -> 0x41.
+    static func byteTokenValue(_ raw: UnsafeRawBufferPointer) -> UInt8? {
+        if raw.count != 6 || raw[0] != 0x3C || raw[1] != 0x30 || raw[2] != 0x78 || raw[5] != 0x3E { return nil }
+        func hexDigit(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x41...0x46: return c - 0x41 + 10
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
+        guard let hi = hexDigit(raw[3]), let lo = hexDigit(raw[4]) else { return nil }
+        return hi << 4 | lo
+    }
+
+    /// SentencePiece BPE over UTF-8 characters with a max-heap of candidate pairs (score, then
+    /// leftmost); stale heap entries are skipped by checking the pair's current sizes.
+    func encodeSentencePiece(_ text: UnsafeBufferPointer<UInt8>, prefixSpace: Bool, into out: inout [Int32]) {
+        var b: [UInt8] = []
+        b.reserveCapacity(text.count + 3)
+        if prefixSpace { b.append(contentsOf: [0xE2, 0x96, 0x81]) }
+        for c in text {
+            if c == 0x20 { b.append(contentsOf: [0xE2, 0x96, 0x81]) } else { b.append(c) }
+        }
+        // one symbol per UTF-8 character (a stray byte is its own symbol)
+        var start: [Int] = [], len: [Int] = []
+        var p = 0
+        while p < b.count {
+            let c = b[p]
+            var l = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1
+            if p + l > b.count { l = b.count - p }
+            start.append(p)
+            len.append(l)
+            p += l
+        }
+        let n = start.count
+        var prev = [Int](repeating: -1, count: n), next = [Int](repeating: -1, count: n)
+        for i in 0..<n {
+            prev[i] = i - 1
+            next[i] = i + 1 < n ? i + 1 : -1
+        }
+        // heap entries: (score, left, right, size)
+        var heap: [(Float, Int, Int, Int)] = []
+        func before(_ a: (Float, Int, Int, Int), _ c: (Float, Int, Int, Int)) -> Bool {
+            a.0 > c.0 || (a.0 == c.0 && a.1 < c.1)
+        }
+        func push(_ e: (Float, Int, Int, Int)) {
+            heap.append(e)
+            var i = heap.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                if !before(heap[i], heap[parent]) { break }
+                heap.swapAt(i, parent)
+                i = parent
+            }
+        }
+        func pop() -> (Float, Int, Int, Int)? {
+            guard let top = heap.first else { return nil }
+            let last = heap.removeLast()
+            if !heap.isEmpty {
+                heap[0] = last
+                var i = 0
+                while true {
+                    let l = 2 * i + 1, r = l + 1
+                    var m = i
+                    if l < heap.count && before(heap[l], heap[m]) { m = l }
+                    if r < heap.count && before(heap[r], heap[m]) { m = r }
+                    if m == i { break }
+                    heap.swapAt(i, m)
+                    i = m
+                }
+            }
+            return top
+        }
+        func tryAdd(_ l: Int, _ r: Int) {
+            if l < 0 || r < 0 { return }
+            let size = len[l] + len[r]
+            let s = String(decoding: b[start[l]..<(start[l] + size)], as: UTF8.self)
+            if let id = tokenIndex[s] { push((scores[Int(id)], l, r, size)) }
+        }
+        for i in 1..<max(n, 1) { tryAdd(i - 1, i) }
+        while let (_, l, r, size) = pop() {
+            if len[l] == 0 || len[r] == 0 || len[l] + len[r] != size || next[l] != r { continue }
+            len[l] = size
+            len[r] = 0
+            next[l] = next[r]
+            if next[r] >= 0 { prev[next[r]] = l }
+            tryAdd(prev[l], l)
+            tryAdd(l, next[l])
+        }
+        var i = n > 0 ? 0 : -1
+        while i >= 0 {
+            let s = String(decoding: b[start[i]..<(start[i] + len[i])], as: UTF8.self)
+            if let id = tokenIndex[s] {
+                out.append(id)
+            } else {
+                for k in start[i]..<(start[i] + len[i]) {
+                    let t = byteToken[Int(b[k])]
+                    if t >= 0 { out.append(t) } else if unknown >= 0 { out.append(unknown) }
+                }
+            }
+            i = next[i]
         }
     }
 }

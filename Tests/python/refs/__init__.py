@@ -1,0 +1,1 @@
+"""Independent references (numpy forward pass, tokenizers BPE, tiny GGUF writer) for the CLI tests."""
