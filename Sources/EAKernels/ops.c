@@ -6,6 +6,11 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 /* exp(x) computed the same way on every target (libm's expf differs between x86_64 and aarch64
  * builds, which would make greedy output differ between host and board): x = n ln2 + r with
@@ -112,10 +117,98 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
     }
 }
 
+/* Half-cache inner loops. Every version computes in the same order (8 lanes, lane k takes elements
+ * i = k mod 8, multiply then add, lanes reduced ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), tail in order;
+ * the value update is elementwise), so host and board agree bit for bit. Half->float is exact. */
+static inline float red8(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+static float qk_generic(const float *q, const uint16_t *k, int n, const float *h2f) {
+    float l[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int m = 0; m < 8; ++m) l[m] = l[m] + q[i + m] * h2f[k[i + m]];
+    float r = red8(l);
+    for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
+    return r;
+}
+
+static void pv_generic(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+    for (int d = 0; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const uint16_t *k, int n, const float *h2f) {
+    __m256 a = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i)))));
+    float l[8];
+    _mm256_storeu_ps(l, a);
+    float r = red8(l);
+    for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
+    return r;
+}
+
+__attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+    const __m256 pv = _mm256_set1_ps(p);
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        _mm256_storeu_ps(o + d, _mm256_add_ps(_mm256_loadu_ps(o + d),
+                                              _mm256_mul_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + d))))));
+    for (; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+}
+#endif
+
+#if defined(__aarch64__)
+static inline float32x4_t h4(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+
+static float qk_neon(const float *q, const uint16_t *k, int n, const float *h2f) {
+    float32x4_t lo = vdupq_n_f32(0), hi = lo;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        lo = vaddq_f32(lo, vmulq_f32(vld1q_f32(q + i), h4(k + i)));
+        hi = vaddq_f32(hi, vmulq_f32(vld1q_f32(q + i + 4), h4(k + i + 4)));
+    }
+    float l[8];
+    vst1q_f32(l, lo);
+    vst1q_f32(l + 4, hi);
+    float r = red8(l);
+    for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
+    return r;
+}
+
+static void pv_neon(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+    const float32x4_t pv = vdupq_n_f32(p);
+    int d = 0;
+    for (; d + 4 <= n; d += 4) vst1q_f32(o + d, vaddq_f32(vld1q_f32(o + d), vmulq_f32(pv, h4(v + d))));
+    for (; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+}
+#endif
+
+typedef float (*qk_fn)(const float *, const uint16_t *, int, const float *);
+typedef void (*pv_fn)(float *, float, const uint16_t *, int, const float *);
+int eak_generic_forced(void);
+
+static void pick_half(qk_fn *qk, pv_fn *pv) {
+    *qk = qk_generic;
+    *pv = pv_generic;
+    if (eak_generic_forced()) return;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) { *qk = qk_f16c; *pv = pv_f16c; }
+#elif defined(__aarch64__)
+    *qk = qk_neon;
+    *pv = pv_neon;
+#endif
+}
+
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
                        int window, float *scratch, int n_threads) {
     const float *h2f = eak_f16_table();
+    qk_fn qk;
+    pv_fn pvf;
+    pick_half(&qk, &pvf);
     const int group = n_head / n_kv_head;
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
     const int n_keys_max = pos0 + n_tok;
@@ -132,20 +225,12 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
 #endif
         float qh[512];
         const float *qsrc = q + (size_t)t * q_stride + (size_t)h * head_dim;
-        for (int d = 0; d < head_dim; ++d) qh[d] = h2f[eak_f32_to_f16(qsrc[d])];
+        for (int d = 0; d < head_dim; ++d) qh[d] = h2f[eak_f32_to_f16(qsrc[d])]; /* q rounded to half */
         const int kvh = h / group, n_keys = pos0 + t + 1;
         const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
         float mx = -INFINITY;
         for (int j = j0; j < n_keys; ++j) {
-            const uint16_t *kj = k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
-            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            int d = 0;
-            for (; d + 4 <= head_dim; d += 4) {
-                a0 += qh[d] * h2f[kj[d]]; a1 += qh[d + 1] * h2f[kj[d + 1]];
-                a2 += qh[d + 2] * h2f[kj[d + 2]]; a3 += qh[d + 3] * h2f[kj[d + 3]];
-            }
-            for (; d < head_dim; ++d) a0 += qh[d] * h2f[kj[d]];
-            s[j] = ((a0 + a1) + (a2 + a3)) * scale;
+            s[j] = qk(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim, h2f) * scale;
             if (s[j] > mx) mx = s[j];
         }
         float sum = 0.0f;
@@ -153,11 +238,9 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
         const float inv = 1.0f / sum;
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int j = j0; j < n_keys; ++j) {
-            const uint16_t *vj = v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
-            const float p = h2f[eak_f32_to_f16(s[j] * inv)];
-            for (int d = 0; d < head_dim; ++d) o[d] += p * h2f[vj[d]];
-        }
+        for (int j = j0; j < n_keys; ++j) /* weights rounded to half, as llama.cpp multiplies them */
+            pvf(o, h2f[eak_f32_to_f16(s[j] * inv)], v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim,
+                head_dim, h2f);
     }
 }
 

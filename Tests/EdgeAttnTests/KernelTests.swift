@@ -189,6 +189,12 @@ final class KernelTests: XCTestCase {
                           Int32(window), &scratch, 2)
             eak_attention_f16(q, k16, v16, &out16, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd),
                               scale, Int32(window), &scratch, 2)
+            var out16Generic = out16
+            eak_force_generic(1)
+            eak_attention_f16(q, k16, v16, &out16Generic, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV),
+                              Int32(hd), scale, Int32(window), &scratch, 1)
+            eak_force_generic(0)
+            XCTAssertEqual(out16, out16Generic, "half attention: SIMD != generic")
             for t in 0..<n {
                 for h in 0..<nHead {
                     let kvh = h / (nHead / nKV)
