@@ -1,9 +1,9 @@
 /* Integer matrix product: weights in GGUF's 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
  * times activations quantized on the fly to 8 bits per 32-element block, as llama.cpp does
  * (Q8_0-style blocks for symmetric weights, Q8_1-style with the block sum for weights with an
- * offset). Each block's dot product is an exact int32; SIMD (AVX2, NEON, NEON dotprod) only computes
- * those int32 sums, and the float scaling runs in the same order in every version, so all versions
- * give bit-identical results. */
+ * offset). Each weight row is unpacked to int8 once per call and reused by every token; products
+ * are exact int32 sums of four, accumulated in eight float lanes in one fixed order, so the AVX2,
+ * NEON, NEON dotprod and generic versions give bit-identical results. */
 #include "ea_kernels.h"
 #include <math.h>
 #include <string.h>
@@ -21,8 +21,6 @@
 #endif
 #endif
 #endif
-
-static inline float h2f(const uint8_t *p) { return eak_f16_table()[(uint16_t)(p[0] | (p[1] << 8))]; }
 
 int eak_act_type(int wtype) {
     switch (wtype) {
@@ -85,151 +83,201 @@ static inline void unpack_block(int type, const uint8_t *b, int8_t w[32]) {
     }
 }
 
-static int32_t idot_generic(const int8_t *a, const int8_t *b) {
-    int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += (int32_t)a[j] * b[j];
-    return s;
+/* ---- lane dot products --------------------------------------------------------------------------
+ * For one weight row (unpacked to int8) and one token: lane m (0..7) of block b is the exact int32
+ * L[b][m] = sum of w[e] * x[e] over e = 32b + 4m .. 32b + 4m + 3. Each lane accumulates in float,
+ * block by block: acc[m] = acc[m] + (dw[b] * dx[b]) * (float)L[b][m] (multiply, then add; no FMA),
+ * and the row's result is ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)). AVX2's maddubs+madd, NEON's sdot and
+ * NEON's vmull+pairwise adds all produce exactly these lanes, so every version is bit-identical. */
+typedef float (*lanes_fn)(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb);
+
+static inline float red8f(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+static float lanes_generic(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb) {
+    float acc[8] = {0};
+    for (int b = 0; b < nb; ++b) {
+        const int8_t *w = wq + (size_t)b * 32, *x = xa[b].qs;
+        const float sc = dw[b] * xa[b].d;
+        for (int m = 0; m < 8; ++m) {
+            int32_t l = w[4 * m] * x[4 * m] + w[4 * m + 1] * x[4 * m + 1] + w[4 * m + 2] * x[4 * m + 2] + w[4 * m + 3] * x[4 * m + 3];
+            acc[m] = acc[m] + sc * (float)l;
+        }
+    }
+    return red8f(acc);
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2"))) static int32_t idot_avx2(const int8_t *a, const int8_t *b) {
-    __m256i x = _mm256_loadu_si256((const __m256i *)a), y = _mm256_loadu_si256((const __m256i *)b);
-    /* sign trick: |x| (unsigned) * (y with x's sign); pairs fit int16 since |x| <= 128, |y| <= 127 */
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-    __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-    return _mm_cvtsi128_si32(h);
+__attribute__((target("avx2"))) static float lanes_avx2(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)(wq + (size_t)b * 32));
+        __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+        /* |w| (unsigned) times x with w's sign: pairs fit int16 since |w| <= 128, |x| <= 127 */
+        __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw[b] * xa[b].d), _mm256_cvtepi32_ps(l)));
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return red8f(a);
+}
+
+/* Q4_0 / Q4_1 rows: nibbles to bytes, 16 at a time. */
+__attribute__((target("avx2"))) static int unpack_row_avx2(int type, const uint8_t *row, int nb, int8_t *wq) {
+    if (type != EAK_Q4_0 && type != EAK_Q4_1) return 0;
+    const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;
+    const __m128i m4 = _mm_set1_epi8(0x0F), off = _mm_set1_epi8(type == EAK_Q4_0 ? 8 : 0);
+    for (int b = 0; b < nb; ++b) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(row + (size_t)b * bb + qoff));
+        _mm_storeu_si128((__m128i *)(wq + (size_t)b * 32), _mm_sub_epi8(_mm_and_si128(raw, m4), off));
+        _mm_storeu_si128((__m128i *)(wq + (size_t)b * 32 + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), off));
+    }
+    return 1;
 }
 #endif
 
 #if defined(__aarch64__)
-static int32_t idot_neon(const int8_t *a, const int8_t *b) {
-    int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16), b0 = vld1q_s8(b), b1 = vld1q_s8(b + 16);
-    int16x8_t p0 = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
-    p0 = vmlal_s8(p0, vget_high_s8(a0), vget_high_s8(b0));
-    int16x8_t p1 = vmull_s8(vget_low_s8(a1), vget_low_s8(b1));
-    p1 = vmlal_s8(p1, vget_high_s8(a1), vget_high_s8(b1));
-    return vaddvq_s32(vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+static inline int32x4_t lanes16_neon(int8x16_t w, int8x16_t x) {
+    int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x)));   /* pairs of bytes 0..7  */
+    int32x4_t hi = vpaddlq_s16(vmull_s8(vget_high_s8(w), vget_high_s8(x))); /* pairs of bytes 8..15 */
+    return vpaddq_s32(lo, hi);                                              /* quads 0..3 .. 12..15 */
 }
 
-__attribute__((target("arch=armv8.2-a+dotprod"))) static int32_t idot_dotprod(const int8_t *a, const int8_t *b) {
-    int32x4_t acc = vdupq_n_s32(0);
-    acc = vdotq_s32(acc, vld1q_s8(a), vld1q_s8(b));
-    acc = vdotq_s32(acc, vld1q_s8(a + 16), vld1q_s8(b + 16));
-    return vaddvq_s32(acc);
+static float lanes_neon(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    for (int b = 0; b < nb; ++b) {
+        const int8_t *w = wq + (size_t)b * 32;
+        const float32x4_t sc = vdupq_n_f32(dw[b] * xa[b].d);
+        a0 = vaddq_f32(a0, vmulq_f32(sc, vcvtq_f32_s32(lanes16_neon(vld1q_s8(w), vld1q_s8(xa[b].qs)))));
+        a1 = vaddq_f32(a1, vmulq_f32(sc, vcvtq_f32_s32(lanes16_neon(vld1q_s8(w + 16), vld1q_s8(xa[b].qs + 16)))));
+    }
+    float a[8];
+    vst1q_f32(a, a0);
+    vst1q_f32(a + 4, a1);
+    return red8f(a);
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static float lanes_dotprod(const int8_t *wq, const eak_act_block *xa,
+                                                                           const float *dw, int nb) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    const int32x4_t z = vdupq_n_s32(0);
+    for (int b = 0; b < nb; ++b) {
+        const int8_t *w = wq + (size_t)b * 32;
+        const float32x4_t sc = vdupq_n_f32(dw[b] * xa[b].d);
+        a0 = vaddq_f32(a0, vmulq_f32(sc, vcvtq_f32_s32(vdotq_s32(z, vld1q_s8(w), vld1q_s8(xa[b].qs)))));
+        a1 = vaddq_f32(a1, vmulq_f32(sc, vcvtq_f32_s32(vdotq_s32(z, vld1q_s8(w + 16), vld1q_s8(xa[b].qs + 16)))));
+    }
+    float a[8];
+    vst1q_f32(a, a0);
+    vst1q_f32(a + 4, a1);
+    return red8f(a);
+}
+
+static int unpack_row_neon(int type, const uint8_t *row, int nb, int8_t *wq) {
+    if (type != EAK_Q4_0 && type != EAK_Q4_1) return 0;
+    const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);
+    for (int b = 0; b < nb; ++b) {
+        uint8x16_t raw = vld1q_u8(row + (size_t)b * bb + qoff);
+        vst1q_s8(wq + (size_t)b * 32, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off));
+        vst1q_s8(wq + (size_t)b * 32 + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off));
+    }
+    return 1;
 }
 #endif
 
-/* ---- exact int32 sums of every block of one weight row against one token ----------------------
- * sums[b] = int_dot(unpacked weight block b, activation block b). The SIMD versions unpack with
- * vector instructions; types they do not cover fall back to unpack_block + idot. */
-typedef void (*rowsums_fn)(int type, const uint8_t *row, const eak_act_block *xa, int nb, int32_t *sums);
+/* Single-token (decode) path: the same lanes computed straight from the packed blocks, without the
+ * unpack pass. Returns 0 for types it does not cover. *out = the lane sum (without the Q4_1 offset term). */
+typedef int (*fused_fn)(int type, const uint8_t *row, const eak_act_block *xa, int nb, const float *h2f, float *out);
 
 #if defined(__x86_64__)
-__attribute__((target("avx2"))) static inline int32_t hsum_i32x8(__m256i s) {
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-    return _mm_cvtsi128_si32(h);
-}
-
-__attribute__((target("avx2"))) static int rowsums_avx2(int type, const uint8_t *row, const eak_act_block *xa,
-                                                        int nb, int32_t *sums) {
-    const __m256i ones16 = _mm256_set1_epi16(1);
+__attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *row, const eak_act_block *xa, int nb,
+                                                      const float *h2f, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
     const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    int bb, qoff;
     switch (type) {
-    case EAK_Q4_0:
-    case EAK_Q4_1: {
-        const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;
-        const __m256i eight = _mm256_set1_epi8(8);
-        for (int b = 0; b < nb; ++b) {
-            __m128i raw = _mm_loadu_si128((const __m128i *)(row + (size_t)b * bb + qoff));
-            __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
-            __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
-            __m256i p;
-            if (type == EAK_Q4_1) {
-                p = _mm256_maddubs_epi16(w, x); /* w in 0..15 unsigned */
-            } else {
-                __m256i ws = _mm256_sub_epi8(w, eight);
-                p = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(x, ws));
-            }
-            sums[b] = hsum_i32x8(_mm256_madd_epi16(p, ones16));
-        }
-        return 1;
+    case EAK_Q4_0: bb = 18; qoff = 2; break;
+    case EAK_Q4_1: bb = 20; qoff = 4; break;
+    case EAK_Q8_0: bb = 34; qoff = 2; break;
+    default: return 0;
     }
-    case EAK_Q8_0:
-        for (int b = 0; b < nb; ++b) {
-            __m256i w = _mm256_loadu_si256((const __m256i *)(row + (size_t)b * 34 + 2));
-            __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-            sums[b] = hsum_i32x8(_mm256_madd_epi16(p, ones16));
+    const __m256i off = _mm256_set1_epi8(type == EAK_Q4_0 ? 8 : 0);
+    for (int b = 0; b < nb; ++b) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        __m256i w;
+        if (type == EAK_Q8_0) {
+            w = _mm256_loadu_si256((const __m256i *)(blk + qoff));
+        } else {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(blk + qoff));
+            w = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4)), off);
         }
-        return 1;
-    default:
-        return 0;
+        __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+        __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+        const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw * xa[b].d), _mm256_cvtepi32_ps(l)));
     }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    *out = red8f(a);
+    return 1;
 }
 #endif
 
 #if defined(__aarch64__)
-static inline int32_t dot16_neon(int8x16_t a, int8x16_t b) {
-    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-    p = vmlal_s8(p, vget_high_s8(a), vget_high_s8(b));
-    return vaddlvq_s16(p);
+#define FUSED_NEON_BODY(LANES16)                                                                      \
+    int bb, qoff;                                                                                     \
+    switch (type) {                                                                                   \
+    case EAK_Q4_0: bb = 18; qoff = 2; break;                                                          \
+    case EAK_Q4_1: bb = 20; qoff = 4; break;                                                          \
+    case EAK_Q8_0: bb = 34; qoff = 2; break;                                                          \
+    default: return 0;                                                                                \
+    }                                                                                                 \
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                           \
+    const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                       \
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;                                                         \
+    for (int b = 0; b < nb; ++b) {                                                                    \
+        const uint8_t *blk = row + (size_t)b * bb;                                                    \
+        int8x16_t w0, w1;                                                                             \
+        if (type == EAK_Q8_0) {                                                                       \
+            w0 = vld1q_s8((const int8_t *)(blk + qoff));                                              \
+            w1 = vld1q_s8((const int8_t *)(blk + qoff + 16));                                         \
+        } else {                                                                                      \
+            uint8x16_t raw = vld1q_u8(blk + qoff);                                                    \
+            w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off);                               \
+            w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off);                              \
+        }                                                                                             \
+        const float32x4_t sc = vdupq_n_f32(h2f[(uint16_t)(blk[0] | (blk[1] << 8))] * xa[b].d);         \
+        a0 = vaddq_f32(a0, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, vld1q_s8(xa[b].qs)))));             \
+        a1 = vaddq_f32(a1, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, vld1q_s8(xa[b].qs + 16)))));        \
+    }                                                                                                 \
+    float a[8];                                                                                       \
+    vst1q_f32(a, a0);                                                                                 \
+    vst1q_f32(a + 4, a1);                                                                             \
+    *out = red8f(a);                                                                                  \
+    return 1;
+
+static int fused_neon(int type, const uint8_t *row, const eak_act_block *xa, int nb, const float *h2f, float *out) {
+    FUSED_NEON_BODY(lanes16_neon)
 }
 
-__attribute__((target("arch=armv8.2-a+dotprod"))) static inline int32_t dot32_dp(int8x16_t a0, int8x16_t a1,
-                                                                              int8x16_t b0, int8x16_t b1) {
-    return vaddvq_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, b0), a1, b1));
+__attribute__((target("arch=armv8.2-a+dotprod"))) static inline int32x4_t lanes16_dp(int8x16_t w, int8x16_t x) {
+    return vdotq_s32(vdupq_n_s32(0), w, x);
 }
 
-/* Shared body; DP selects the sdot instruction. Inlined into two dispatch targets below. */
-#define ROWSUMS_NEON_BODY(DOT32)                                                                     \
-    switch (type) {                                                                                  \
-    case EAK_Q4_0:                                                                                   \
-    case EAK_Q4_1: {                                                                                 \
-        const int bb = type == EAK_Q4_0 ? 18 : 20, qoff = type == EAK_Q4_0 ? 2 : 4;                   \
-        const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                      \
-        const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                  \
-        for (int b = 0; b < nb; ++b) {                                                               \
-            uint8x16_t raw = vld1q_u8(row + (size_t)b * bb + qoff);                                  \
-            int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off);                    \
-            int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off);                   \
-            sums[b] = DOT32(lo, hi, vld1q_s8(xa[b].qs), vld1q_s8(xa[b].qs + 16));                    \
-        }                                                                                            \
-        return 1;                                                                                    \
-    }                                                                                                \
-    case EAK_Q8_0:                                                                                   \
-        for (int b = 0; b < nb; ++b) {                                                               \
-            const int8_t *w = (const int8_t *)(row + (size_t)b * 34 + 2);                            \
-            sums[b] = DOT32(vld1q_s8(w), vld1q_s8(w + 16), vld1q_s8(xa[b].qs), vld1q_s8(xa[b].qs + 16)); \
-        }                                                                                            \
-        return 1;                                                                                    \
-    default:                                                                                         \
-        return 0;                                                                                    \
-    }
-
-static inline int32_t dot32_neon(int8x16_t a0, int8x16_t a1, int8x16_t b0, int8x16_t b1) {
-    return dot16_neon(a0, b0) + dot16_neon(a1, b1);
-}
-
-static int rowsums_neon(int type, const uint8_t *row, const eak_act_block *xa, int nb, int32_t *sums) {
-    ROWSUMS_NEON_BODY(dot32_neon)
-}
-
-__attribute__((target("arch=armv8.2-a+dotprod"))) static int rowsums_dotprod(int type, const uint8_t *row,
-                                                                            const eak_act_block *xa, int nb,
-                                                                            int32_t *sums) {
-    ROWSUMS_NEON_BODY(dot32_dp)
+__attribute__((target("arch=armv8.2-a+dotprod"))) static int fused_dotprod(int type, const uint8_t *row,
+                                                                         const eak_act_block *xa, int nb,
+                                                                         const float *h2f, float *out) {
+    FUSED_NEON_BODY(lanes16_dp)
 }
 #endif
 
-typedef int32_t (*idot_fn)(const int8_t *, const int8_t *);
-typedef int (*rowsums_sel_fn)(int, const uint8_t *, const eak_act_block *, int, int32_t *);
-static idot_fn g_idot;
-static rowsums_sel_fn g_rowsums; /* NULL: generic only */
+typedef int (*unpack_fn)(int, const uint8_t *, int, int8_t *);
+static lanes_fn g_lanes;
+static unpack_fn g_unpack; /* NULL: scalar unpack only */
+static fused_fn g_fused;   /* NULL: no single-token shortcut */
 static int g_picked;
 static int g_forced_generic = -1;
 void eak_matmul_reset_dispatch(void); /* matmul.c */
@@ -237,79 +285,101 @@ int eak_generic_forced(void) { return g_forced_generic == 1; }
 
 void eak_force_generic(int on) {
     g_forced_generic = on;
-    g_idot = 0;
-    g_rowsums = 0;
+    g_lanes = 0;
+    g_unpack = 0;
+    g_fused = 0;
     g_picked = 0;
     eak_matmul_reset_dispatch();
 }
 
-static idot_fn pick_idot(void) {
-    if (g_picked) return g_idot;
-    idot_fn f = idot_generic;
-    rowsums_sel_fn r = 0;
+static lanes_fn pick_lanes(void) {
+    if (g_picked) return g_lanes;
+    lanes_fn f = lanes_generic;
+    unpack_fn u = 0;
+    fused_fn z = 0;
     if (g_forced_generic != 1) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")) { f = idot_avx2; r = rowsums_avx2; }
+        if (__builtin_cpu_supports("avx2")) { f = lanes_avx2; u = unpack_row_avx2; z = fused_avx2; }
 #elif defined(__aarch64__)
-        f = idot_neon;
-        r = rowsums_neon;
+        f = lanes_neon;
+        u = unpack_row_neon;
+        z = fused_neon;
 #if defined(__linux__)
-        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = idot_dotprod; r = rowsums_dotprod; }
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = lanes_dotprod; z = fused_dotprod; }
 #endif
 #endif
     }
-    g_idot = f;
-    g_rowsums = r;
+    g_lanes = f;
+    g_unpack = u;
+    g_fused = z;
     g_picked = 1; /* racing first calls store the same values */
     return f;
 }
 
 const char *eak_idot_name(void) {
-    idot_fn f = pick_idot();
+    lanes_fn f = pick_lanes();
 #if defined(__x86_64__)
-    if (f == idot_avx2) return "avx2";
+    if (f == lanes_avx2) return "avx2";
 #elif defined(__aarch64__)
-    if (f == idot_dotprod) return "neon-dotprod";
-    if (f == idot_neon) return "neon";
+    if (f == lanes_dotprod) return "neon-dotprod";
+    if (f == lanes_neon) return "neon";
 #endif
     (void)f;
     return "generic";
 }
 
+#define MAXB 512 /* blocks per row handled at once: 16384 columns */
+
 void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads) {
-    const idot_fn idot = pick_idot();
-    const rowsums_sel_fn rowsums = g_rowsums;
-    const int nb = cols / 32;
+    const lanes_fn lanes = pick_lanes();
+    const unpack_fn unpack = g_unpack;
+    const fused_fn fused = g_fused;
+    const float *h2f = eak_f16_table();
+    const int nb_all = cols / 32;
     const uint32_t bb = eak_type_block_bytes(type);
     const int has_min = type == EAK_Q4_1 || type == EAK_Q5_1;
     if (n_threads < 1) n_threads = 1;
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
     for (int r = 0; r < rows; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        int32_t sums[512]; /* blocks per chunk: 16384 columns */
-        for (int t = 0; t < n_tok; ++t) {
-            const eak_act_block *xa = xq + (size_t)t * nb;
-            float acc = 0.0f, accm = 0.0f;
-            for (int b0 = 0; b0 < nb; b0 += 512) {
-                const int n = nb - b0 < 512 ? nb - b0 : 512;
-                const uint8_t *rb = row + (size_t)b0 * bb;
-                if (!rowsums || !rowsums(type, rb, xa + b0, n, sums)) {
-                    int8_t wq[32];
-                    for (int b = 0; b < n; ++b) {
-                        unpack_block(type, rb + (size_t)b * bb, wq);
-                        sums[b] = idot(wq, xa[b0 + b].qs);
-                    }
+        int8_t wq[MAXB * 32];
+        float dw[MAXB], mw[MAXB];
+        if (n_tok == 1 && fused && nb_all <= MAXB) {
+            float v;
+            if (fused(type, row, xq, nb_all, h2f, &v)) {
+                if (has_min) {
+                    float m = 0.0f;
+                    for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
+                    v = v + m;
                 }
-                /* the float scaling, in block order: identical in every ISA version */
-                for (int b = 0; b < n; ++b) {
-                    const uint8_t *blk = rb + (size_t)b * bb;
-                    acc += (h2f(blk) * xa[b0 + b].d) * (float)sums[b];
-                    if (has_min) accm += h2f(blk + 2) * xa[b0 + b].s;
-                }
+                y[r] = v;
+                continue;
             }
-            y[(size_t)t * rows + r] = acc + accm;
+        }
+        for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r] = 0.0f;
+        for (int b0 = 0; b0 < nb_all; b0 += MAXB) {
+            const int nb = nb_all - b0 < MAXB ? nb_all - b0 : MAXB;
+            const uint8_t *rb = row + (size_t)b0 * bb;
+            /* decode the row once for all tokens: int8 values and the block scales */
+            if (!unpack || !unpack(type, rb, nb, wq))
+                for (int b = 0; b < nb; ++b) unpack_block(type, rb + (size_t)b * bb, wq + (size_t)b * 32);
+            for (int b = 0; b < nb; ++b) {
+                const uint8_t *blk = rb + (size_t)b * bb;
+                dw[b] = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+                mw[b] = has_min ? h2f[(uint16_t)(blk[2] | (blk[3] << 8))] : 0.0f;
+            }
+            for (int t = 0; t < n_tok; ++t) {
+                const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
+                float v = lanes(wq, xa, dw, nb);
+                if (has_min) {
+                    float m = 0.0f;
+                    for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
+                    v = v + m;
+                }
+                y[(size_t)t * rows + r] += v;
+            }
         }
     }
 }

@@ -115,7 +115,14 @@ def test_greedy_matches_llama_cpp(n, cases, smollm2_path, run_cli, tokenize, cli
     assert 0 < len(gen) <= N_GEN, f"prompt {n}: {len(gen)} tokens generated, asked for {N_GEN}"
     eog = {i for i, s in enumerate(tok.tokens) if s in ("<|endoftext|>", "<|im_end|>")} | {tok.eos_id}
     if len(gen) < N_GEN:
-        assert gen[-1] in eog, f"prompt {n}: stopped after {len(gen)} tokens without an end-of-generation token"
+        # an early stop must be an end-of-generation token (never printed): the CLI's own greedy
+        # choice after the generated text, and the float reference's, must be one
+        after = int(np.argmax(cli_logits(smollm2_path, pids + gen)[-1]))
+        assert after in eog, (f"prompt {n}: stopped after {len(gen)} tokens but the next greedy token "
+                              f"{after} is not end-of-generation {sorted(eog)}")
+        ref_after = llama_numpy.logits(smollm2_path, pids + gen)[-1]
+        assert float(ref_after.max() - max(ref_after[e] for e in eog)) <= GREEDY_TIE, \
+            f"prompt {n}: the reference does not end the text where the CLI does"
     our_text = tok.decode_bytes(pids + gen).decode("utf-8", "replace")
     print(f"\n  prompt {n} ours: {our_text!r}")
 

@@ -144,6 +144,17 @@ class SpmRefTokenizer:
     def decode_bytes(self, ids: list[int]) -> bytes:
         return b"".join(self.piece_bytes(int(i)) for i in ids)
 
+    @functools.cached_property
+    def _ids_by_bytes(self) -> dict[bytes, list[int]]:
+        table: dict[bytes, list[int]] = {}
+        for i in range(len(self.tokens)):
+            table.setdefault(self.piece_bytes(i), []).append(i)
+        return table
+
+    def ids_for_prefixes_of(self, data: bytes) -> list[int]:
+        """Every token whose bytes are a non-empty prefix of data."""
+        return [i for n in range(1, min(len(data), 256) + 1) for i in self._ids_by_bytes.get(data[:n], [])]
+
 
 @functools.lru_cache(maxsize=2)
 def load(gguf_path: str) -> SpmRefTokenizer:
