@@ -17,6 +17,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "edgeattn.h"
+#include "args.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,36 +50,6 @@ static void usage(FILE *f) {
             "  --system TEXT  a system message at the start of the conversation\n"
             "  -v             per turn, print on stderr how many tokens were prefilled and reused\n"
             "commands: /reset forgets the conversation; end of input quits\n");
-}
-
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    if (!s || !*s || (*s != '-' && *s != '+' && (*s < '0' || *s > '9'))) return 0;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9') return 0;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0') return 0;
-    *out = (uint64_t)v;
-    return 1;
-}
-
-static int parse_float(const char *s, double lo, double hi, float *out) {
-    char *end = NULL;
-    if (!s || !*s || (*s != '-' && *s != '+' && *s != '.' && (*s < '0' || *s > '9'))) return 0;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(v) || v < lo || v > hi) return 0;
-    *out = (float)v;
-    return 1;
 }
 
 static int bad_value(const char *opt, const char *val, const char *want) {
@@ -127,7 +98,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!parse_int(val, 0, 4096, &v)) return bad_value(a, val, "an integer in [0, 4096]");
             o->n_threads = (uint32_t)v;
         } else if (strcmp(a, "--temp") == 0) {
-            if (!parse_float(val, 0.0, 100.0, &o->temp))
+            if (!parse_float(val, 0.0, 0, 100.0, 0, &o->temp))
                 return bad_value(a, val, "a number in [0, 100]");
         } else if (strcmp(a, "--seed") == 0) {
             if (!parse_u64(val, &o->seed)) return bad_value(a, val, "an unsigned 64-bit integer");

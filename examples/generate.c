@@ -16,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "edgeattn.h"
+#include "args.h"
 
 #include <errno.h>
 #include <math.h>
@@ -58,40 +59,6 @@ static void usage(FILE *f) {
             "  --budget BYTES      session memory budget in bytes (0 = no limit)\n"
             "  --kv-bits B         KV cache bits per element: 16 (default) or 32\n"
             "  --chat              wrap the prompt as a ChatML user message\n");
-}
-
-/* ---- strict number parsing: the whole string must be a number in range --------------------- */
-
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    if (!s || !*s || (*s != '-' && *s != '+' && (*s < '0' || *s > '9'))) return 0;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9') return 0; /* no sign, no space: strtoull accepts "-1" */
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0') return 0;
-    *out = (uint64_t)v;
-    return 1;
-}
-
-/* lo_open/hi_open: exclude the bound. */
-static int parse_float(const char *s, double lo, int lo_open, double hi, int hi_open, float *out) {
-    char *end = NULL;
-    if (!s || !*s || (*s != '-' && *s != '+' && *s != '.' && (*s < '0' || *s > '9'))) return 0;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(v)) return 0;
-    if (v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi)) return 0;
-    *out = (float)v;
-    return 1;
 }
 
 static int bad_value(const char *opt, const char *val, const char *want) {

@@ -69,6 +69,16 @@ void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float fr
     }
 }
 
+/* s[j] <- exp(s[j] - mx) for j in [j0, n); returns 1 / their sum (the softmax normaliser). */
+static float softmax_exp(float *s, int j0, int n, float mx) {
+    float sum = 0.0f;
+    for (int j = j0; j < n; ++j) {
+        s[j] = eak_exp(s[j] - mx);
+        sum += s[j];
+    }
+    return 1.0f / sum;
+}
+
 static float dot(const float *a, const float *b, int n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int i = 0;
@@ -104,9 +114,7 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
             s[j] = dot(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim) * scale;
             if (s[j] > mx) mx = s[j];
         }
-        float sum = 0.0f;
-        for (int j = j0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
-        float inv = 1.0f / sum;
+        const float inv = softmax_exp(s, j0, n_keys, mx);
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
         for (int j = j0; j < n_keys; ++j) {
@@ -233,9 +241,7 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
             s[j] = qk(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim, h2f) * scale;
             if (s[j] > mx) mx = s[j];
         }
-        float sum = 0.0f;
-        for (int j = j0; j < n_keys; ++j) { s[j] = eak_exp(s[j] - mx); sum += s[j]; }
-        const float inv = 1.0f / sum;
+        const float inv = softmax_exp(s, j0, n_keys, mx);
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
         for (int j = j0; j < n_keys; ++j) /* weights rounded to half, as llama.cpp multiplies them */
