@@ -79,58 +79,21 @@ static float softmax_exp(float *s, int j0, int n, float mx) {
     return 1.0f / sum;
 }
 
-static float dot(const float *a, const float *b, int n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; ++i) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
-                   int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                   int window, float *scratch, int n_threads) {
-    const int group = n_head / n_kv_head;
-    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
-    const int n_keys_max = pos0 + n_tok;
-    if (n_threads < 1) n_threads = 1;
-    const int n_work = n_tok * n_head;
-/* static,1 interleaves (t, h) items across threads; dynamic schedules need a newer libomp than Debian 12 ships */
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
-    for (int wi = 0; wi < n_work; ++wi) {
-        int t = wi / n_head, h = wi % n_head;
-#ifdef _OPENMP
-        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
-#else
-        float *s = scratch;
-#endif
-        const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
-        const int kvh = h / group, n_keys = pos0 + t + 1;
-        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
-        float mx = -INFINITY;
-        for (int j = j0; j < n_keys; ++j) {
-            s[j] = dot(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim) * scale;
-            if (s[j] > mx) mx = s[j];
-        }
-        const float inv = softmax_exp(s, j0, n_keys, mx);
-        float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
-        for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int j = j0; j < n_keys; ++j) {
-            const float *vj = v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim;
-            float p = s[j] * inv;
-            for (int d = 0; d < head_dim; ++d) o[d] += p * vj[d];
-        }
-    }
-}
+/* ---- attention -------------------------------------------------------------------------------
+ * One driver for every KV element format: it distributes (token, head) items over threads, finds
+ * each query's key range (causal, optionally a sliding window), scores keys with `qk`, normalises
+ * with softmax_exp and accumulates values with `pv`. The formats differ only in those two row
+ * operations (and the half format rounds q and the weights to half, as llama.cpp does). */
+typedef float (*qk_fn)(const float *q, const void *k, int n, const float *h2f);
+typedef void (*pv_fn)(float *o, float p, const void *v, int n, const float *h2f);
 
 /* Half-cache inner loops. Every version computes in the same order (8 lanes, lane k takes elements
  * i = k mod 8, multiply then add, lanes reduced ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), tail in order;
  * the value update is elementwise), so host and board agree bit for bit. Half->float is exact. */
 static inline float red8(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
 
-static float qk_generic(const float *q, const uint16_t *k, int n, const float *h2f) {
+static float qk_generic(const float *q, const void *kv, int n, const float *h2f) {
+    const uint16_t *k = kv;
     float l[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -140,12 +103,14 @@ static float qk_generic(const float *q, const uint16_t *k, int n, const float *h
     return r;
 }
 
-static void pv_generic(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+static void pv_generic(float *o, float p, const void *vv, int n, const float *h2f) {
+    const uint16_t *v = vv;
     for (int d = 0; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const uint16_t *k, int n, const float *h2f) {
+__attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const void *kv, int n, const float *h2f) {
+    const uint16_t *k = kv;
     __m256 a = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -157,7 +122,8 @@ __attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const 
     return r;
 }
 
-__attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+__attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, float p, const void *vv, int n, const float *h2f) {
+    const uint16_t *v = vv;
     const __m256 pv = _mm256_set1_ps(p);
     int d = 0;
     for (; d + 8 <= n; d += 8)
@@ -170,7 +136,8 @@ __attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, float p, cons
 #if defined(__aarch64__)
 static inline float32x4_t h4(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 
-static float qk_neon(const float *q, const uint16_t *k, int n, const float *h2f) {
+static float qk_neon(const float *q, const void *kv, int n, const float *h2f) {
+    const uint16_t *k = kv;
     float32x4_t lo = vdupq_n_f32(0), hi = lo;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -185,7 +152,8 @@ static float qk_neon(const float *q, const uint16_t *k, int n, const float *h2f)
     return r;
 }
 
-static void pv_neon(float *o, float p, const uint16_t *v, int n, const float *h2f) {
+static void pv_neon(float *o, float p, const void *vv, int n, const float *h2f) {
+    const uint16_t *v = vv;
     const float32x4_t pv = vdupq_n_f32(p);
     int d = 0;
     for (; d + 4 <= n; d += 4) vst1q_f32(o + d, vaddq_f32(vld1q_f32(o + d), vmulq_f32(pv, h4(v + d))));
@@ -193,8 +161,6 @@ static void pv_neon(float *o, float p, const uint16_t *v, int n, const float *h2
 }
 #endif
 
-typedef float (*qk_fn)(const float *, const uint16_t *, int, const float *);
-typedef void (*pv_fn)(float *, float, const uint16_t *, int, const float *);
 int eak_generic_forced(void);
 
 static void pick_half(qk_fn *qk, pv_fn *pv) {
@@ -210,19 +176,38 @@ static void pick_half(qk_fn *qk, pv_fn *pv) {
 #endif
 }
 
-void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
-                       int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                       int window, float *scratch, int n_threads) {
+/* Float rows: the same lane order, plain C (the compiler vectorises the explicit lanes). */
+static float qk_f32(const float *q, const void *kv, int n, const float *h2f) {
+    const float *k = kv;
+    (void)h2f;
+    float l[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int m = 0; m < 8; ++m) l[m] = l[m] + q[i + m] * k[i + m];
+    float r = red8(l);
+    for (; i < n; ++i) r = r + q[i] * k[i];
+    return r;
+}
+
+static void pv_f32(float *o, float p, const void *vv, int n, const float *h2f) {
+    const float *v = vv;
+    (void)h2f;
+    for (int d = 0; d < n; ++d) o[d] = o[d] + p * v[d];
+}
+
+static void attention_driver(const float *q, const void *k_cache, const void *v_cache, size_t elem_bytes,
+                             float *out, int n_tok, int pos0, int n_head, int n_kv_head, int head_dim,
+                             float scale, int window, float *scratch, int n_threads, int round_half,
+                             qk_fn qk, pv_fn pv) {
     const float *h2f = eak_f16_table();
-    qk_fn qk;
-    pv_fn pvf;
-    pick_half(&qk, &pvf);
     const int group = n_head / n_kv_head;
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
     const int n_keys_max = pos0 + n_tok;
     if (n_threads < 1) n_threads = 1;
     if (head_dim > 512) return; /* the model loader rejects larger heads */
+    const char *kc = k_cache, *vc = v_cache;
     const int n_work = n_tok * n_head;
+/* static,1 interleaves (t, h) items across threads; dynamic schedules need a newer libomp than Debian 12 ships */
 #pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
     for (int wi = 0; wi < n_work; ++wi) {
         int t = wi / n_head, h = wi % n_head;
@@ -233,21 +218,40 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
 #endif
         float qh[512];
         const float *qsrc = q + (size_t)t * q_stride + (size_t)h * head_dim;
-        for (int d = 0; d < head_dim; ++d) qh[d] = h2f[eak_f32_to_f16(qsrc[d])]; /* q rounded to half */
+        for (int d = 0; d < head_dim; ++d) qh[d] = round_half ? h2f[eak_f32_to_f16(qsrc[d])] : qsrc[d];
         const int kvh = h / group, n_keys = pos0 + t + 1;
         const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
+        const size_t row = ((size_t)kvh * head_dim) * elem_bytes, step = kv_stride * elem_bytes;
         float mx = -INFINITY;
         for (int j = j0; j < n_keys; ++j) {
-            s[j] = qk(qh, k_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim, head_dim, h2f) * scale;
+            s[j] = qk(qh, kc + (size_t)j * step + row, head_dim, h2f) * scale;
             if (s[j] > mx) mx = s[j];
         }
         const float inv = softmax_exp(s, j0, n_keys, mx);
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int j = j0; j < n_keys; ++j) /* weights rounded to half, as llama.cpp multiplies them */
-            pvf(o, h2f[eak_f32_to_f16(s[j] * inv)], v_cache + (size_t)j * kv_stride + (size_t)kvh * head_dim,
-                head_dim, h2f);
+        for (int j = j0; j < n_keys; ++j) {
+            const float p = round_half ? h2f[eak_f32_to_f16(s[j] * inv)] : s[j] * inv;
+            pv(o, p, vc + (size_t)j * step + row, head_dim, h2f);
+        }
     }
+}
+
+void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
+                   int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                   int window, float *scratch, int n_threads) {
+    attention_driver(q, k_cache, v_cache, sizeof(float), out, n_tok, pos0, n_head, n_kv_head, head_dim,
+                     scale, window, scratch, n_threads, 0, qk_f32, pv_f32);
+}
+
+void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                       int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                       int window, float *scratch, int n_threads) {
+    qk_fn qk;
+    pv_fn pv;
+    pick_half(&qk, &pv);
+    attention_driver(q, k_cache, v_cache, sizeof(uint16_t), out, n_tok, pos0, n_head, n_kv_head, head_dim,
+                     scale, window, scratch, n_threads, 1, qk, pv);
 }
 
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {
