@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import distribution_problems, max_diff
 from refs import llama_numpy as ref
 
 TINY_TOL = 1e-3        # tiny model, ours (float32) vs reference (float64)
@@ -107,17 +108,6 @@ def tiny_ids(n=20, seed=123, vocab=299):
     return [int(t) for t in np.random.default_rng(seed).integers(0, vocab, n)]
 
 
-def max_diff(ours, want, label):
-    assert ours.shape == want.shape, f"{label}: logits shape {ours.shape}, expected {want.shape}"
-    assert np.all(np.isfinite(ours)), f"{label}: non-finite logits"
-    diff = np.abs(ours.astype(np.float64) - want)
-    per_pos = diff.max(axis=1)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    print(f"  {label}: max abs diff {diff.max():.3g} at position {worst[0]} token {worst[1]} "
-          f"(reference logits in [{want.min():.2f}, {want.max():.2f}])")
-    return per_pos
-
-
 def check_exact(ours, want, label, tol=TINY_TOL):
     per_pos = max_diff(ours, want, label)
     bad = np.nonzero(per_pos >= tol)[0]
@@ -190,15 +180,6 @@ def test_tiny_quantized_logits_batch(batch, tiny_model_path, cli_logits):
                 tol=BATCH_TOL)
 
 
-def distribution_stats(ours, want):
-    """Per position: KL(reference || ours) in nats."""
-    def log_softmax(x):
-        x = x - x.max(axis=1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
-    lr, lo = log_softmax(want), log_softmax(ours.astype(np.float64))
-    return (np.exp(lr) * (lr - lo)).sum(axis=1)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("prompt", SMOLLM2_PROMPTS, ids=["france", "code", "chat"])
 def test_smollm2_logits(prompt, smollm2_path, tokenize, cli_logits):
@@ -220,23 +201,7 @@ def check_smollm2(smollm2_path, ids, ours):
     problems = []
     for name, want in [("A8 reference", ref.logits(smollm2_path, ids, act_q8=True)),
                        ("float reference", ref.logits(smollm2_path, ids))]:
-        per_pos = max_diff(ours, want, f"SmolLM2 {len(ids)} tokens vs {name}")
-        kl = distribution_stats(ours, want)
-        print(f"    KL(ref||ours): mean {kl.mean():.4g}, max {kl.max():.4g} at position {int(kl.argmax())}")
-        if per_pos.max() >= SMOLLM2_MAX_ABS:
-            problems.append(f"{name}: max abs diff {per_pos.max():.3g} >= {SMOLLM2_MAX_ABS}")
-        if kl.mean() >= SMOLLM2_MEAN_KL:
-            problems.append(f"{name}: mean KL {kl.mean():.4g} >= {SMOLLM2_MEAN_KL}")
-        if kl.max() >= SMOLLM2_MAX_KL:
-            problems.append(f"{name}: max KL {kl.max():.4g} >= {SMOLLM2_MAX_KL} at position {int(kl.argmax())}")
-        top_ours, top_ref = ours.argmax(axis=1), want.argmax(axis=1)
-        srt = np.sort(want, axis=1)
-        for pos in np.nonzero(top_ours != top_ref)[0]:
-            margin = want[pos, top_ref[pos]] - want[pos, top_ours[pos]]
-            gap2 = srt[pos, -1] - srt[pos, -2]
-            print(f"    position {pos}: argmax ours {top_ours[pos]} vs reference {top_ref[pos]} "
-                  f"(reference margin {margin:.3g})")
-            if gap2 > SMOLLM2_TOP1_MARGIN:
-                problems.append(f"{name}: argmax differs at position {pos} although the reference's "
-                                f"top-2 margin is {gap2:.3g}")
+        problems += distribution_problems(ours, want, f"SmolLM2 {len(ids)} tokens vs {name}", name,
+                                          max_abs=SMOLLM2_MAX_ABS, mean_kl=SMOLLM2_MEAN_KL, max_kl=SMOLLM2_MAX_KL,
+                                          top1_margin=SMOLLM2_TOP1_MARGIN)
     assert not problems, "SmolLM2 logits:\n" + "\n".join(problems)

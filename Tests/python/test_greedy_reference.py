@@ -28,6 +28,8 @@ import re
 import numpy as np
 import pytest
 
+from helpers import (assert_logits_pick, assert_near_argmax, assert_near_tie, common_prefix, prompt_sections,
+                     read_greedy_reference, run_greedy_ids)
 from refs import llama_numpy, tokenizer_ref
 
 N_GEN = 48
@@ -40,20 +42,17 @@ def parse_reference(text: str) -> list[dict]:
     """[{prompt, prompt_ids, gen_ids, text_fa, text_nofa}] in file order."""
     main, _, other = text.partition("## The same prompts with llama.cpp's other attention path")
     cases = []
-    for m in re.finditer(r"^## Prompt (\d+)\s*$(.*?)(?=^## |\Z)", main, re.S | re.M):
-        body = m.group(2)
-        prompt = re.search(r"^prompt: `(.*)`\s*$", body, re.M)
+    for n, body, prompt, txt in prompt_sections(main):
         pids = re.search(r"^prompt token ids: ([\d ]+)$", body, re.M)
         gids = re.search(r"^generated token ids \((\d+)\): ([\d ]+)$", body, re.M)
-        txt = re.search(r"```\n(.*?)\n```", body, re.S)
-        if not (prompt and pids and gids):
-            raise ValueError(f"cannot parse prompt section {m.group(1)} of the greedy reference")
+        if prompt is None or not (pids and gids):
+            raise ValueError(f"cannot parse prompt section {n} of the greedy reference")
         gen = [int(t) for t in gids.group(2).split()]
         if len(gen) != int(gids.group(1)):
-            raise ValueError(f"prompt {m.group(1)}: {len(gen)} ids listed, header says {gids.group(1)}")
-        cases.append({"n": int(m.group(1)), "prompt": prompt.group(1),
+            raise ValueError(f"prompt {n}: {len(gen)} ids listed, header says {gids.group(1)}")
+        cases.append({"n": n, "prompt": prompt,
                       "prompt_ids": [int(t) for t in pids.group(1).split()], "gen_ids": gen,
-                      "text_fa": txt.group(1) if txt else None, "text_nofa": None})
+                      "text_fa": txt, "text_nofa": None})
     for m in re.finditer(r"^### Prompt (\d+), flash attention off\s*\n+```\n(.*?)\n```", other, re.S | re.M):
         for c in cases:
             if c["n"] == int(m.group(1)):
@@ -65,19 +64,7 @@ def parse_reference(text: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cases(shared_path) -> list[dict]:
-    path = shared_path / "reference" / "smollm2-greedy.md"
-    if not path.is_file():
-        pytest.fail(f"greedy reference not found at {path} (set EA_SHARED to the shared/ folder)")
-    return parse_reference(path.read_text(encoding="utf-8"))
-
-
-def common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    return read_greedy_reference(shared_path, "smollm2-greedy.md", parse_reference)
 
 
 def test_reference_file_parses(cases):
@@ -108,11 +95,7 @@ def test_greedy_matches_llama_cpp(n, cases, smollm2_path, run_cli, tokenize, cli
     assert ours_pids == pids, f"prompt {n}: CLI prompt ids {ours_pids} != llama.cpp {pids}"
 
     # generation
-    p = run_cli(["run", "-m", smollm2_path, "-p", prompt, "-n", N_GEN, "--ids"])
-    out = p.stdout.decode("ascii", "replace")
-    assert re.fullmatch(r"\d+( \d+)*\n?", out), f"run --ids should print ids separated by spaces, got {out[:200]!r}"
-    gen = [int(t) for t in out.split()]
-    assert 0 < len(gen) <= N_GEN, f"prompt {n}: {len(gen)} tokens generated, asked for {N_GEN}"
+    gen = run_greedy_ids(run_cli, smollm2_path, prompt, N_GEN, n)
     eog = {i for i, s in enumerate(tok.tokens) if s in ("<|endoftext|>", "<|im_end|>")} | {tok.eos_id}
     if len(gen) < N_GEN:
         # an early stop must be an end-of-generation token (never printed): the CLI's own greedy
@@ -130,23 +113,11 @@ def test_greedy_matches_llama_cpp(n, cases, smollm2_path, run_cli, tokenize, cli
     seq = pids + gen
     refs = {"A8 reference": llama_numpy.logits(smollm2_path, seq[:-1], act_q8=True)[len(pids) - 1:],
             "float reference": llama_numpy.logits(smollm2_path, seq[:-1])[len(pids) - 1:]}
-    bad = []
-    for name, rows in refs.items():
-        for i, t in enumerate(gen):
-            top = int(np.argmax(rows[i]))
-            if top != t:
-                margin = float(rows[i, top] - rows[i, t])
-                print(f"  generated[{i}]: ours {t} vs {name} argmax {top}, margin {margin:.3g}")
-                if margin > GREEDY_TIE:
-                    bad.append((name, i, t, top, round(margin, 3)))
-    assert not bad, f"prompt {n}: generated tokens far from the reference's argmax: {bad}"
+    assert_near_argmax(refs, gen, tok.tokens, GREEDY_TIE, n)
 
     # 3. run and logits agree (decode with a KV cache vs one prefill)
     cli_lg = cli_logits(smollm2_path, seq[:-1])[len(pids) - 1:]
-    for i, t in enumerate(gen):
-        top = int(np.argmax(cli_lg[i]))
-        assert top == t or cli_lg[i, top] - cli_lg[i, t] < 1e-3, \
-            f"prompt {n}: run generated {t} at {i}, but logits over the same prefix prefer {top}"
+    assert_logits_pick(cli_lg, gen, n)
 
     # 4. llama.cpp's flash-attention list
     j = common_prefix(gen, want)
@@ -165,8 +136,4 @@ def test_greedy_matches_llama_cpp(n, cases, smollm2_path, run_cli, tokenize, cli
         return
     if STRICT:
         pytest.fail(f"prompt {n}: diverges at generated index {j} < {N_MUST_MATCH} (EA_GREEDY_STRICT)")
-    for name, rows in refs.items():
-        gap = abs(float(rows[j, a] - rows[j, b]))
-        assert gap <= GREEDY_TIE, (
-            f"prompt {n}: diverges at generated index {j} < {N_MUST_MATCH}, and under the {name} "
-            f"llama.cpp's token {b} and ours {a} are {gap:.3f} logits apart (a near-tie is <= {GREEDY_TIE})")
+    assert_near_tie(refs, j, a, b, n, N_MUST_MATCH, GREEDY_TIE)

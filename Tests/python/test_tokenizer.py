@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from helpers import assert_detokenized, assert_roundtrip, assert_same_ids, check_tokenize_file, check_tokenize_text
 from refs import make_tiny_llama, tokenizer_ref
 
 SHAKESPEARE_FILES = [
@@ -55,43 +56,10 @@ def ref(smollm2_path):
     return tokenizer_ref.load(smollm2_path)
 
 
-def first_diff(a: list[int], b: list[int]) -> int:
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return min(len(a), len(b)) if len(a) != len(b) else -1
-
-
-def explain(ours: list[int], want: list[int], ref) -> str:
-    i = first_diff(ours, want)
-    lo = max(0, i - 3)
-
-    def show(ids):
-        return [(t, ref.tokens[t] if 0 <= t < len(ref.tokens) else "?") for t in ids[lo:i + 4]]
-    return (f"{len(ours)} ids vs reference {len(want)}; first difference at index {i}\n"
-            f"  ours: {show(ours)}\n  ref:  {show(want)}")
-
-
-def assert_same_ids(ours, want, ref, what):
-    assert ours == want, f"{what}: " + explain(ours, want, ref)
-
-
-def assert_roundtrip(detokenize, model, ids, text: bytes, what):
-    back = detokenize(model, ids)
-    if back != text:
-        i = next((k for k, (x, y) in enumerate(zip(back, text)) if x != y), min(len(back), len(text)))
-        raise AssertionError(f"{what}: detokenize(tokenize(x)) != x: {len(back)} bytes vs {len(text)}; "
-                             f"first difference at byte {i}: got {back[max(0, i - 20):i + 20]!r}, "
-                             f"want {text[max(0, i - 20):i + 20]!r}")
-
-
 @pytest.mark.parametrize("name", list(CRAFTED))
 def test_crafted(name, ref, smollm2_path, tokenize, detokenize):
     text = CRAFTED[name]
-    want = ref.encode(text)
-    ours = tokenize(smollm2_path, text)
-    assert_same_ids(ours, want, ref, f"tokenize {name!r} ({text[:40]!r})")
-    assert_roundtrip(detokenize, smollm2_path, ours, text.encode("utf-8"), name)
+    check_tokenize_text(ref, smollm2_path, name, text, text.encode("utf-8"), tokenize, detokenize)
 
 
 @pytest.mark.parametrize("name", list(CRAFTED))
@@ -150,31 +118,14 @@ def test_reference_prompts(ref, smollm2_path, tokenize):
 @pytest.mark.slow
 @pytest.mark.parametrize("fname", SHAKESPEARE_FILES)
 def test_shakespeare_file(fname, ref, smollm2_path, shakespeare_dir, tokenize, detokenize):
-    path = os.path.join(shakespeare_dir, fname)
-    data = open(path, "rb").read()
-    want = ref.encode(data.decode("utf-8"))
-    ours = tokenize(smollm2_path, path=path)
-    assert_same_ids(ours, want, ref, f"tokenize {fname} ({len(data)} bytes)")
-    print(f"  {fname}: {len(data)} bytes -> {len(ours)} tokens, identical to the reference")
-    assert_roundtrip(detokenize, smollm2_path, ours, data, fname)
+    check_tokenize_file(ref, smollm2_path, os.path.join(shakespeare_dir, fname), tokenize, detokenize)
 
 
 def test_detokenize_single_tokens(ref, smollm2_path, detokenize):
     """Exact bytes for a spread of vocabulary entries, including tokens that are partial UTF-8."""
     ids = list(range(0, len(ref.tokens), 97)) + list(range(17, 17 + 256))  # byte tokens sit after the 17 specials
     ids += [ref.tokens.index("<|im_start|>"), ref.tokens.index("<|im_end|>")]
-    got = detokenize(smollm2_path, ids)
-    want = ref.decode_bytes(ids)
-    if got != want:
-        # find the first token whose bytes differ, for the message
-        pos = 0
-        for t in ids:
-            b = ref.decode_bytes([t])
-            if got[pos:pos + len(b)] != b:
-                raise AssertionError(f"detokenize differs at token {t} ({ref.tokens[t]!r}): want {b!r}, "
-                                     f"got {got[pos:pos + len(b) + 8]!r}")
-            pos += len(b)
-        raise AssertionError(f"detokenize returned {len(got)} bytes, expected {len(want)}")
+    assert_detokenized(detokenize(smollm2_path, ids), ids, ref)
 
 
 def test_detokenize_empty(smollm2_path, detokenize):

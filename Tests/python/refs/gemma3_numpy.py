@@ -133,24 +133,14 @@ def load(gguf_path: str) -> Gemma3Model:
 
 def _check_shapes(m: Gemma3Model) -> None:
     c = m.cfg
-    q_dim, kv_dim = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
-    want = {"token_embd.weight": (c.vocab, c.n_embd), "output_norm.weight": (c.n_embd,)}
+    want = _llama.llama_shapes(c)
     for i in range(c.n_layer):
         p = f"blk.{i}."
         want.update({
-            p + "attn_norm.weight": (c.n_embd,), p + "post_attention_norm.weight": (c.n_embd,),
-            p + "ffn_norm.weight": (c.n_embd,), p + "post_ffw_norm.weight": (c.n_embd,),
+            p + "post_attention_norm.weight": (c.n_embd,), p + "post_ffw_norm.weight": (c.n_embd,),
             p + "attn_q_norm.weight": (c.head_dim,), p + "attn_k_norm.weight": (c.head_dim,),
-            p + "attn_q.weight": (q_dim, c.n_embd), p + "attn_k.weight": (kv_dim, c.n_embd),
-            p + "attn_v.weight": (kv_dim, c.n_embd), p + "attn_output.weight": (c.n_embd, q_dim),
-            p + "ffn_gate.weight": (c.n_ff, c.n_embd), p + "ffn_up.weight": (c.n_ff, c.n_embd),
-            p + "ffn_down.weight": (c.n_embd, c.n_ff),
         })
-    for name, shape in want.items():
-        if name not in m.w:
-            raise KeyError(f"tensor {name} missing")
-        if m.w[name].shape != shape:
-            raise ValueError(f"tensor {name}: numpy shape {m.w[name].shape}, expected {shape}")
+    _llama.check_shapes(m.w, want)
 
 
 def rope_neox(x: np.ndarray, positions: np.ndarray, base: float) -> np.ndarray:
@@ -232,11 +222,7 @@ def forward(m: Gemma3Model, token_ids, dtype: str = "float64", act_q8: bool = Fa
         raise ValueError(f"unknown ablations {sorted(unknown)}")
     c = m.cfg
     dt = np.dtype(dtype)
-    ids = np.asarray(list(token_ids), dtype=np.int64)
-    if ids.ndim != 1 or len(ids) == 0:
-        raise ValueError("token_ids must be a non-empty 1-D sequence")
-    if ids.min() < 0 or ids.max() >= c.vocab:
-        raise ValueError(f"token id out of range [0, {c.vocab})")
+    ids = _llama.check_ids(token_ids, c.vocab)
     n = len(ids)
     pos = np.arange(n) if positions is None else np.asarray(positions)
     if round_margin is not None:
@@ -292,15 +278,7 @@ def greedy(gguf_path: str, prompt_ids, n_new: int, dtype: str = "float64", stop_
            act_q8: bool = False) -> list[int]:
     """Greedy continuation (recomputes the whole sequence each step: slow, for small checks only)."""
     m = load(str(gguf_path))
-    seq = list(prompt_ids)
-    out = []
-    for _ in range(n_new):
-        nxt = int(np.argmax(forward(m, seq, dtype=dtype, act_q8=act_q8)[-1]))
-        out.append(nxt)
-        seq.append(nxt)
-        if nxt in stop_ids:
-            break
-    return out
+    return _llama.greedy_decode(lambda seq: forward(m, seq, dtype=dtype, act_q8=act_q8), prompt_ids, n_new, stop_ids)
 
 
 if __name__ == "__main__":
@@ -310,5 +288,4 @@ if __name__ == "__main__":
     flags = {a for a in args if a.startswith("--")}
     lg = logits(sys.argv[1], [int(t) for t in args if t not in flags], act_q8="--a8" in flags,
                 dtype="float32" if "--f32" in flags else "float64")
-    top = np.argsort(-lg[-1])[:5]
-    print(" ".join(f"{t}:{lg[-1, t]:.4f}" for t in top))
+    print(_llama.top5(lg[-1]))

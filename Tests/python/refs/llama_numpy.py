@@ -136,10 +136,18 @@ def load(gguf_path: str, dtype: str = "float64") -> LlamaModel:
 
 def _check_shapes(m: LlamaModel) -> None:
     c = m.cfg
-    q_dim, kv_dim = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
-    want = {"token_embd.weight": (c.vocab, c.n_embd), "output_norm.weight": (c.n_embd,)}
+    want = llama_shapes(c)
     if not m.tied:
         want["output.weight"] = (c.vocab, c.n_embd)
+    check_shapes(m.w, want)
+
+
+def llama_shapes(c) -> dict[str, tuple]:
+    """numpy shapes of the tensors every Llama-style model has (embedding, output norm and, per layer,
+    the two norms and the attention and MLP projections); c: a LlamaConfig or a config with the same
+    fields (refs/gemma3_numpy.py adds its extra norms)."""
+    q_dim, kv_dim = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+    want = {"token_embd.weight": (c.vocab, c.n_embd), "output_norm.weight": (c.n_embd,)}
     for i in range(c.n_layer):
         p = f"blk.{i}."
         want.update({
@@ -149,11 +157,45 @@ def _check_shapes(m: LlamaModel) -> None:
             p + "ffn_gate.weight": (c.n_ff, c.n_embd), p + "ffn_up.weight": (c.n_ff, c.n_embd),
             p + "ffn_down.weight": (c.n_embd, c.n_ff),
         })
+    return want
+
+
+def check_shapes(w: dict[str, np.ndarray], want: dict[str, tuple]) -> None:
+    """Every tensor named in `want` is in w with that numpy shape (shared with refs/gemma3_numpy.py)."""
     for name, shape in want.items():
-        if name not in m.w:
+        if name not in w:
             raise KeyError(f"tensor {name} missing")
-        if m.w[name].shape != shape:
-            raise ValueError(f"tensor {name}: numpy shape {m.w[name].shape}, expected {shape}")
+        if w[name].shape != shape:
+            raise ValueError(f"tensor {name}: numpy shape {w[name].shape}, expected {shape}")
+
+
+def check_ids(token_ids, vocab: int) -> np.ndarray:
+    """token_ids as a non-empty 1-D int64 array of ids in [0, vocab)."""
+    ids = np.asarray(list(token_ids), dtype=np.int64)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError("token_ids must be a non-empty 1-D sequence")
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ValueError(f"token id out of range [0, {vocab})")
+    return ids
+
+
+def greedy_decode(next_logits, prompt_ids, n_new: int, stop_ids=()) -> list[int]:
+    """Greedy continuation: next_logits(seq) gives logits for the whole sequence, its last row is used
+    (recomputed from scratch each step: slow, for small checks only)."""
+    seq = list(prompt_ids)
+    out = []
+    for _ in range(n_new):
+        nxt = int(np.argmax(next_logits(seq)[-1]))
+        out.append(nxt)
+        seq.append(nxt)
+        if nxt in stop_ids:
+            break
+    return out
+
+
+def top5(row: np.ndarray) -> str:
+    """`id:logit` of the five highest logits of one row (the scripts' output)."""
+    return " ".join(f"{t}:{row[t]:.4f}" for t in np.argsort(-row)[:5])
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -247,11 +289,7 @@ def forward(m: LlamaModel, token_ids, positions=None, act_q8: bool = False, roun
     activations for block-quantized weights, as llama.cpp computes them; round_margin: optional
     float array [n_tokens] filled with each position's closest activation rounding tie)."""
     c = m.cfg
-    ids = np.asarray(list(token_ids), dtype=np.int64)
-    if ids.ndim != 1 or len(ids) == 0:
-        raise ValueError("token_ids must be a non-empty 1-D sequence")
-    if ids.min() < 0 or ids.max() >= c.vocab:
-        raise ValueError(f"token id out of range [0, {c.vocab})")
+    ids = check_ids(token_ids, c.vocab)
     n = len(ids)
     pos = np.arange(n) if positions is None else np.asarray(positions)
     rm = round_margin
@@ -284,15 +322,7 @@ def greedy(gguf_path: str, prompt_ids, n_new: int, dtype: str = "float64", stop_
            act_q8: bool = False) -> list[int]:
     """Greedy continuation (recomputes the whole sequence each step: slow, for small checks only)."""
     m = load(str(gguf_path), dtype)
-    seq = list(prompt_ids)
-    out = []
-    for _ in range(n_new):
-        nxt = int(np.argmax(forward(m, seq, act_q8=act_q8)[-1]))
-        out.append(nxt)
-        seq.append(nxt)
-        if nxt in stop_ids:
-            break
-    return out
+    return greedy_decode(lambda seq: forward(m, seq, act_q8=act_q8), prompt_ids, n_new, stop_ids)
 
 
 if __name__ == "__main__":
@@ -300,6 +330,4 @@ if __name__ == "__main__":
         sys.exit("usage: llama_numpy.py MODEL.gguf [--a8] ID [ID ...]")
     args = sys.argv[2:]
     a8 = "--a8" in args
-    lg = logits(sys.argv[1], [int(t) for t in args if t != "--a8"], act_q8=a8)
-    top = np.argsort(-lg[-1])[:5]
-    print(" ".join(f"{t}:{lg[-1, t]:.4f}" for t in top))
+    print(top5(logits(sys.argv[1], [int(t) for t in args if t != "--a8"], act_q8=a8)[-1]))

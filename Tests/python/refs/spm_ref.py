@@ -35,10 +35,14 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 
 import gguf
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
+try:
+    from .common import check_added_ids, encode_ids, gguf_field, main
+except ImportError:  # run as a script from this folder
+    from common import check_added_ids, encode_ids, gguf_field, main
 
 TOKEN_TYPE_NORMAL = 1
 TOKEN_TYPE_CONTROL = 3
@@ -46,11 +50,6 @@ TOKEN_TYPE_USER_DEFINED = 4
 TOKEN_TYPE_BYTE = 6
 SPACE = "\u2581"
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-
-def _field(reader: gguf.GGUFReader, key: str):
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
 
 
 def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
@@ -73,20 +72,20 @@ class SpmRefTokenizer:
 
     def __init__(self, gguf_path: str):
         reader = gguf.GGUFReader(gguf_path)
-        model = _field(reader, "tokenizer.ggml.model")
+        model = gguf_field(reader, "tokenizer.ggml.model")
         if model != "llama":
             raise ValueError(f"{gguf_path}: tokenizer.ggml.model is {model!r}, this reference handles 'llama' (SPM)")
         # llama.cpp's default is true when the key is missing; Gemma 3 sets it to false
-        self.add_space_prefix = _field(reader, "tokenizer.ggml.add_space_prefix") is not False
+        self.add_space_prefix = gguf_field(reader, "tokenizer.ggml.add_space_prefix") is not False
         if self.add_space_prefix:
             raise ValueError(f"{gguf_path}: add_space_prefix=true is not handled by this reference")
-        self.tokens: list[str] = list(_field(reader, "tokenizer.ggml.tokens"))
-        self.scores: list[float] = [float(s) for s in _field(reader, "tokenizer.ggml.scores")]
-        self.token_types: list[int] = [int(t) for t in _field(reader, "tokenizer.ggml.token_type")]
-        self.bos_id = _field(reader, "tokenizer.ggml.bos_token_id")
-        self.eos_id = _field(reader, "tokenizer.ggml.eos_token_id")
-        self.add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token"))
-        unk_id = _field(reader, "tokenizer.ggml.unknown_token_id")
+        self.tokens: list[str] = list(gguf_field(reader, "tokenizer.ggml.tokens"))
+        self.scores: list[float] = [float(s) for s in gguf_field(reader, "tokenizer.ggml.scores")]
+        self.token_types: list[int] = [int(t) for t in gguf_field(reader, "tokenizer.ggml.token_type")]
+        self.bos_id = gguf_field(reader, "tokenizer.ggml.bos_token_id")
+        self.eos_id = gguf_field(reader, "tokenizer.ggml.eos_token_id")
+        self.add_bos = bool(gguf_field(reader, "tokenizer.ggml.add_bos_token"))
+        unk_id = gguf_field(reader, "tokenizer.ggml.unknown_token_id")
 
         vocab = {t: i for i, t in enumerate(self.tokens)}
         if len(vocab) != len(self.tokens):
@@ -107,22 +106,14 @@ class SpmRefTokenizer:
                               single_word=False, lstrip=False, rstrip=False)
         tok.add_special_tokens([added(i, True) for i in self.control_ids])
         tok.add_tokens([added(i, False) for i in self.user_ids])
-        for i in self.control_ids + self.user_ids:  # added tokens must keep their GGUF ids
-            got = tok.token_to_id(self.tokens[i])
-            if got != i:
-                raise AssertionError(f"added token {self.tokens[i]!r} got id {got}, GGUF id {i}")
+        check_added_ids(tok, self.tokens, self.control_ids + self.user_ids, "added token")
         self._tok = tok
 
     def encode(self, text: str, parse_special: bool = True, bos: bool = False) -> list[int]:
         """Token ids for `text` (BOS first if bos and the model asks for it); with
         parse_special=False control-token text is split like plain text (user-defined tokens are
         still matched whole)."""
-        self._tok.encode_special_tokens = not parse_special
-        try:
-            ids = self._tok.encode(text, add_special_tokens=False).ids
-        finally:
-            self._tok.encode_special_tokens = False
-        return ([self.bos_id] if bos and self.add_bos else []) + ids
+        return ([self.bos_id] if bos and self.add_bos else []) + encode_ids(self._tok, text, parse_special)
 
     def decode(self, ids: list[int]) -> str:
         """Text through the `tokenizers` decoder (invalid UTF-8 from byte tokens becomes U+FFFD)."""
@@ -162,6 +153,4 @@ def load(gguf_path: str) -> SpmRefTokenizer:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: spm_ref.py MODEL.gguf TEXT")
-    print(" ".join(map(str, load(sys.argv[1]).encode(sys.argv[2]))))
+    main(load, "spm_ref.py")

@@ -13,10 +13,14 @@ Usage as a script: python3 tokenizer_ref.py MODEL.gguf "some text"  -> prints id
 from __future__ import annotations
 
 import functools
-import sys
 
 import gguf
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+try:
+    from .common import check_added_ids, encode_ids, gguf_field, main
+except ImportError:  # run as a script from this folder
+    from common import check_added_ids, encode_ids, gguf_field, main
 
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
@@ -43,26 +47,21 @@ def byte_to_unicode() -> dict[int, str]:
 UNICODE_TO_BYTE = {c: b for b, c in byte_to_unicode().items()}
 
 
-def _field(reader: gguf.GGUFReader, key: str):
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
-
-
 class RefTokenizer:
     """A `tokenizers` BPE tokenizer plus the GGUF vocabulary it was built from."""
 
     def __init__(self, gguf_path: str):
         reader = gguf.GGUFReader(gguf_path)
-        model = _field(reader, "tokenizer.ggml.model")
+        model = gguf_field(reader, "tokenizer.ggml.model")
         if model != "gpt2":
             raise ValueError(f"{gguf_path}: tokenizer.ggml.model is {model!r}, this reference handles 'gpt2' only")
-        self.tokens: list[str] = list(_field(reader, "tokenizer.ggml.tokens"))
-        merges = _field(reader, "tokenizer.ggml.merges") or []
-        types = _field(reader, "tokenizer.ggml.token_type")
+        self.tokens: list[str] = list(gguf_field(reader, "tokenizer.ggml.tokens"))
+        merges = gguf_field(reader, "tokenizer.ggml.merges") or []
+        types = gguf_field(reader, "tokenizer.ggml.token_type")
         self.token_types: list[int] = list(types) if types is not None else [1] * len(self.tokens)
-        self.pre = _field(reader, "tokenizer.ggml.pre")
-        self.bos_id = _field(reader, "tokenizer.ggml.bos_token_id")
-        self.eos_id = _field(reader, "tokenizer.ggml.eos_token_id")
+        self.pre = gguf_field(reader, "tokenizer.ggml.pre")
+        self.bos_id = gguf_field(reader, "tokenizer.ggml.bos_token_id")
+        self.eos_id = gguf_field(reader, "tokenizer.ggml.eos_token_id")
 
         vocab = {tok: i for i, tok in enumerate(self.tokens)}
         if len(vocab) != len(self.tokens):
@@ -86,19 +85,12 @@ class RefTokenizer:
             AddedToken(self.tokens[i], special=True, normalized=False, single_word=False, lstrip=False, rstrip=False)
             for i in self.special_ids
         ])
-        for i in self.special_ids:  # added tokens must keep their GGUF ids
-            got = tok.token_to_id(self.tokens[i])
-            if got != i:
-                raise AssertionError(f"special token {self.tokens[i]!r} got id {got}, GGUF id {i}")
+        check_added_ids(tok, self.tokens, self.special_ids, "special token")
         self._tok = tok
 
     def encode(self, text: str, parse_special: bool = True) -> list[int]:
         """Token ids for `text`; with parse_special=False special-token text is split like plain text."""
-        self._tok.encode_special_tokens = not parse_special
-        try:
-            return self._tok.encode(text, add_special_tokens=False).ids
-        finally:
-            self._tok.encode_special_tokens = False
+        return encode_ids(self._tok, text, parse_special)
 
     def decode_bytes(self, ids: list[int]) -> bytes:
         """Exact bytes of the ids: byte-level tokens mapped back to bytes, special tokens as their UTF-8 text."""
@@ -122,6 +114,4 @@ def load(gguf_path: str) -> RefTokenizer:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: tokenizer_ref.py MODEL.gguf TEXT")
-    print(" ".join(map(str, load(sys.argv[1]).encode(sys.argv[2]))))
+    main(load, "tokenizer_ref.py")
