@@ -18,26 +18,23 @@
 /* Every version computes the same thing in the same order, so host and board agree bit for bit:
  * 8 lanes, lane k sums elements i = k (mod 8) of the 8-aligned prefix with separate multiply and add
  * (no FMA); the lanes reduce as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); the tail adds in order. */
-static inline float reduce8(const float l[8]) {
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-}
-
-static float dot1_generic(const float *w, const float *x, int n) {
+float eak_dot_f32(const float *w, const float *x, int n) {
     float l[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int k = 0; k < 8; ++k) l[k] = l[k] + w[i + k] * x[i + k];
-    float r = reduce8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + w[i] * x[i];
     return r;
 }
 
+
 static void dot4_generic(const float *w, const float *x0, const float *x1, const float *x2,
                          const float *x3, int n, float acc[4]) {
-    acc[0] += dot1_generic(w, x0, n);
-    acc[1] += dot1_generic(w, x1, n);
-    acc[2] += dot1_generic(w, x2, n);
-    acc[3] += dot1_generic(w, x3, n);
+    acc[0] += eak_dot_f32(w, x0, n);
+    acc[1] += eak_dot_f32(w, x1, n);
+    acc[2] += eak_dot_f32(w, x2, n);
+    acc[3] += eak_dot_f32(w, x3, n);
 }
 
 #if defined(__x86_64__)
@@ -45,7 +42,7 @@ __attribute__((target("avx2"))) static inline float reduce256(__m256 v, const fl
                                                               int i, int n) {
     float l[8];
     _mm256_storeu_ps(l, v);
-    float r = reduce8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + w[i] * x[i];
     return r;
 }
@@ -81,7 +78,7 @@ static inline float reduce_neon(float32x4_t lo, float32x4_t hi, const float *w, 
     float l[8];
     vst1q_f32(l, lo);
     vst1q_f32(l + 4, hi);
-    float r = reduce8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + w[i] * x[i];
     return r;
 }
@@ -118,7 +115,7 @@ void eak_matmul_reset_dispatch(void) { g_dot4 = 0; g_dot1 = 0; }
 static void pick_kernels(void) {
     if (g_dot4) return;
     dot4_fn d4 = dot4_generic;
-    dot1_fn d1 = dot1_generic;
+    dot1_fn d1 = eak_dot_f32;
     if (eak_generic_forced()) { g_dot1 = d1; g_dot4 = d4; return; }
 #if defined(__x86_64__)
     __builtin_cpu_init();

@@ -90,15 +90,13 @@ typedef void (*pv_fn)(float *o, float p, const void *v, int n, const float *h2f)
 /* Half-cache inner loops. Every version computes in the same order (8 lanes, lane k takes elements
  * i = k mod 8, multiply then add, lanes reduced ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), tail in order;
  * the value update is elementwise), so host and board agree bit for bit. Half->float is exact. */
-static inline float red8(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
-
 static float qk_generic(const float *q, const void *kv, int n, const float *h2f) {
     const uint16_t *k = kv;
     float l[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int m = 0; m < 8; ++m) l[m] = l[m] + q[i + m] * h2f[k[i + m]];
-    float r = red8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
     return r;
 }
@@ -117,7 +115,7 @@ __attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const 
         a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i)))));
     float l[8];
     _mm256_storeu_ps(l, a);
-    float r = red8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
     return r;
 }
@@ -147,7 +145,7 @@ static float qk_neon(const float *q, const void *kv, int n, const float *h2f) {
     float l[8];
     vst1q_f32(l, lo);
     vst1q_f32(l + 4, hi);
-    float r = red8(l);
+    float r = eak_reduce8(l);
     for (; i < n; ++i) r = r + q[i] * h2f[k[i]];
     return r;
 }
@@ -178,15 +176,8 @@ static void pick_half(qk_fn *qk, pv_fn *pv) {
 
 /* Float rows: the same lane order, plain C (the compiler vectorises the explicit lanes). */
 static float qk_f32(const float *q, const void *kv, int n, const float *h2f) {
-    const float *k = kv;
     (void)h2f;
-    float l[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int m = 0; m < 8; ++m) l[m] = l[m] + q[i + m] * k[i + m];
-    float r = red8(l);
-    for (; i < n; ++i) r = r + q[i] * k[i];
-    return r;
+    return eak_dot_f32(q, kv, n);
 }
 
 static void pv_f32(float *o, float p, const void *vv, int n, const float *h2f) {

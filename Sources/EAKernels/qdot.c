@@ -91,8 +91,6 @@ static inline void unpack_block(int type, const uint8_t *b, int8_t w[32]) {
  * NEON's vmull+pairwise adds all produce exactly these lanes, so every version is bit-identical. */
 typedef float (*lanes_fn)(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb);
 
-static inline float red8f(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
-
 static float lanes_generic(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb) {
     float acc[8] = {0};
     for (int b = 0; b < nb; ++b) {
@@ -103,7 +101,7 @@ static float lanes_generic(const int8_t *wq, const eak_act_block *xa, const floa
             acc[m] = acc[m] + sc * (float)l;
         }
     }
-    return red8f(acc);
+    return eak_reduce8(acc);
 }
 
 #if defined(__x86_64__)
@@ -119,7 +117,7 @@ __attribute__((target("avx2"))) static float lanes_avx2(const int8_t *wq, const 
     }
     float a[8];
     _mm256_storeu_ps(a, acc);
-    return red8f(a);
+    return eak_reduce8(a);
 }
 
 /* Q4_0 / Q4_1 rows: nibbles to bytes, 16 at a time. */
@@ -154,7 +152,7 @@ static float lanes_neon(const int8_t *wq, const eak_act_block *xa, const float *
     float a[8];
     vst1q_f32(a, a0);
     vst1q_f32(a + 4, a1);
-    return red8f(a);
+    return eak_reduce8(a);
 }
 
 __attribute__((target("arch=armv8.2-a+dotprod"))) static float lanes_dotprod(const int8_t *wq, const eak_act_block *xa,
@@ -170,7 +168,7 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static float lanes_dotprod(con
     float a[8];
     vst1q_f32(a, a0);
     vst1q_f32(a + 4, a1);
-    return red8f(a);
+    return eak_reduce8(a);
 }
 
 static int unpack_row_neon(int type, const uint8_t *row, int nb, int8_t *wq) {
@@ -221,7 +219,7 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
     }
     float a[8];
     _mm256_storeu_ps(a, acc);
-    *out = red8f(a);
+    *out = eak_reduce8(a);
     return 1;
 }
 #endif
@@ -256,7 +254,7 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
     float a[8];                                                                                       \
     vst1q_f32(a, a0);                                                                                 \
     vst1q_f32(a + 4, a1);                                                                             \
-    *out = red8f(a);                                                                                  \
+    *out = eak_reduce8(a);                                                                                  \
     return 1;
 
 static int fused_neon(int type, const uint8_t *row, const eak_act_block *xa, int nb, const float *h2f, float *out) {

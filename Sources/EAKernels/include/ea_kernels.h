@@ -64,6 +64,15 @@ uint32_t eak_type_block_bytes(int type);
 int eak_dequantize(int type, const void *src, float *dst, int64_t n);
 
 /* ---- Linear algebra --------------------------------------------------------------------------- */
+/* The one reduction order of every float kernel (so all ISA versions agree bit for bit): 8 lanes,
+ * lane k sums elements i = k (mod 8) with separate multiply and add, then
+ * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); a tail shorter than 8 adds in order afterwards. */
+static inline float eak_reduce8(const float l[8]) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+/* dot(a, b) over n floats in that order (the generic kernel the SIMD ones must equal). */
+float eak_dot_f32(const float *a, const float *b, int n);
+
 /* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c] for t < n_tok, r < rows, where row r of W is stored
  * at w + r*row_bytes in `type`. cols must be a multiple of the type's block size. Parallel over rows
  * with n_threads OpenMP threads. Each weight row is decoded once per call and reused for all tokens. */
