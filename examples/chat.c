@@ -17,7 +17,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "edgeattn.h"
-#include "args.h"
+#include "common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -218,14 +218,8 @@ typedef struct {
     int verbose;
 } chat;
 
-static const char *detail(const char *primary) {
-    if (primary && primary[0]) return primary;
-    const char *t = ea_last_error();
-    return (t && t[0]) ? t : "(no detail)";
-}
-
 static void report(ea_status st, const char *what) {
-    fprintf(stderr, "chat: %s: %s\n", ea_status_string(st), detail(what));
+    fprintf(stderr, "chat: %s: %s\n", ea_status_string(st), error_detail(what));
 }
 
 static int32_t on_token(ea_token token, const char *piece, size_t piece_len, void *user_data) {

@@ -16,7 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "edgeattn.h"
-#include "args.h"
+#include "common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -183,14 +183,8 @@ static long peak_rss_kb(void) {
     return kb;
 }
 
-static const char *detail(const char *primary) {
-    if (primary && primary[0]) return primary;
-    const char *t = ea_last_error();
-    return (t && t[0]) ? t : "(no detail)";
-}
-
 static void fail(ea_status st, const char *what) {
-    fprintf(stderr, "generate: %s: %s\n", ea_status_string(st), detail(what));
+    fprintf(stderr, "generate: %s: %s\n", ea_status_string(st), error_detail(what));
 }
 
 typedef struct {

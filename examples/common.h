@@ -1,13 +1,17 @@
 /*
- * args.h - strict command-line number parsing shared by the example programs: the whole string must
- * be a number inside the given range, or the parse fails (strtol alone accepts "12abc" and " -1").
+ * common.h - helpers shared by the example programs:
+ * - strict command-line number parsing: the whole string must be a number inside the given range,
+ *   or the parse fails (strtol alone accepts "12abc" and " -1");
+ * - error_detail(): the most specific error text available for a failed call.
  */
-#ifndef EA_EXAMPLES_ARGS_H
-#define EA_EXAMPLES_ARGS_H
+#ifndef EA_EXAMPLES_COMMON_H
+#define EA_EXAMPLES_COMMON_H
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "edgeattn.h"
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
     char *end = NULL;
@@ -39,6 +43,13 @@ static int parse_float(const char *s, double lo, int lo_open, double hi, int hi_
     if (v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi)) return 0;
     *out = (float)v;
     return 1;
+}
+
+/* The handle's own error text when there is one, else the thread's last error. */
+static const char *error_detail(const char *handle_error) {
+    if (handle_error && handle_error[0]) return handle_error;
+    const char *t = ea_last_error();
+    return (t && t[0]) ? t : "(no detail)";
 }
 
 #endif
