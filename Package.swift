@@ -33,10 +33,17 @@ let package = Package(
             path: "Sources/EdgeAttn",
             linkerSettings: [.linkedLibrary("m")]
         ),
+        // Host-only tools (full Swift): the converter and its GGUF writer.
+        .target(
+            name: "EdgeAttnTools",
+            dependencies: ["EdgeAttn", "EAKernels"],
+            path: "Sources/EdgeAttnTools"
+        ),
         .executableTarget(
             name: "EdgeAttnCLI",
             dependencies: [
                 "EdgeAttn",
+                "EdgeAttnTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/EdgeAttnCLI"

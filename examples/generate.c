@@ -2,7 +2,7 @@
  * generate.c - one prompt in, generated text out, with libedgeattn.
  *
  *   generate -m MODEL -p PROMPT -n N [-t THREADS] [--temp T] [--top-k K] [--top-p P] [--min-p P]
- *            [--repeat-penalty R] [--seed S] [--ctx N] [--budget BYTES] [--kv-bits 16|32] [--chat]
+ *            [--repeat-penalty R] [--seed S] [--ctx N] [--budget BYTES] [--kv-bits 32|16|8|4] [--chat]
  *
  * stdout receives exactly the generated text, streamed as it is produced (no prompt echo, no final
  * newline). stderr receives the statistics: prompt token count, prefill and decode speed, the
@@ -57,7 +57,7 @@ static void usage(FILE *f) {
             "  --seed S            random seed (unsigned 64-bit)\n"
             "  --ctx N             context tokens (0 = the model's; default prompt + N)\n"
             "  --budget BYTES      session memory budget in bytes (0 = no limit)\n"
-            "  --kv-bits B         KV cache bits per element: 16 (default) or 32\n"
+            "  --kv-bits B         KV cache bits per element: 32, 16, 8 or 4 (default: the model's, 4 for converted files, else 16)\n"
             "  --chat              wrap the prompt as a ChatML user message\n");
 }
 
@@ -145,7 +145,7 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (strcmp(a, "--budget") == 0) {
             if (!parse_u64(val, &o->budget)) return bad_value(a, val, "a byte count");
         } else if (strcmp(a, "--kv-bits") == 0) {
-            if (!parse_int(val, 16, 32, &v) || (v != 16 && v != 32)) return bad_value(a, val, "16 or 32");
+            if (!parse_int(val, 4, 32, &v) || (v != 4 && v != 8 && v != 16 && v != 32)) return bad_value(a, val, "32, 16, 8 or 4");
             o->kv_bits = (uint32_t)v;
         }
     }

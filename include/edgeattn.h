@@ -153,12 +153,18 @@ typedef struct ea_session_params {
     uint32_t n_batch;       /* tokens evaluated together in prefill (scratch scales with it); 32  */
     uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores            */
     uint64_t memory_budget; /* bytes the session may allocate; 0 = no limit                         */
-    uint32_t kv_bits;       /* bits per cached key/value element: 16 (IEEE half, default) or 32     */
+    uint32_t kv_bits;       /* bits per cached key/value element: 32 (float), 16 (IEEE half), 8 or 4
+                               (quantized, KIVI-style: keys per channel over kv_group tokens, values
+                               per token over kv_group channels); 0 = the model's default: 4 for
+                               files from `edgeattn convert`, else 16                              */
+    uint32_t kv_group;      /* KV8/KV4 group (tokens for keys, channels for values); must divide the
+                               head dimension; 0 = 32                                              */
+    uint32_t kv_sinks;      /* KV8/KV4: the first kv_sinks positions are kept exact; default 4      */
     uint32_t reserved;
 } ea_session_params;
 
 /* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0,
- * kv_bits = 16. */
+ * kv_bits = 0 (model default), kv_group = 0 (32), kv_sinks = 4. */
 ea_session_params ea_session_default_params(void);
 
 /* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,

@@ -10,7 +10,7 @@ static inline uint32_t u32le(const uint8_t *p) {
 
 uint32_t eak_type_block_elems(int type) {
     switch (type) {
-    case EAK_F32: case EAK_F16: case EAK_BF16: return 1;
+    case EAK_F32: case EAK_F16: case EAK_BF16: case EAK_I8: return 1;
     case EAK_Q4_0: case EAK_Q4_1: case EAK_Q5_0: case EAK_Q5_1: case EAK_Q8_0: case EAK_Q8_1: return 32;
     case EAK_Q2_K: case EAK_Q3_K: case EAK_Q4_K: case EAK_Q5_K: case EAK_Q6_K: case EAK_Q8_K: return 256;
     default: return 0;
@@ -20,6 +20,7 @@ uint32_t eak_type_block_elems(int type) {
 uint32_t eak_type_block_bytes(int type) {
     switch (type) {
     case EAK_F32: return 4;
+    case EAK_I8: return 1;
     case EAK_F16: case EAK_BF16: return 2;
     case EAK_Q4_0: return 18;
     case EAK_Q4_1: return 20;
@@ -165,6 +166,7 @@ int eak_dequantize(int type, const void *src, float *dst, int64_t n) {
     switch (type) {
     case EAK_F32: memcpy(dst, src, (size_t)n * 4); return 0;
     case EAK_F16: for (int64_t i = 0; i < n; ++i) dst[i] = f16(p + 2 * i); return 0;
+    case EAK_I8: for (int64_t i = 0; i < n; ++i) dst[i] = (float)(int8_t)p[i]; return 0;
     case EAK_BF16:
         for (int64_t i = 0; i < n; ++i) {
             uint32_t bits = (uint32_t)(p[2 * i] | (p[2 * i + 1] << 8)) << 16;
@@ -226,6 +228,25 @@ int eak_dequantize(int type, const void *src, float *dst, int64_t n) {
             for (int j = 0; j < 256; ++j) dst[j] = (int8_t)p[4 + j] * d;
         } break;
         default: return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- W2: libedgeattn's 2-bit format (see ea_kernels.h) ---------------------------------------- */
+size_t eak_w2_row_bytes(int cols, int group) {
+    if (group < 32 || group % 32 != 0 || cols <= 0 || cols % group != 0) return 0;
+    return (size_t)(cols / group) * (size_t)(4 + group / 4);
+}
+
+int eak_w2_dequantize_row(const void *row, float *dst, int cols, int group) {
+    if (eak_w2_row_bytes(cols, group) == 0) return -1;
+    const uint8_t *p = (const uint8_t *)row;
+    for (int g = 0; g < cols / group; ++g, p += 4 + group / 4) {
+        const float d = f16(p), m = f16(p + 2);
+        for (int c = 0; c < group / 32; ++c) {
+            const uint8_t *q = p + 4 + 8 * c;
+            for (int j = 0; j < 32; ++j) *dst++ = (float)((q[j & 7] >> (2 * (j >> 3))) & 3) * d + m;
         }
     }
     return 0;

@@ -381,3 +381,138 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         }
     }
 }
+
+/* ---- W2 rows -------------------------------------------------------------------------------------
+ * The codes (0..3) go through the same lane kernels as the 4- and 8-bit types, with the group's scale
+ * and offset repeated for each of its 32-element blocks, so every ISA stays bit-identical. */
+static void w2_unpack_generic(const uint8_t *chunk, int8_t *w) {
+    for (int j = 0; j < 32; ++j) w[j] = (int8_t)((chunk[j & 7] >> (2 * (j >> 3))) & 3);
+}
+
+#if defined(__x86_64__)
+/* 8 bytes -> 32 codes: replicate to four 64-bit lanes, shift lane k by 2k, keep 2 bits per byte. */
+__attribute__((target("avx2"))) static inline __m256i w2_codes_avx2(const uint8_t *chunk) {
+    uint64_t v;
+    memcpy(&v, chunk, 8);
+    const __m256i sh = _mm256_set_epi64x(6, 4, 2, 0);
+    return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)v), sh), _mm256_set1_epi8(3));
+}
+
+__attribute__((target("avx2"))) static void w2_unpack_avx2(const uint8_t *chunk, int8_t *w) {
+    _mm256_storeu_si256((__m256i *)w, w2_codes_avx2(chunk));
+}
+
+/* One row times one token straight from the packed groups. Codes are unsigned, so maddubs needs no
+ * sign trick; lanes are the same quads as lanes_generic. */
+__attribute__((target("avx2"))) static float w2_fused_avx2(const uint8_t *row, const eak_act_block *xa, int ng,
+                                                         int cpg, const float *h2f) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float m = 0.0f;
+    for (int g = 0, b = 0; g < ng; ++g, row += 4 + 8 * cpg) {
+        const float d = h2f[(uint16_t)(row[0] | (row[1] << 8))], mn = h2f[(uint16_t)(row[2] | (row[3] << 8))];
+        for (int c = 0; c < cpg; ++c, ++b) {
+            __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(row + 4 + 8 * c),
+                                                               _mm256_loadu_si256((const __m256i *)xa[b].qs)), ones);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(d * xa[b].d), _mm256_cvtepi32_ps(l)));
+        }
+        for (int c = 0; c < cpg; ++c) m = m + mn * xa[g * cpg + c].s;
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return eak_reduce8(a) + m;
+}
+#endif
+
+#if defined(__aarch64__)
+static inline void w2_codes_neon(const uint8_t *chunk, int8x16_t *w0, int8x16_t *w1) {
+    const uint8x8_t raw = vld1_u8(chunk), m3 = vdup_n_u8(3);
+    *w0 = vreinterpretq_s8_u8(vcombine_u8(vand_u8(raw, m3), vand_u8(vshr_n_u8(raw, 2), m3)));
+    *w1 = vreinterpretq_s8_u8(vcombine_u8(vand_u8(vshr_n_u8(raw, 4), m3), vshr_n_u8(raw, 6)));
+}
+
+static void w2_unpack_neon(const uint8_t *chunk, int8_t *w) {
+    int8x16_t a, b;
+    w2_codes_neon(chunk, &a, &b);
+    vst1q_s8(w, a);
+    vst1q_s8(w + 16, b);
+}
+
+#define W2_FUSED_NEON_BODY(LANES16)                                                                   \
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;                                                         \
+    float m = 0.0f;                                                                                   \
+    for (int g = 0, b = 0; g < ng; ++g, row += 4 + 8 * cpg) {                                         \
+        const float d = h2f[(uint16_t)(row[0] | (row[1] << 8))];                                      \
+        const float mn = h2f[(uint16_t)(row[2] | (row[3] << 8))];                                     \
+        for (int c = 0; c < cpg; ++c, ++b) {                                                          \
+            int8x16_t w0, w1;                                                                         \
+            w2_codes_neon(row + 4 + 8 * c, &w0, &w1);                                                 \
+            const float32x4_t sc = vdupq_n_f32(d * xa[b].d);                                          \
+            a0 = vaddq_f32(a0, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, vld1q_s8(xa[b].qs)))));         \
+            a1 = vaddq_f32(a1, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, vld1q_s8(xa[b].qs + 16)))));    \
+        }                                                                                             \
+        for (int c = 0; c < cpg; ++c) m = m + mn * xa[g * cpg + c].s;                                 \
+    }                                                                                                 \
+    float a[8];                                                                                       \
+    vst1q_f32(a, a0);                                                                                 \
+    vst1q_f32(a + 4, a1);                                                                             \
+    return eak_reduce8(a) + m;
+
+static float w2_fused_neon(const uint8_t *row, const eak_act_block *xa, int ng, int cpg, const float *h2f) {
+    W2_FUSED_NEON_BODY(lanes16_neon)
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static float w2_fused_dotprod(const uint8_t *row,
+                                                                              const eak_act_block *xa, int ng,
+                                                                              int cpg, const float *h2f) {
+    W2_FUSED_NEON_BODY(lanes16_dp)
+}
+#endif
+
+void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
+                   const eak_act_block *xq, int n_tok, float *y, int n_threads) {
+    const lanes_fn lanes = pick_lanes();
+    const float *h2f = eak_f16_table();
+    if (eak_w2_row_bytes(cols, group) == 0) return; /* callers validate; never read out of bounds */
+    const int cpg = group / 32, ng = cols / group, nb_all = cols / 32;
+    void (*unpack)(const uint8_t *, int8_t *) = w2_unpack_generic;
+    float (*fused)(const uint8_t *, const eak_act_block *, int, int, const float *) = 0;
+    if (lanes != lanes_generic) {
+#if defined(__x86_64__)
+        unpack = w2_unpack_avx2;
+        fused = w2_fused_avx2;
+#elif defined(__aarch64__)
+        unpack = w2_unpack_neon;
+        fused = lanes == lanes_dotprod ? w2_fused_dotprod : w2_fused_neon;
+#endif
+    }
+    if (n_threads < 1) n_threads = 1;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
+    for (int r = 0; r < rows; ++r) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        if (n_tok == 1 && fused) {
+            y[r] = fused(row, xq, ng, cpg, h2f);
+            continue;
+        }
+        int8_t wq[MAXB * 32];
+        float dw[MAXB], mw[MAXB];
+        for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r] = 0.0f;
+        /* MAXB is a multiple of every group's block count up to 512 blocks, so groups never split */
+        for (int b0 = 0; b0 < nb_all; b0 += MAXB) {
+            const int nb = nb_all - b0 < MAXB ? nb_all - b0 : MAXB;
+            for (int b = 0; b < nb; ++b) {
+                const int blk = b0 + b, g = blk / cpg, c = blk % cpg;
+                const uint8_t *gp = row + (size_t)g * (4 + 8 * cpg);
+                unpack(gp + 4 + 8 * c, wq + (size_t)b * 32);
+                dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
+                mw[b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
+            }
+            for (int t = 0; t < n_tok; ++t) {
+                const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
+                float v = lanes(wq, xa, dw, nb), m = 0.0f;
+                for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
+                y[(size_t)t * rows + r] += v + m;
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 import ArgumentParser
 import EdgeAttn
+import EdgeAttnTools
+import EAKernels
 import Foundation
 
 @main
@@ -8,7 +10,7 @@ struct EdgeAttnCommand: ParsableCommand {
         commandName: "edgeattn",
         abstract: "Run, inspect and evaluate GGUF models with libedgeattn.",
         subcommands: [Run.self, Tokenize.self, Detokenize.self, Inspect.self, Perplexity.self,
-                      Dequant.self, Logits.self])
+                      Dequant.self, Logits.self, Convert.self])
 }
 
 /// Prints to stderr and exits non-zero: the CLI's one way to fail.
@@ -80,7 +82,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Session memory budget in bytes (0 = none).") var budget: UInt64 = 0
     @Flag(name: .long, help: "Wrap the prompt in the chat template.") var chat = false
     @Flag(name: .long, help: "Print generated token ids instead of text.") var ids = false
-    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
 
     func run() throws {
         let model = loadModel(m)
@@ -249,7 +251,8 @@ struct Dequant: ParsableCommand {
         let f: GGUFFile
         do { f = try GGUFFile(path: m) } catch { die("\(error.status.text): \(error.message)") }
         guard let t = f.tensor(tensor) else { die("no tensor '\(tensor)'") }
-        var out = [Float](repeating: 0, count: t.elementCount)
+        let dims = logicalDims(f, t)
+        var out = [Float](repeating: 0, count: dims.reduce(1, *))
         let rc = out.withUnsafeMutableBufferPointer { dequantizeTensor(f, t, into: $0.baseAddress!) }
         if !rc { die("cannot dequantize type \(t.type)") }
         writeAtomically(out.withUnsafeBufferPointer { Data(buffer: $0) }, to: o)
@@ -263,7 +266,7 @@ struct Logits: ParsableCommand {
     @Option(name: .short) var o: String
     @Option(name: .long) var batch: Int = 32
     @Option(name: .short) var t: Int = 0
-    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
 
     func run() throws {
         let model = loadModel(m)
@@ -297,7 +300,7 @@ struct Perplexity: ParsableCommand {
     @Option(name: .long, help: "Number of chunks (0 = all).") var chunks: Int = 0
     @Option(name: .long) var batch: Int = 64
     @Option(name: .short) var t: Int = 0
-    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 16 or 32.") var kvBits: Int = 16
+    @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
 
     func run() throws {
         let model = loadModel(m)
@@ -345,4 +348,71 @@ struct Perplexity: ParsableCommand {
         }
         print("ppl: \(String(format: "%.4f", exp(nll / Double(count))))")
     }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a GGUF model to W2A8 (2-bit linear layers; embedding/head at 8 bits by default).",
+        discussion: """
+        Types: w2 (group-wise asymmetric 2-bit, fp16 scale and offset per group), w2g<N> (group N), \
+        w4 (ggml q4_1), w8 (ggml q8_0), f16, f32. Quantizers: rtn, search, imatrix, gptq (the last two \
+        need --calib). Example: edgeattn convert in.gguf out.gguf --calib macbeth.txt --type '*ffn_down*=w4'
+        """)
+    @Argument(help: "Source GGUF (any type the runtime reads).") var input: String
+    @Argument(help: "Output GGUF (written to a temporary file, then renamed).") var output: String
+    @Option(name: .long, help: "W2 group size (multiple of 32).") var group: Int = 64
+    @Option(name: .long, help: "rtn | search | imatrix | gptq") var quantizer: String = "gptq"
+    @Option(name: .long, help: "Calibration text file (repeatable).") var calib: [String] = []
+    @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512).") var calibTokens: Int = 4096
+    @Option(name: .long, help: "Format of the linear layers.") var linear: String = "w2"
+    @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
+    @Option(name: .long, help: "PATTERN=TYPE override by tensor name glob (repeatable, last match wins).")
+    var type: [String] = []
+    @Flag(name: .long, help: "No progress bar.") var quiet = false
+
+    func run() throws {
+        var o = ConvertOptions()
+        o.input = input
+        o.output = output
+        o.group = group
+        guard let q = Quantizer(rawValue: quantizer) else { die("unknown quantizer '\(quantizer)' (rtn, search, imatrix, gptq)") }
+        o.quantizer = q
+        o.calibFiles = calib
+        o.calibTokens = calibTokens
+        guard let lt = TargetType.parse(linear, defaultGroup: group) else { die("unknown type '\(linear)'") }
+        guard let et = TargetType.parse(embed, defaultGroup: group) else { die("unknown type '\(embed)'") }
+        o.linearType = lt
+        o.embedType = et
+        for spec in type {
+            guard let eq = spec.lastIndex(of: "="), let t = TargetType.parse(String(spec[spec.index(after: eq)...]), defaultGroup: group) else {
+                die("bad --type '\(spec)': expected PATTERN=TYPE")
+            }
+            o.overrides.append((String(spec[..<eq]), t))
+        }
+        o.progress = !quiet
+        let t0 = eak_now_ns()
+        let reports: [TensorReport]
+        do {
+            reports = try convert(o) { FileHandle.standardError.write($0.data(using: .utf8)!) }
+        } catch { die("\(error)") }
+        let secs = Double(eak_now_ns() - t0) / 1e9
+        print(pad("tensor", 28) + pad("type", 12, right: false) + pad("bits/w", 8) + pad("rel.err", 10) + "  (error on)")
+        var linBits = 0, linN = 0, allBits = 0, allN = 0
+        for r in reports {
+            print(pad(r.name, 28) + pad(r.type, 12, right: false) + pad(fmt(r.bitsPerWeight, 3), 8)
+                  + pad(fmt(r.relError, 4), 10) + (r.outputError ? "  output" : "  weights"))
+            if r.isLinear { linBits += r.bytes * 8; linN += r.elements }
+            allBits += r.bytes * 8
+            allN += r.elements
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print("linear layers: \(fmt(Double(linBits) / Double(max(1, linN)), 3)) bits/weight over \(linN) weights")
+        print("all quantized matrices: \(fmt(Double(allBits) / Double(max(1, allN)), 3)) bits/weight; file \(size) bytes (\(fmt(Double(size) / 1048576, 1)) MiB)")
+        print("converted in \(fmt(secs, 1)) s")
+    }
+}
+
+func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
+func pad(_ s: String, _ w: Int, right: Bool = false) -> String {
+    s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count)
 }

@@ -53,7 +53,9 @@ const float *eak_f16_table(void);
 enum {
     EAK_F32 = 0, EAK_F16 = 1, EAK_Q4_0 = 2, EAK_Q4_1 = 3, EAK_Q5_0 = 6, EAK_Q5_1 = 7, EAK_Q8_0 = 8,
     EAK_Q8_1 = 9, EAK_Q2_K = 10, EAK_Q3_K = 11, EAK_Q4_K = 12, EAK_Q5_K = 13, EAK_Q6_K = 14,
-    EAK_Q8_K = 15, EAK_BF16 = 30
+    EAK_Q8_K = 15, EAK_I8 = 24, EAK_BF16 = 30,
+    /* not a ggml type: libedgeattn's W2 rows (stored in GGUF as I8 bytes, described by metadata) */
+    EAK_W2 = 1002
 };
 /* Elements per block and bytes per block of a type; 0 for a type this library does not know. */
 uint32_t eak_type_block_elems(int type);
@@ -105,6 +107,22 @@ const char *eak_idot_name(void);
 /* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
 void eak_force_generic(int on);
 
+/* ---- W2: group-wise asymmetric 2-bit weights --------------------------------------------------
+ * A row of `cols` weights is cols/group groups (group a multiple of 32 dividing cols). A group is
+ * 4 + group/4 bytes: fp16 scale d, fp16 offset m (little-endian), then group/32 chunks of 8 bytes;
+ * element j (0..31) of a chunk is the 2-bit code q = (byte[j % 8] >> (2 * (j / 8))) & 3, and its
+ * value is q * d + m. (Shifting a chunk by 0, 2, 4, 6 yields elements 0-7, 8-15, 16-23, 24-31 in
+ * order, which is what the SIMD unpackers exploit.) 2 + 32/group bits per weight. */
+/* Bytes of one row, or 0 when cols/group do not fit the format. */
+size_t eak_w2_row_bytes(int cols, int group);
+/* Decodes one row to float. Returns 0, or -1 for a bad cols/group. */
+int eak_w2_dequantize_row(const void *row, float *dst, int cols, int group);
+/* y[t*rows + r] = W2 row r . x[t] with 8-bit activations: per 32-block dw*dx*int_dot(q, qx) in the
+ * lane order of eak_matmul_q8, plus sum over blocks of m*sx. Bit-identical on every ISA. */
+void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
+                   const eak_act_block *xq, int n_tok, float *y, int n_threads);
+
+
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x. */
 void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
                  float w_offset);
@@ -129,6 +147,30 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
                        int window, float *scratch, int n_threads);
+
+/* ---- Quantized KV cache (KV8 / KV4), see kvquant.c -------------------------------------------- */
+/* One layer's cache. Keys: per block of `group` tokens, per kv head, per channel one record over the
+ * block's tokens. Values: per token, per kv head, one record per `group` channels. A record is
+ * eak_kvq_record_bytes(bits, group) bytes: fp16 scale, fp16 offset, group codes of `bits` bits.
+ * Positions < n_sink are kept in float (sink_k/sink_v: [n_sink][n_kv_head*head_dim]); positions of
+ * an incomplete block in a float ring of `ring` slots (a multiple of group, >= group + n_batch). */
+typedef struct eak_kvq {
+    int head_dim, n_kv_head, bits, group, n_sink, ring;
+    uint8_t *kq;  /* [block][n_kv_head][head_dim] records */
+    uint8_t *vq;  /* [position - n_sink][n_kv_head][head_dim / group] records */
+    float *sink_k, *sink_v;
+    float *ring_k, *ring_v; /* [ring][n_kv_head*head_dim] */
+} eak_kvq;
+
+size_t eak_kvq_record_bytes(int bits, int group);
+/* Stores keys/values ([n_tok][n_kv_head*head_dim], keys already rotated) of positions
+ * pos0..pos0+n_tok-1 (n_tok <= ring - group) and quantizes every block they complete. */
+void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, int n_tok, int n_threads);
+/* Causal GQA attention of n_tok queries at pos0.. over the cache (after eak_kvq_append of the same
+ * tokens), reading quantized blocks in place: block scores are sum_c (q_c d_c) code + sum_c q_c m_c.
+ * window > 0: only the last `window` keys. scratch: n_threads * (pos0 + n_tok) floats. */
+void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
+                       float scale, int window, float *scratch, int n_threads);
 
 /* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). */
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);

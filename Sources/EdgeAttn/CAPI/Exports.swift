@@ -287,7 +287,7 @@ public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePo
 @_cdecl("ea_session_default_params")
 public func _ea_session_default_params() -> ea_session_params {
     ea_session_params(size: UInt32(MemoryLayout<ea_session_params>.size), n_ctx: 0, n_batch: 32, n_threads: 0,
-                      memory_budget: 0, kv_bits: 16, reserved: 0)
+                      memory_budget: 0, kv_bits: 0, kv_group: 0, kv_sinks: 4, reserved: 0)
 }
 
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
@@ -304,6 +304,8 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.nThreads = Int(c.n_threads)
     s.memoryBudget = c.memory_budget
     s.kvBits = Int(c.kv_bits)
+    s.kvGroup = Int(c.kv_group)
+    s.kvSinks = Int(c.kv_sinks)
     return s
 }
 

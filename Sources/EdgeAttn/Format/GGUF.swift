@@ -162,6 +162,9 @@ public final class GGUFFile {
     public private(set) var metadata: [String: GGUFValue] = [:]
     /// Keys in file order (for listings).
     public private(set) var metadataKeys: [String] = []
+    /// Byte range of each metadata entry (key, type and value) in the file, parallel to metadataKeys:
+    /// the converter copies entries verbatim.
+    public private(set) var metadataRanges: [Range<Int>] = []
     public private(set) var tensors: [GGUFTensor] = []
     public private(set) var tensorIndex: [String: Int] = [:]
     private let mapped: Bool
@@ -197,6 +200,7 @@ public final class GGUFFile {
         dataOffset = parsed.dataOffset
         metadata = parsed.metadata
         metadataKeys = parsed.keys
+        metadataRanges = parsed.ranges
         tensors = parsed.tensors
         tensorIndex = parsed.index
     }
@@ -209,6 +213,7 @@ public final class GGUFFile {
         var dataOffset = 0
         var metadata: [String: GGUFValue] = [:]
         var keys: [String] = []
+        var ranges: [Range<Int>] = []
         var tensors: [GGUFTensor] = []
         var index: [String: Int] = [:]
     }
@@ -243,6 +248,7 @@ public final class GGUFFile {
         let nTensors = Int(nTensors64), nKV = Int(nKV64)
 
         for i in 0..<nKV {
+            let entryStart = c.pos
             let key = try c.string("key of metadata entry \(i)", maxLength: maxNameLength)
             let t = try c.u32("type of metadata '\(key)'")
             guard let type = GGUFValueType(rawValue: t) else {
@@ -254,6 +260,7 @@ public final class GGUFFile {
             }
             r.metadata[key] = v
             r.keys.append(key)
+            r.ranges.append(entryStart..<c.pos)
         }
 
         if let a = r.metadata["general.alignment"] {

@@ -9,8 +9,13 @@ public struct SessionParams {
     public var nThreads: Int = 0
     /// Bytes the session may allocate; 0 = no limit.
     public var memoryBudget: UInt64 = 0
-    /// Bits per cached key/value element: 16 (IEEE half, the default, as llama.cpp) or 32 (float).
-    public var kvBits: Int = 16
+    /// Bits per cached key/value element: 32 (float), 16 (IEEE half, as llama.cpp), 8 or 4
+    /// (quantized, see eak_kvq); 0 = the model's default (Hyperparams.defaultKVBits).
+    public var kvBits: Int = 0
+    /// KV8/KV4 group: tokens per key record, channels per value record (0 = 32).
+    public var kvGroup: Int = 0
+    /// KV8/KV4: leading positions kept exact (attention sinks).
+    public var kvSinks: Int = 4
     public init() {}
 }
 
@@ -22,10 +27,15 @@ public struct SessionPlan {
     public let nBatch: Int
     public let nThreads: Int
     public let kvBits: Int
+    /// KV8/KV4 layout: group, exact leading positions, float ring slots, complete blocks per layer.
+    public let kvGroup: Int, kvSinks: Int, kvRing: Int, kvBlocks: Int
     /// Byte offsets of the regions in the arena. The caches hold layerKVElements elements per layer.
     let kCache: Int, vCache: Int, layerKVElements: Int, kNew: Int, vNew: Int
     let x: Int, xb: Int, tmp: Int, q: Int, attnOut: Int, ffnG: Int, ffnU: Int
     let logits: Int, attnScratch: Int, act: Int
+    /// KV8/KV4 regions (all layers; per-layer strides below).
+    let kvqKeys: Int, kvqValues: Int, kvSinkK: Int, kvSinkV: Int, kvRingK: Int, kvRingV: Int
+    let kvqKeysLayer: Int, kvqValuesLayer: Int
     public let totalBytes: Int
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
@@ -37,7 +47,17 @@ public struct SessionPlan {
         if p.nThreads < 0 || p.nThreads > 1024 { throw EAError(.invalidArgument, "n_threads \(p.nThreads) out of range [0, 1024]") }
         let nThreads = p.nThreads == 0 ? Int(eak_num_cores()) : p.nThreads
         let nBatch = min(p.nBatch, nCtx)
-        if p.kvBits != 16 && p.kvBits != 32 { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 16, 32") }
+        let kvBits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
+        if ![4, 8, 16, 32].contains(kvBits) { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 4, 8, 16, 32 (0 = model default)") }
+        let quant = kvBits <= 8
+        let group = p.kvGroup == 0 ? 32 : p.kvGroup
+        if quant && (group < 2 || group > 256 || group % 2 != 0 || hp.headDim % group != 0) {
+            throw EAError(.invalidArgument, "kv_group \(group) must be even, at most 256 and divide the head dimension \(hp.headDim)")
+        }
+        if p.kvSinks < 0 || p.kvSinks > 1 << 16 { throw EAError(.invalidArgument, "kv_sinks \(p.kvSinks) out of range [0, 65536]") }
+        let sinks = quant ? min(p.kvSinks, nCtx) : 0
+        let ring = quant ? (group + nBatch + group - 1) / group * group : 0
+        let blocks = quant ? (nCtx - sinks) / group : 0
 
         var off = 0
         var regions: [(String, Int)] = []
@@ -51,13 +71,23 @@ public struct SessionPlan {
             regions.append((name, bytes))
             return start
         }
-        let layerKV = checkedMul(nCtx, hp.kvDim)
+        let layerKV = quant ? 0 : checkedMul(nCtx, hp.kvDim)
         let kv = layerKV.flatMap { checkedMul($0, hp.nLayer) }
-        let kCache = try region("k_cache", kv, elementBytes: p.kvBits / 8)
-        let vCache = try region("v_cache", kv, elementBytes: p.kvBits / 8)
-        // new keys/values in float before they are rounded into a 16-bit cache
-        let kNew = try region("k_new", p.kvBits == 16 ? nBatch * hp.kvDim : 0)
-        let vNew = try region("v_new", p.kvBits == 16 ? nBatch * hp.kvDim : 0)
+        let kCache = try region("k_cache", kv, elementBytes: kvBits / 8)
+        let vCache = try region("v_cache", kv, elementBytes: kvBits / 8)
+        // KV8/KV4: quantized records, exact sinks and the float ring, per layer
+        let rb = Int(eak_kvq_record_bytes(Int32(kvBits), Int32(group)))
+        let kqLayer = quant ? checkedMul(blocks, hp.kvDim).flatMap { checkedMul($0, rb) } : 0
+        let vqLayer = quant ? checkedMul(blocks * group, hp.kvDim / group).flatMap { checkedMul($0, rb) } : 0
+        let kvqKeys = try region("kv_quant_keys", kqLayer.flatMap { checkedMul($0, hp.nLayer) }, elementBytes: 1)
+        let kvqValues = try region("kv_quant_values", vqLayer.flatMap { checkedMul($0, hp.nLayer) }, elementBytes: 1)
+        let kvSinkK = try region("kv_sink_keys", sinks * hp.kvDim * hp.nLayer)
+        let kvSinkV = try region("kv_sink_values", sinks * hp.kvDim * hp.nLayer)
+        let kvRingK = try region("kv_ring_keys", ring * hp.kvDim * hp.nLayer)
+        let kvRingV = try region("kv_ring_values", ring * hp.kvDim * hp.nLayer)
+        // new keys/values in float before they are rounded or quantized into the cache
+        let kNew = try region("k_new", kvBits == 32 ? 0 : nBatch * hp.kvDim)
+        let vNew = try region("v_new", kvBits == 32 ? 0 : nBatch * hp.kvDim)
         let x = try region("x", nBatch * hp.nEmbd)
         let xb = try region("xb", nBatch * hp.nEmbd)
         let tmp = try region("tmp", nBatch * hp.nEmbd)
@@ -70,9 +100,12 @@ public struct SessionPlan {
         // 8-bit activation blocks for the widest matrix input (in floats' units: bytes / 4)
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
-        return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kvBits: p.kvBits, kCache: kCache,
+        return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
+                           kvGroup: group, kvSinks: sinks, kvRing: ring, kvBlocks: blocks, kCache: kCache,
                            vCache: vCache, layerKVElements: layerKV ?? 0, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q, attnOut: attnOut,
                            ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
+                           kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
+                           kvRingK: kvRingK, kvRingV: kvRingV, kvqKeysLayer: kqLayer ?? 0, kvqValuesLayer: vqLayer ?? 0,
                            totalBytes: off, regions: regions)
     }
 }

@@ -8,9 +8,22 @@ public struct WeightMatrix {
     public let rows: Int
     public let cols: Int
     public let rowBytes: Int
+    /// W2 only: weights per scale/offset group (0 for ggml types).
+    public let group: Int
+
+    public init(type: Int32, data: UnsafeRawPointer, rows: Int, cols: Int, rowBytes: Int, group: Int = 0) {
+        self.type = type
+        self.data = data
+        self.rows = rows
+        self.cols = cols
+        self.rowBytes = rowBytes
+        self.group = group
+    }
+
+    static let w2Type = Int32(EAK_W2)
 
     /// True when products run on 8-bit activations with integer dot products (A8).
-    public var usesInt8Activations: Bool { eak_act_type(type) >= 0 }
+    public var usesInt8Activations: Bool { type == WeightMatrix.w2Type || eak_act_type(type) >= 0 }
 
     /// y[t][r] = W[r] . x[t] for nTok tokens. act: scratch for the quantized activations
     /// (eak_act_bytes(nTok, cols) bytes), used when the weight type has an integer path.
@@ -20,7 +33,12 @@ public struct WeightMatrix {
         if usesInt8Activations {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
             eak_quantize_act(x, Int32(nTok), Int32(cols), blocks)
-            eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
+            if type == WeightMatrix.w2Type {
+                eak_matmul_w2(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
+                              Int32(threads))
+            } else {
+                eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
+            }
         } else {
             eak_matmul(type, data, rowBytes, Int32(rows), Int32(cols), x, Int32(nTok), y, Int32(threads))
         }
@@ -28,11 +46,17 @@ public struct WeightMatrix {
 
     /// Decodes row r into out (cols floats).
     @inline(__always)
-    func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        _ = eak_dequantize(type, data + r * rowBytes, out, Int64(cols))
+    public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        if type == WeightMatrix.w2Type {
+            _ = eak_w2_dequantize_row(data + r * rowBytes, out, Int32(cols), Int32(group))
+        } else {
+            _ = eak_dequantize(type, data + r * rowBytes, out, Int64(cols))
+        }
     }
 
     public var byteCount: Int { rows * rowBytes }
+    /// Storage bits per weight (scales and offsets included).
+    public var bitsPerWeight: Double { Double(byteCount * 8) / Double(rows * cols) }
 }
 
 public struct Hyperparams {
@@ -60,6 +84,8 @@ public struct Hyperparams {
     public var slidingWindow = 0
     public var ropeBaseLocal: Float = 0
     public var globalLayerPeriod = 0
+    /// KV cache bits a session uses when it asks for the model's default (converted files: 4).
+    public var defaultKVBits = 16
     public var qDim: Int { nHead * headDim }
     public var kvDim: Int { nHeadKV * headDim }
 
@@ -210,6 +236,10 @@ public final class Model {
         var hp = Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
                              nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
                              ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
+        if let kb = try f.int("edgeattn.kv_bits") {
+            if ![4, 8, 16, 32].contains(kb) { throw bad("edgeattn.kv_bits \(kb)") }
+            hp.defaultKVBits = kb
+        }
         if arch == "gemma3" {
             // Gemma 3: embeddings scaled by sqrt(d), NEOX rotary pairs, GeGLU, and 5 of every 6 layers
             // local with a sliding window and RoPE base 10000 (the value llama.cpp and the reference
@@ -234,8 +264,30 @@ public final class Model {
         return t
     }
 
-    static func matrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
+    /// Metadata key holding the group size of a W2 tensor (its presence marks the tensor as W2).
+    public static func w2GroupKey(_ tensor: String) -> String { "edgeattn.w2.\(tensor).group_size" }
+
+    public static func matrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
+        if let group = try f.int(w2GroupKey(name)) {
+            // W2: stored as raw bytes (GGUF type I8) of shape [row_bytes, rows]
+            let rb = group > 0 && group <= 1 << 16 ? Int(eak_w2_row_bytes(Int32(cols), Int32(group))) : 0
+            if rb == 0 {
+                throw EAError(.shape, "W2 tensor '\(name)': group size \(group) does not fit rows of \(cols) weights (multiple of 32 dividing the row)")
+            }
+            guard let t = f.tensor(name) else { throw EAError(.missingTensor, "required tensor '\(name)' is missing") }
+            if t.type != Int32(EAK_I8) {
+                throw EAError(.unsupportedType, "W2 tensor '\(name)' must be stored as I8 bytes, found type \(t.type)")
+            }
+            if t.dims != [rb, rows] {
+                throw EAError(.shape, "W2 tensor '\(name)' has shape \(shapeText(t.dims)), expected \(shapeText([rb, rows])) (\(cols) weights in groups of \(group))")
+            }
+            return WeightMatrix(type: WeightMatrix.w2Type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: rb,
+                                group: group)
+        }
         let t = try tensor(f, name, [cols, rows])
+        if t.type == Int32(EAK_I8) {
+            throw EAError(.metadata, "tensor '\(name)' holds I8 bytes but has no '\(w2GroupKey(name))' metadata")
+        }
         return WeightMatrix(type: t.type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: t.rowBytes)
     }
 

@@ -10,6 +10,10 @@ public final class Session {
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
     var lastLogitsRow = -1
     let attention: DenseAttention
+    /// Calibration hook (host tools only; nil in normal use): called with (layer, site, rows, n, cols)
+    /// for the inputs of the layer's matrices: site 0 = attention input (q, k, v), 1 = attention
+    /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input.
+    public var observer: ((Int, Int, UnsafePointer<Float>, Int, Int) -> Void)? = nil
 
     public convenience init(model: Model, params: SessionParams) throws(EAError) {
         let plan = try SessionPlan.make(model.hp, params)
@@ -87,6 +91,19 @@ public final class Session {
         return lastLogits!
     }
 
+    /// Layer l's view of the KV8/KV4 regions.
+    func quantCache(layer l: Int) -> eak_kvq {
+        let hp = model.hp, kvf = hp.kvDim
+        return eak_kvq(head_dim: Int32(hp.headDim), n_kv_head: Int32(hp.nHeadKV), bits: Int32(plan.kvBits),
+                       group: Int32(plan.kvGroup), n_sink: Int32(plan.kvSinks), ring: Int32(plan.kvRing),
+                       kq: (arena.raw + plan.kvqKeys + l * plan.kvqKeysLayer).assumingMemoryBound(to: UInt8.self),
+                       vq: (arena.raw + plan.kvqValues + l * plan.kvqValuesLayer).assumingMemoryBound(to: UInt8.self),
+                       sink_k: arena.floats(at: plan.kvSinkK) + l * plan.kvSinks * kvf,
+                       sink_v: arena.floats(at: plan.kvSinkV) + l * plan.kvSinks * kvf,
+                       ring_k: arena.floats(at: plan.kvRingK) + l * plan.kvRing * kvf,
+                       ring_v: arena.floats(at: plan.kvRingV) + l * plan.kvRing * kvf)
+    }
+
     /// The forward pass (Llama family; Gemma 3 adds the options in Hyperparams) for one batch of n tokens at positions nPast..<nPast+n.
     /// Logits are computed for rows logitsFrom..<n into the logits region (row 0 = logitsFrom).
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
@@ -102,15 +119,16 @@ public final class Session {
         if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(n * d)) }
         let neox: Int32 = hp.ropeNeox ? 1 : 0
 
-        let half = plan.kvBits == 16
+        let half = plan.kvBits == 16, quant = plan.kvBits <= 8, staged = half || quant
         for (l, w) in model.layers.enumerated() {
             let layerOff = l * plan.layerKVElements * (plan.kvBits / 8)
             // keys/values are computed in float (straight into a float cache, or into k_new/v_new
-            // before rounding into a half cache)
-            let kNew = half ? arena.floats(at: plan.kNew) : arena.floats(at: plan.kCache + layerOff) + pos0 * hp.kvDim
-            let vNew = half ? arena.floats(at: plan.vNew) : arena.floats(at: plan.vCache + layerOff) + pos0 * hp.kvDim
+            // before rounding or quantizing into the cache)
+            let kNew = staged ? arena.floats(at: plan.kNew) : arena.floats(at: plan.kCache + layerOff) + pos0 * hp.kvDim
+            let vNew = staged ? arena.floats(at: plan.vNew) : arena.floats(at: plan.vCache + layerOff) + pos0 * hp.kvDim
 
             eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            observer?(l, 0, xb, n, d)
             w.wq.apply(xb, nTok: n, into: q, threads: th, act: act)
             w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
             w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act)
@@ -124,7 +142,12 @@ public final class Session {
                 eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
                          w.ropeBase, hp.ropeFreqScale, neox)
             }
-            if half {
+            if quant {
+                var c = quantCache(layer: l)
+                eak_kvq_append(&c, kNew, vNew, Int32(pos0), Int32(n), Int32(th))
+                eak_kvq_attention(&c, q, att, Int32(n), Int32(pos0), Int32(hp.nHead), attention.scale,
+                                  Int32(w.window), scratch, Int32(th))
+            } else if half {
                 let kc = (arena.raw + plan.kCache + layerOff).assumingMemoryBound(to: UInt16.self)
                 let vc = (arena.raw + plan.vCache + layerOff).assumingMemoryBound(to: UInt16.self)
                 eak_f32_to_f16_row(kNew, kc + pos0 * hp.kvDim, Int64(n * hp.kvDim))
@@ -136,14 +159,17 @@ public final class Session {
                 attention.run(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, window: w.window,
                               scratch: scratch, threads: th)
             }
+            observer?(l, 1, att, n, hp.qDim)
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)
             if let pn = w.postAttnNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
             eak_add(x, tmp, Int64(n * d))
 
             eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            observer?(l, 2, xb, n, d)
             w.gate.apply(xb, nTok: n, into: g, threads: th, act: act)
             w.up.apply(xb, nTok: n, into: u, threads: th, act: act)
             eak_glu(g, g, u, Int64(n * hp.nFF), hp.geluFFN ? 1 : 0)
+            observer?(l, 3, g, n, hp.nFF)
             w.down.apply(g, nTok: n, into: tmp, threads: th, act: act)
             if let pn = w.postFFNNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
             eak_add(x, tmp, Int64(n * d))

@@ -1,0 +1,165 @@
+/* Quantized KV cache (KV8 / KV4, KIVI-style) and attention that reads it in place.
+ *
+ * Keys vary per channel, values per token (KIVI), so: keys are quantized per channel over blocks of
+ * `group` tokens, values per token over groups of `group` channels. A "record" is fp16 scale d,
+ * fp16 offset m and `group` codes of `bits` bits (4: element j in byte j/2, low nibble first;
+ * 8: one byte each); value = code * d + m, codes from min/max of the group (asymmetric).
+ * The first n_sink positions stay exact (float), and positions of a block that is not complete yet
+ * stay in a float ring until it fills. A query at position t reads block b quantized iff the block
+ * ends at or before t, so evaluating tokens one by one or in batches gives identical results. */
+#include "ea_kernels.h"
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+size_t eak_kvq_record_bytes(int bits, int group) { return 4 + (size_t)group * (size_t)bits / 8; }
+
+static inline int code_at(const uint8_t *codes, int bits, int j) {
+    return bits == 8 ? codes[j] : (codes[j >> 1] >> (4 * (j & 1))) & 15;
+}
+
+/* Quantizes n values x[i * stride] into one record. */
+static void make_record(const float *x, size_t stride, int n, int bits, uint8_t *rec) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; ++i) {
+        const float v = x[(size_t)i * stride];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    const int qmax = (1 << bits) - 1;
+    const uint16_t dh = eak_f32_to_f16((hi - lo) / (float)qmax), mh = eak_f32_to_f16(lo);
+    const float d = eak_f16_to_f32(dh), m = eak_f16_to_f32(mh), id = d > 0 ? 1.0f / d : 0.0f;
+    rec[0] = (uint8_t)dh; rec[1] = (uint8_t)(dh >> 8);
+    rec[2] = (uint8_t)mh; rec[3] = (uint8_t)(mh >> 8);
+    uint8_t *codes = rec + 4;
+    if (bits == 4) memset(codes, 0, (size_t)n / 2);
+    for (int i = 0; i < n; ++i) {
+        float q = nearbyintf((x[(size_t)i * stride] - m) * id);
+        int c = q <= 0 ? 0 : (q >= (float)qmax ? qmax : (int)q);
+        if (bits == 8) codes[i] = (uint8_t)c;
+        else codes[i >> 1] |= (uint8_t)(c << (4 * (i & 1)));
+    }
+}
+
+static inline const float *ring_row(const eak_kvq *c, const float *ring, int pos) {
+    return ring + (size_t)((pos - c->n_sink) % c->ring) * (size_t)c->n_kv_head * c->head_dim;
+}
+
+void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, int n_tok, int n_threads) {
+    const int kv_dim = c->n_kv_head * c->head_dim, G = c->group, d = c->head_dim;
+    const size_t rb = eak_kvq_record_bytes(c->bits, G);
+    for (int i = 0; i < n_tok; ++i) {
+        const int p = pos0 + i;
+        float *dk, *dv;
+        if (p < c->n_sink) {
+            dk = c->sink_k + (size_t)p * kv_dim;
+            dv = c->sink_v + (size_t)p * kv_dim;
+        } else {
+            dk = (float *)ring_row(c, c->ring_k, p);
+            dv = (float *)ring_row(c, c->ring_v, p);
+        }
+        memcpy(dk, k + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
+        memcpy(dv, v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
+    }
+    /* blocks completed by this call: b with old_end < S + (b+1)G <= new_end */
+    const int end = pos0 + n_tok;
+    const int b_first = pos0 > c->n_sink ? (pos0 - c->n_sink) / G : 0;
+    const int b_last = end > c->n_sink ? (end - c->n_sink) / G : 0; /* exclusive */
+    const int n_items = (b_last - b_first) * c->n_kv_head;
+    if (n_items <= 0) return;
+    if (n_threads < 1) n_threads = 1;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && n_items > 1)
+    for (int it = 0; it < n_items; ++it) {
+        const int b = b_first + it / c->n_kv_head, h = it % c->n_kv_head;
+        const int p0 = c->n_sink + b * G;
+        /* keys: one record per channel over the block's G tokens (ring rows are contiguous in
+         * position within a block because ring >= G and blocks start at multiples of G) */
+        const float *k0 = ring_row(c, c->ring_k, p0) + (size_t)h * d;
+        uint8_t *kr = c->kq + ((size_t)b * c->n_kv_head + h) * (size_t)d * rb;
+        for (int ch = 0; ch < d; ++ch) make_record(k0 + ch, (size_t)kv_dim, G, c->bits, kr + (size_t)ch * rb);
+        /* values: per token, one record per group of G channels */
+        for (int t = 0; t < G; ++t) {
+            const float *vr = ring_row(c, c->ring_v, p0 + t) + (size_t)h * d;
+            uint8_t *vq = c->vq + (((size_t)(b * G + t) * c->n_kv_head + h) * (size_t)(d / G)) * rb;
+            for (int g = 0; g < d / G; ++g) make_record(vr + g * G, 1, G, c->bits, vq + (size_t)g * rb);
+        }
+    }
+}
+
+void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
+                       float scale, int window, float *scratch, int n_threads) {
+    const int G = c->group, d = c->head_dim, S = c->n_sink, kv_dim = c->n_kv_head * d;
+    const int grp = n_head / c->n_kv_head, n_keys_max = pos0 + n_tok, bits = c->bits;
+    const size_t rb = eak_kvq_record_bytes(bits, G), q_stride = (size_t)n_head * d;
+    const float *h2f = eak_f16_table();
+    const int n_work = n_tok * n_head;
+    if (d > 512 || G > 256) return; /* validated by the planner */
+    if (n_threads < 1) n_threads = 1;
+#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
+    for (int wi = 0; wi < n_work; ++wi) {
+        const int t = wi / n_head, h = wi % n_head, kvh = h / grp, n_keys = pos0 + t + 1;
+#ifdef _OPENMP
+        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+#else
+        float *s = scratch;
+#endif
+        const float *qh = q + (size_t)t * q_stride + (size_t)h * d;
+        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
+        const int n_sink = n_keys < S ? n_keys : S;
+        const int nbq = n_keys > S ? (n_keys - S) / G : 0; /* blocks this query reads quantized */
+        const int qend = S + nbq * G;                       /* first position read from the ring */
+        float mx = -INFINITY;
+        for (int j = j0; j < n_sink; ++j) {
+            s[j] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        for (int b = 0; b < nbq; ++b) {
+            const int p0 = S + b * G;
+            if (p0 + G <= j0) continue;
+            const uint8_t *kr = c->kq + ((size_t)b * c->n_kv_head + kvh) * (size_t)d * rb;
+            float acc[256], base = 0.0f;
+            for (int i = 0; i < G; ++i) acc[i] = 0.0f;
+            for (int ch = 0; ch < d; ++ch) {
+                const uint8_t *r = kr + (size_t)ch * rb;
+                const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+                base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                for (int i = 0; i < G; ++i) acc[i] = acc[i] + a * (float)code_at(r + 4, bits, i);
+            }
+            for (int i = 0; i < G; ++i) {
+                const int j = p0 + i;
+                if (j < j0) continue;
+                s[j] = (acc[i] + base) * scale;
+                mx = s[j] > mx ? s[j] : mx;
+            }
+        }
+        for (int j = qend > j0 ? qend : j0; j < n_keys; ++j) {
+            s[j] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        float sum = 0.0f;
+        for (int j = j0; j < n_keys; ++j) {
+            s[j] = eak_exp(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        float *o = out + (size_t)t * q_stride + (size_t)h * d;
+        for (int i = 0; i < d; ++i) o[i] = 0.0f;
+        for (int j = j0; j < n_keys; ++j) {
+            const float p = s[j] * inv;
+            if (j < n_sink || j >= qend) {
+                const float *vr = (j < n_sink ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
+                for (int i = 0; i < d; ++i) o[i] = o[i] + p * vr[i];
+            } else {
+                const uint8_t *vq = c->vq + (((size_t)(j - S) * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+                for (int g = 0; g < d / G; ++g) {
+                    const uint8_t *r = vq + (size_t)g * rb;
+                    const float w1 = p * h2f[(uint16_t)(r[0] | (r[1] << 8))], w0 = p * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                    float *og = o + g * G;
+                    for (int i = 0; i < G; ++i) og[i] = og[i] + (w1 * (float)code_at(r + 4, bits, i) + w0);
+                }
+            }
+        }
+    }
+}
