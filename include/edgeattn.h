@@ -41,6 +41,13 @@ extern "C" {
 /* Returns the library's EA_VERSION_NUMBER. */
 uint32_t ea_version(void);
 
+/* Board bring-up check: runs the integer kernels this CPU dispatches to (AVX2, NEON or NEON dotprod)
+ * against the generic C kernels on deterministic random data (W2 and 8-bit weights, ragged block
+ * counts). Returns EA_OK when every result is bit-identical, else EA_ERR_KERNEL_MISMATCH. A one-line
+ * report is copied to report (may be NULL; truncated to report_size - 1 bytes). Thread-safe;
+ * allocates nothing. */
+int32_t ea_self_test(char *report, size_t report_size);
+
 /* ---- Status ----------------------------------------------------------------------------------- */
 /* Stable values: new codes are only ever appended. */
 typedef int32_t ea_status;
@@ -63,7 +70,8 @@ enum {
     EA_ERR_CONTEXT_FULL = 15,     /* the tokens would not fit the session's context                */
     EA_ERR_BUFFER_TOO_SMALL = 16, /* an output buffer is too small; the size needed is returned   */
     EA_ERR_ABORTED = 17,          /* the caller's abort flag or callback stopped the call         */
-    EA_ERR_TOKENIZER = 18         /* tokenizer metadata is missing or inconsistent                 */
+    EA_ERR_TOKENIZER = 18,        /* tokenizer metadata is missing or inconsistent                 */
+    EA_ERR_KERNEL_MISMATCH = 19   /* ea_self_test: a SIMD kernel disagrees with the generic C one  */
 };
 
 /* A static, human-readable name for a status ("EA_ERR_TRUNCATED: file is truncated").

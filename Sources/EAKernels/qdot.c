@@ -7,6 +7,7 @@
 #include "ea_kernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdio.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -515,4 +516,77 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
             }
         }
     }
+}
+
+/* ---- self test: the dispatched SIMD kernels against the generic ones, on this CPU --------------- */
+static uint32_t st_rand(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
+
+int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
+    enum { NB = 48 }; /* up to 1536 columns */
+    const lanes_fn picked = pick_lanes();
+    const float *h2f = eak_f16_table();
+    static _Thread_local int8_t wq[NB * 32], wq2[NB * 32];
+    static _Thread_local eak_act_block xa[NB];
+    static _Thread_local uint8_t row[NB * 40];
+    static _Thread_local float dw[NB], mw[NB];
+    uint32_t s = seed ? seed : 1;
+    int checks = 0;
+    for (int iter = 0; iter < 200; ++iter) {
+        const int group = 32 << (st_rand(&s) % 3);            /* 32, 64, 128 */
+        const int ng = 1 + (int)(st_rand(&s) % (NB * 32 / group)), nb = ng * group / 32;
+        for (int b = 0; b < nb; ++b) {
+            xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
+            int sum = 0;
+            for (int j = 0; j < 32; ++j) { xa[b].qs[j] = (int8_t)((int)(st_rand(&s) % 255) - 127); sum += xa[b].qs[j]; }
+            xa[b].s = h2f[eak_f32_to_f16(xa[b].d * (float)sum)];
+        }
+        /* int8 lanes: any weights in [-128, 127] (Q8_0's range) */
+        for (int b = 0; b < nb; ++b) {
+            dw[b] = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f)];
+            for (int j = 0; j < 32; ++j) wq[b * 32 + j] = (int8_t)((int)(st_rand(&s) % 256) - 128);
+        }
+        float a = lanes_generic(wq, xa, dw, nb), b2 = picked(wq, xa, dw, nb);
+        if (memcmp(&a, &b2, sizeof a) != 0) {
+            if (msg) snprintf(msg, msg_len, "int8 lanes (%s) %.9g != generic %.9g (%d blocks)", eak_idot_name(), b2, a, nb);
+            return -1;
+        }
+        /* W2: random packed row, fused and unpacked paths against generic unpack + generic lanes */
+        const int gb = 4 + group / 4;
+        for (int i = 0; i < ng * gb; ++i) row[i] = (uint8_t)st_rand(&s);
+        for (int g = 0; g < ng; ++g) { /* finite scales */
+            uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f), m = eak_f32_to_f16(-(float)(st_rand(&s) % 1000) * 1e-3f);
+            row[g * gb] = (uint8_t)d; row[g * gb + 1] = (uint8_t)(d >> 8);
+            row[g * gb + 2] = (uint8_t)m; row[g * gb + 3] = (uint8_t)(m >> 8);
+        }
+        const int cpg = group / 32;
+        for (int b = 0; b < nb; ++b) {
+            const uint8_t *gp = row + (size_t)(b / cpg) * gb;
+            w2_unpack_generic(gp + 4 + 8 * (b % cpg), wq + b * 32);
+            dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
+            mw[b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
+        }
+        float ref = lanes_generic(wq, xa, dw, nb), m = 0.0f;
+        for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
+        ref = ref + m;
+        float got_m = 0.0f, got_f = ref;
+        float yv = 0.0f;
+        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa, 1, &yv, 1); /* fused when SIMD */
+        got_f = yv;
+        /* two tokens force the unpack path (same activations twice) */
+        static _Thread_local eak_act_block xa2[2 * NB];
+        memcpy(xa2, xa, sizeof(eak_act_block) * nb);
+        memcpy(xa2 + nb, xa, sizeof(eak_act_block) * nb);
+        float y2[2];
+        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa2, 2, y2, 1);
+        got_m = y2[1];
+        (void)wq2;
+        if (memcmp(&ref, &got_f, sizeof ref) != 0 || memcmp(&ref, &got_m, sizeof ref) != 0 || memcmp(&ref, &y2[0], sizeof ref) != 0) {
+            if (msg) snprintf(msg, msg_len, "W2 kernel (%s, group %d, %d blocks): fused %.9g, unpacked %.9g, generic %.9g",
+                              eak_idot_name(), group, nb, got_f, got_m, ref);
+            return -1;
+        }
+        checks += 3;
+    }
+    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels against the generic ones: all bit-identical", checks, eak_idot_name());
+    return 0;
 }

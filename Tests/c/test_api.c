@@ -63,6 +63,7 @@ static const struct {
     {"EA_ERR_BUFFER_TOO_SMALL", EA_ERR_BUFFER_TOO_SMALL},
     {"EA_ERR_ABORTED", EA_ERR_ABORTED},
     {"EA_ERR_TOKENIZER", EA_ERR_TOKENIZER},
+    {"EA_ERR_KERNEL_MISMATCH", EA_ERR_KERNEL_MISMATCH},
 };
 #define N_STATUS (sizeof k_status / sizeof k_status[0])
 
@@ -124,6 +125,19 @@ static ea_session_params small_session(uint32_t n_ctx) {
 
 /* ---- checks without a model ----------------------------------------------------------------- */
 
+/* The SIMD integer kernels this CPU dispatches to equal the generic C ones bit for bit (run on the
+ * host, and under qemu as Cortex-A72 = NEON and as "max" = NEON dotprod). */
+static void test_self_test(void) {
+    char report[200] = "";
+    ea_status st = ea_self_test(report, sizeof report);
+    check(st == EA_OK, "ea_self_test: SIMD kernels == generic", "%s: %s", ea_status_string(st), report);
+    printf("  self test: %s\n", report);
+    char tiny[8];
+    ea_self_test(tiny, sizeof tiny);
+    check(strlen(tiny) == 7, "ea_self_test truncates its report to the buffer", "got %zu bytes", strlen(tiny));
+    check(ea_self_test(NULL, 0) == st, "ea_self_test accepts a NULL report", "");
+}
+
 static void test_version_and_status(void) {
     char name[160] = "";
     check(ea_version() == EA_VERSION_NUMBER, "ea_version() == EA_VERSION_NUMBER",
@@ -156,7 +170,7 @@ static void test_version_and_status(void) {
     check(distinct, "ea_status_string is distinct for every status", "%s", detail);
     check(prefixed, "ea_status_string starts with the status name", "%s", name);
     {
-        const ea_status unknown[] = {-1, 19, 1000, INT32_MIN};
+        const ea_status unknown[] = {-1, 20, 1000, INT32_MIN};
         int ok = 1;
         const char *bad = "";
         for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -961,6 +975,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     test_version_and_status();
+    test_self_test();
     test_null_arguments_without_model();
     test_missing_and_directory(dir);
     test_corrupt_files(dir);

@@ -107,6 +107,11 @@ const char *eak_idot_name(void);
 /* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
 void eak_force_generic(int on);
 
+/* Compares the dispatched SIMD integer kernels (int8 lanes, W2 fused and unpacked paths) with the
+ * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
+ * -1; msg receives a one-line report either way. Thread-safe (no global state changes). */
+int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
+
 /* ---- W2: group-wise asymmetric 2-bit weights --------------------------------------------------
  * A row of `cols` weights is cols/group groups (group a multiple of 32 dividing cols). A group is
  * 4 + group/4 bytes: fp16 scale d, fp16 offset m (little-endian), then group/32 chunks of 8 bytes;

@@ -95,6 +95,18 @@ public func _ea_version() -> UInt32 { libraryVersion }
 /// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
 public let libraryVersion: UInt32 = 0 * 10000 + 1 * 100 + 0
 
+@_cdecl("ea_self_test")
+public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int32 {
+    var buf = [CChar](repeating: 0, count: 256)
+    let rc = buf.withUnsafeMutableBufferPointer { eak_self_test(0x5eed, $0.baseAddress!, 256) }
+    if let r = report, size > 0 {
+        var i = 0
+        while i < size - 1 && i < 255 && buf[i] != 0 { r[i] = buf[i]; i += 1 }
+        r[i] = 0
+    }
+    return rc == 0 ? Status.ok.rawValue : Status.kernelMismatch.rawValue
+}
+
 @_cdecl("ea_status_string")
 public func _ea_status_string(_ s: ea_status) -> UnsafePointer<CChar> {
     let text: StaticString = Status(rawValue: s)?.text ?? "unknown status"

@@ -20,6 +20,7 @@ public enum Status: Int32 {
     case bufferTooSmall = 16
     case aborted = 17
     case tokenizer = 18
+    case kernelMismatch = 19
 
     /// The static, NUL-terminated description returned by `ea_status_string`.
     public var text: StaticString {
@@ -43,6 +44,7 @@ public enum Status: Int32 {
         case .bufferTooSmall: return "EA_ERR_BUFFER_TOO_SMALL: buffer too small"
         case .aborted: return "EA_ERR_ABORTED: aborted by the caller"
         case .tokenizer: return "EA_ERR_TOKENIZER: tokenizer data missing or inconsistent"
+        case .kernelMismatch: return "EA_ERR_KERNEL_MISMATCH: a SIMD kernel disagrees with the generic one"
         }
     }
 }

@@ -40,6 +40,13 @@ public struct SessionPlan {
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
 
+    /// KV cache bytes one decoded token reads per cached position (keys and values, all layers).
+    public func kvBytesPerPosition(_ hp: Hyperparams) -> Double {
+        let perElement: Double = kvBits <= 8
+            ? Double(Int(eak_kvq_record_bytes(Int32(kvBits), Int32(kvGroup)))) / Double(kvGroup) : Double(kvBits / 8)
+        return perElement * Double(2 * hp.kvDim * hp.nLayer)
+    }
+
     public static func make(_ hp: Hyperparams, _ p: SessionParams) throws(EAError) -> SessionPlan {
         let nCtx = p.nCtx == 0 ? hp.nCtxTrain : p.nCtx
         if nCtx < 1 || nCtx > 1 << 24 { throw EAError(.invalidArgument, "n_ctx \(nCtx) out of range [1, 2^24]") }

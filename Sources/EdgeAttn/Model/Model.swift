@@ -302,6 +302,15 @@ public final class Model {
         }
     }
 
+    /// Weight bytes one decoded token reads: every layer matrix, the output head and one embedding row.
+    public var weightBytesPerToken: Int {
+        var n = output.byteCount + tokenEmbd.rowBytes
+        for w in layers {
+            for m in [w.wq, w.wk, w.wv, w.wo, w.gate, w.up, w.down] { n += m.byteCount }
+        }
+        return n
+    }
+
     /// Bytes held outside the mapped file.
     public var residentBytes: Int { vectors.byteCount + tokenizer.residentBytes }
 }

