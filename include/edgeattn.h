@@ -166,7 +166,8 @@ typedef struct ea_session_params {
                                per token over kv_group channels); 0 = the model's default: 4 for
                                files from `edgeattn convert`, else 16                              */
     uint32_t kv_group;      /* KV8/KV4 group (tokens for keys, channels for values); must divide the
-                               head dimension; 0 = 32                                              */
+                               head dimension; 0 = 32 (or the largest even divisor
+                               of the head dimension below 32)                                    */
     uint32_t kv_sinks;      /* KV8/KV4: the first kv_sinks positions are kept exact; default 4      */
     uint32_t reserved;
 } ea_session_params;

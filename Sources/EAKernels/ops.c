@@ -300,3 +300,24 @@ void eak_top_k(const float *x, int n, int k, int32_t *idx) {
         sift_down(x, idx, end, 0);
     }
 }
+
+/* Orthonormal Walsh-Hadamard transform of every `block` consecutive values of n_rows rows of cols
+ * (block a power of two dividing cols): butterflies in a fixed order, then a scale by
+ * 1/sqrt(block), so every target computes the same bits. H is symmetric and H*H = I, which is why
+ * weights rotated by the converter (W H) and activations rotated here (H x) give W x. */
+void eak_hadamard(float *x, int n_rows, int cols, int block) {
+    const float s = 1.0f / sqrtf((float)block);
+    for (int r = 0; r < n_rows; ++r) {
+        for (int b0 = 0; b0 < cols; b0 += block) {
+            float *v = x + (size_t)r * cols + b0;
+            for (int h = 1; h < block; h <<= 1)
+                for (int i = 0; i < block; i += 2 * h)
+                    for (int j = i; j < i + h; ++j) {
+                        const float a = v[j], c = v[j + h];
+                        v[j] = a + c;
+                        v[j + h] = a - c;
+                    }
+            for (int j = 0; j < block; ++j) v[j] *= s;
+        }
+    }
+}

@@ -368,6 +368,8 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
     @Option(name: .long, help: "PATTERN=TYPE override by tensor name glob (repeatable, last match wins).")
     var type: [String] = []
+    @Option(name: .long, help: "Hadamard block (power of two) to rotate the layer matrices by; 0 = none.")
+    var rotate: Int = 0
     @Flag(name: .long, help: "No progress bar.") var quiet = false
 
     func run() throws {
@@ -390,6 +392,7 @@ struct Convert: ParsableCommand {
             o.overrides.append((String(spec[..<eq]), t))
         }
         o.progress = !quiet
+        o.rotate = rotate
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

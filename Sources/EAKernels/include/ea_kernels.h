@@ -177,6 +177,10 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
                        float scale, int window, float *scratch, int n_threads);
 
+/* In-place orthonormal Walsh-Hadamard transform of each block of `block` values (a power of two
+ * dividing cols) in n_rows rows: the activation side of a Hadamard-rotated weight matrix. */
+void eak_hadamard(float *x, int n_rows, int cols, int block);
+
 /* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). */
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);
 

@@ -12,7 +12,8 @@ public struct SessionParams {
     /// Bits per cached key/value element: 32 (float), 16 (IEEE half, as llama.cpp), 8 or 4
     /// (quantized, see eak_kvq); 0 = the model's default (Hyperparams.defaultKVBits).
     public var kvBits: Int = 0
-    /// KV8/KV4 group: tokens per key record, channels per value record (0 = 32).
+    /// KV8/KV4 group: tokens per key record, channels per value record (0 = 32, or the largest even
+    /// divisor of the head dimension below 32).
     public var kvGroup: Int = 0
     /// KV8/KV4: leading positions kept exact (attention sinks).
     public var kvSinks: Int = 4
@@ -32,7 +33,7 @@ public struct SessionPlan {
     /// Byte offsets of the regions in the arena. The caches hold layerKVElements elements per layer.
     let kCache: Int, vCache: Int, layerKVElements: Int, kNew: Int, vNew: Int
     let x: Int, xb: Int, tmp: Int, q: Int, attnOut: Int, ffnG: Int, ffnU: Int
-    let logits: Int, attnScratch: Int, act: Int
+    let logits: Int, attnScratch: Int, act: Int, rotated: Int
     /// KV8/KV4 regions (all layers; per-layer strides below).
     let kvqKeys: Int, kvqValues: Int, kvSinkK: Int, kvSinkV: Int, kvRingK: Int, kvRingV: Int
     let kvqKeysLayer: Int, kvqValuesLayer: Int
@@ -57,7 +58,12 @@ public struct SessionPlan {
         let kvBits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
         if ![4, 8, 16, 32].contains(kvBits) { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 4, 8, 16, 32 (0 = model default)") }
         let quant = kvBits <= 8
-        let group = p.kvGroup == 0 ? 32 : p.kvGroup
+        // default group: 32, or the largest even divisor of the head dimension below it
+        var group = p.kvGroup
+        if group == 0 {
+            group = 32
+            while group > 2 && hp.headDim % group != 0 { group -= 2 }
+        }
         if quant && (group < 2 || group > 256 || group % 2 != 0 || hp.headDim % group != 0) {
             throw EAError(.invalidArgument, "kv_group \(group) must be even, at most 256 and divide the head dimension \(hp.headDim)")
         }
@@ -107,10 +113,11 @@ public struct SessionPlan {
         // 8-bit activation blocks for the widest matrix input (in floats' units: bytes / 4)
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
+        let rot = try region("x_rotated", hp.hasRotation ? nBatch * maxCols : 0)
         return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
                            kvGroup: group, kvSinks: sinks, kvRing: ring, kvBlocks: blocks, kCache: kCache,
                            vCache: vCache, layerKVElements: layerKV ?? 0, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q, attnOut: attnOut,
-                           ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
+                           ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act, rotated: rot,
                            kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
                            kvRingK: kvRingK, kvRingV: kvRingV, kvqKeysLayer: kqLayer ?? 0, kvqValuesLayer: vqLayer ?? 0,
                            totalBytes: off, regions: regions)

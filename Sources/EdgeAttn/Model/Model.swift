@@ -10,14 +10,18 @@ public struct WeightMatrix {
     public let rowBytes: Int
     /// W2 only: weights per scale/offset group (0 for ggml types).
     public let group: Int
+    /// Hadamard block size if the converter stored W*H (the input is rotated by H first), else 0.
+    public let rotation: Int
 
-    public init(type: Int32, data: UnsafeRawPointer, rows: Int, cols: Int, rowBytes: Int, group: Int = 0) {
+    public init(type: Int32, data: UnsafeRawPointer, rows: Int, cols: Int, rowBytes: Int, group: Int = 0,
+                rotation: Int = 0) {
         self.type = type
         self.data = data
         self.rows = rows
         self.cols = cols
         self.rowBytes = rowBytes
         self.group = group
+        self.rotation = rotation
     }
 
     static let w2Type = Int32(EAK_W2)
@@ -28,8 +32,15 @@ public struct WeightMatrix {
     /// y[t][r] = W[r] . x[t] for nTok tokens. act: scratch for the quantized activations
     /// (eak_act_bytes(nTok, cols) bytes), used when the weight type has an integer path.
     @inline(__always)
-    func apply(_ x: UnsafePointer<Float>, nTok: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
-               act: UnsafeMutableRawPointer) {
+    func apply(_ xIn: UnsafePointer<Float>, nTok: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
+               act scratch: MatmulScratch) {
+        var x = xIn
+        if rotation > 0, let r = scratch.rotated {
+            r.update(from: xIn, count: nTok * cols)
+            eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation))
+            x = UnsafePointer(r)
+        }
+        let act = scratch.act
         if usesInt8Activations {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
             eak_quantize_act(x, Int32(nTok), Int32(cols), blocks)
@@ -59,6 +70,13 @@ public struct WeightMatrix {
     public var bitsPerWeight: Double { Double(byteCount * 8) / Double(rows * cols) }
 }
 
+/// Scratch a matrix product may use: 8-bit activation blocks, and room for Hadamard-rotated inputs
+/// (nBatch x widest input floats; nil when the model has no rotated matrices).
+struct MatmulScratch {
+    let act: UnsafeMutableRawPointer
+    let rotated: UnsafeMutablePointer<Float>?
+}
+
 public struct Hyperparams {
     public var architecture: String
     public var nVocab: Int
@@ -86,6 +104,8 @@ public struct Hyperparams {
     public var globalLayerPeriod = 0
     /// KV cache bits a session uses when it asks for the model's default (converted files: 4).
     public var defaultKVBits = 16
+    /// Some matrices are stored Hadamard-rotated (edgeattn.rotation.* keys): sessions need scratch.
+    public var hasRotation = false
     public var qDim: Int { nHead * headDim }
     public var kvDim: Int { nHeadKV * headDim }
 
@@ -236,6 +256,7 @@ public final class Model {
         var hp = Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
                              nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
                              ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
+        hp.hasRotation = f.metadataKeys.contains { $0.hasPrefix("edgeattn.rotation.") }
         if let kb = try f.int("edgeattn.kv_bits") {
             if ![4, 8, 16, 32].contains(kb) { throw bad("edgeattn.kv_bits \(kb)") }
             hp.defaultKVBits = kb
@@ -267,7 +288,23 @@ public final class Model {
     /// Metadata key holding the group size of a W2 tensor (its presence marks the tensor as W2).
     public static func w2GroupKey(_ tensor: String) -> String { "edgeattn.w2.\(tensor).group_size" }
 
+    /// Metadata key holding the Hadamard block size of a rotated matrix.
+    public static func rotationKey(_ tensor: String) -> String { "edgeattn.rotation.\(tensor)" }
+
     public static func matrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
+        let m = try storedMatrix(f, name, rows: rows, cols: cols)
+        guard let rot = try f.int(rotationKey(name)) else { return m }
+        if rot < 2 || rot > 4096 || rot & (rot - 1) != 0 || cols % rot != 0 {
+            throw EAError(.metadata, "'\(rotationKey(name))' = \(rot): must be a power of two dividing \(cols)")
+        }
+        if name == "token_embd.weight" {
+            throw EAError(.metadata, "the token embedding cannot be stored rotated (rows are looked up, not multiplied)")
+        }
+        return WeightMatrix(type: m.type, data: m.data, rows: rows, cols: cols, rowBytes: m.rowBytes, group: m.group,
+                            rotation: rot)
+    }
+
+    static func storedMatrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
         if let group = try f.int(w2GroupKey(name)) {
             // W2: stored as raw bytes (GGUF type I8) of shape [row_bytes, rows]
             let rb = group > 0 && group <= 1 << 16 ? Int(eak_w2_row_bytes(Int32(cols), Int32(group))) : 0

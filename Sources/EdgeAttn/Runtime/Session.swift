@@ -113,7 +113,8 @@ public final class Session {
         let q = arena.floats(at: plan.q), att = arena.floats(at: plan.attnOut)
         let g = arena.floats(at: plan.ffnG), u = arena.floats(at: plan.ffnU)
         let scratch = arena.floats(at: plan.attnScratch)
-        let act = arena.raw + plan.act
+        let act = MatmulScratch(act: arena.raw + plan.act,
+                                rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil)
 
         for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
         if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(n * d)) }

@@ -19,6 +19,9 @@ public struct ConvertOptions {
     /// (glob pattern, type) overrides, applied in order; the last match wins.
     public var overrides: [(String, TargetType)] = []
     public var progress = true
+    /// Hadamard block for the layer matrices (0 = none): W is stored as W*H and the runtime rotates
+    /// each input by H, which spreads outlier channels across the block before quantization.
+    public var rotate = 0
     public init() {}
 }
 
@@ -94,21 +97,45 @@ final class Calibration {
         tokens[key, default: 0] += n
     }
 
-    /// Mean squared input per channel.
-    func importance(_ key: Int) -> [Float]? {
-        guard let g = gram[key], let d = dims[key], let n = tokens[key], n > 0 else { return nil }
-        return (0..<d).map { Float(g[$0 * d + $0] / Double(n)) + 1e-8 }
-    }
-
-    /// X^T X / n with GPTQ's damping (1% of the mean diagonal; dead channels get 1).
-    func hessian(_ key: Int) -> [Double]? {
+    /// Per-channel importance (mean squared input) and GPTQ's Hessian X^T X / n (damped by 1% of the
+    /// mean diagonal; dead channels get 1), both in the Hadamard-rotated basis when rotate > 0.
+    func stats(_ key: Int, rotate: Int) -> (importance: [Float], hessian: [Double])? {
         guard var h = gram[key], let d = dims[key], let n = tokens[key], n > 0 else { return nil }
-        var mean = 0.0
         for i in 0..<(d * d) { h[i] /= Double(n) }
+        if rotate > 0 {  // R H R with R block-diagonal Hadamard: rows, then columns
+            var col = [Double](repeating: 0, count: d)
+            for r in 0..<d { h.withUnsafeMutableBufferPointer { fwht($0.baseAddress! + r * d, d, rotate) } }
+            for c in 0..<d {
+                for r in 0..<d { col[r] = h[r * d + c] }
+                col.withUnsafeMutableBufferPointer { fwht($0.baseAddress!, d, rotate) }
+                for r in 0..<d { h[r * d + c] = col[r] }
+            }
+        }
+        let imp = (0..<d).map { Float(max(0, h[$0 * d + $0])) + 1e-8 }
+        var mean = 0.0
         for i in 0..<d { if h[i * d + i] <= 0 { h[i * d + i] = 1 }; mean += h[i * d + i] }
         let damp = 0.01 * mean / Double(d)
         for i in 0..<d { h[i * d + i] += damp }
-        return h
+        return (imp, h)
+    }
+}
+
+/// Orthonormal Walsh-Hadamard transform of each block of n (double; same transform as eak_hadamard).
+func fwht(_ v: UnsafeMutablePointer<Double>, _ count: Int, _ block: Int) {
+    let s = 1 / Double(block).squareRoot()
+    var b0 = 0
+    while b0 < count {
+        var h = 1
+        while h < block {
+            var i = b0
+            while i < b0 + block {
+                for j in i..<(i + h) { let a = v[j], c = v[j + h]; v[j] = a + c; v[j + h] = a - c }
+                i += 2 * h
+            }
+            h *= 2
+        }
+        for j in b0..<(b0 + block) { v[j] *= s }
+        b0 += block
     }
 }
 
@@ -183,12 +210,15 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     do { model = try Model(path: o.input) } catch { throw ConvertError("\(error.status.text): \(error.message)") }
     let f = model.file
     if o.group < 32 || o.group % 32 != 0 { throw ConvertError("group size \(o.group) must be a multiple of 32") }
+    if o.rotate != 0 && (o.rotate < 2 || o.rotate > 4096 || o.rotate & (o.rotate - 1) != 0) {
+        throw ConvertError("--rotate \(o.rotate) must be a power of two (or 0)")
+    }
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
     if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
     let cal: Calibration? = o.calibFiles.isEmpty ? nil : try calibrate(model, o, log: log)
 
     // Policy: what each tensor becomes.
-    struct Plan { let t: GGUFTensor; let target: TargetType?; let isLinear: Bool }
+    struct Plan { let t: GGUFTensor; let target: TargetType?; let isLinear: Bool; var rotate = 0 }
     var plans: [Plan] = []
     let linearDefault = o.linearType ?? .w2(o.group)
     for t in f.tensors {
@@ -207,7 +237,9 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             if cols % 32 != 0 { target = .f16 }
         default: break
         }
-        plans.append(Plan(t: t, target: target, isLinear: t.name.hasPrefix("blk.")))
+        let linear = t.name.hasPrefix("blk.")
+        let rot = linear && o.rotate > 0 && cols % o.rotate == 0 ? o.rotate : 0
+        plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot))
     }
 
     // Metadata: the source's entries verbatim (minus its file type and any edgeattn keys), then ours.
@@ -225,6 +257,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         let info: GGUFWriter.TensorInfo
         if let target = p.target {
             if case .w2(let g) = target { writer.addU32(Model.w2GroupKey(p.t.name), UInt32(g)) }
+            if p.rotate > 0 { writer.addU32(Model.rotationKey(p.t.name), UInt32(p.rotate)) }
             let s = target.storage(rows: p.t.dims[1], cols: p.t.dims[0])
             info = .init(name: p.t.name, dims: s.dims, type: s.type, bytes: s.bytes)
         } else {
@@ -252,8 +285,17 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             let ok = w.withUnsafeMutableBufferPointer { dequantizeTensor(f, p.t, into: $0.baseAddress!) }
             if !ok { throw ConvertError("cannot decode tensor '\(p.t.name)' of type \(p.t.type)") }
             let site = calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 }
-            let imp = site.flatMap { cal?.importance($0) }
-            let hess = o.quantizer == .gptq ? site.flatMap { cal?.hessian($0) } : nil
+            let st = site.flatMap { cal?.stats($0, rotate: p.rotate) }
+            let imp = st?.importance
+            let hess = o.quantizer == .gptq ? st?.hessian : nil
+            var sample = site.flatMap { cal?.sample[$0] }
+            if p.rotate > 0 {  // quantize W*H against rotated inputs H*x
+                eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.rotate))
+                if var x = sample {
+                    eak_hadamard(&x, Int32(x.count / cols), Int32(cols), Int32(p.rotate))
+                    sample = x
+                }
+            }
             var bytes: [UInt8]
             var deq: [Float]
             switch target {
@@ -269,7 +311,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
                                        importance: imp, hessian: hess)
                 bytes = packW2(q); deq = q.dequantized()
             }
-            let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: site.flatMap { cal?.sample[$0] })
+            let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
             try bytes.withUnsafeBytes { try writer.writeTensor($0) }
             reports.append(TensorReport(name: p.t.name, type: target.name, elements: rows * cols, bytes: bytes.count,
                                         isLinear: p.isLinear, relError: err, outputError: onOutput))

@@ -1,0 +1,112 @@
+import EAKernels
+import Foundation
+import XCTest
+@testable import EdgeAttn
+
+/// The W2 format and its integer kernel: decoding follows the documented bit layout, the integer
+/// product equals the dot of the decoded operands, and SIMD equals generic exactly.
+final class W2KernelTests: XCTestCase {
+    /// Random W2 rows with valid scales; also returns the codes and (d, m) per group, as the test
+    /// placed them (an encoder written from the layout description, independent of the kernels).
+    func randomW2(rows: Int, cols: Int, group: Int, rng: inout TestRNG) -> (bytes: [UInt8], values: [Float]) {
+        let gb = 4 + group / 4, ng = cols / group
+        var bytes = [UInt8](repeating: 0, count: rows * ng * gb)
+        var values = [Float](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for g in 0..<ng {
+                let base = (r * ng + g) * gb
+                let d = Float16(rng.float(0.001, 0.05)), m = Float16(rng.float(-0.1, 0.02))
+                bytes[base] = UInt8(d.bitPattern & 0xFF); bytes[base + 1] = UInt8(d.bitPattern >> 8)
+                bytes[base + 2] = UInt8(m.bitPattern & 0xFF); bytes[base + 3] = UInt8(m.bitPattern >> 8)
+                for e in 0..<group {
+                    let q = UInt8(rng.next() % 4)
+                    let chunk = e / 32, j = e % 32
+                    bytes[base + 4 + chunk * 8 + j % 8] |= q << UInt8(2 * (j / 8))
+                    values[r * cols + g * group + e] = Float(q) * Float(d) + Float(m)
+                }
+            }
+        }
+        return (bytes, values)
+    }
+
+    func testRowBytesAndRejectedShapes() {
+        XCTAssertEqual(eak_w2_row_bytes(576, 64), 9 * 20)
+        XCTAssertEqual(eak_w2_row_bytes(1536, 128), 12 * 36)
+        XCTAssertEqual(eak_w2_row_bytes(576, 128), 0)  // 128 does not divide 576
+        XCTAssertEqual(eak_w2_row_bytes(64, 48), 0)    // not a multiple of 32
+        var out = [Float](repeating: 0, count: 64)
+        XCTAssertEqual(eak_w2_dequantize_row([UInt8](repeating: 0, count: 64), &out, 64, 48), -1)
+    }
+
+    func testDequantizeMatchesLayout() {
+        var rng = TestRNG(state: 11)
+        for group in [32, 64, 128, 96] {
+            let rows = 3, cols = group * 4
+            let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
+            let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
+            var out = [Float](repeating: 0, count: cols)
+            for r in 0..<rows {
+                bytes.withUnsafeBytes { XCTAssertEqual(eak_w2_dequantize_row($0.baseAddress! + r * rb, &out, Int32(cols), Int32(group)), 0) }
+                XCTAssertEqual(out, Array(values[(r * cols)..<((r + 1) * cols)]), "group \(group) row \(r)")
+            }
+        }
+    }
+
+    /// y = sum_b dw*dx*int_dot + m*s equals the double-precision dot of the decoded weights with the
+    /// decoded activations (dx * q, and the offset against s = fp16(dx * sum q)) to float rounding.
+    func testIntegerProductEqualsDecodedDot() {
+        var rng = TestRNG(state: 12)
+        for (group, cols, nTok) in [(64, 576, 1), (128, 1536, 3), (32, 96, 5), (96, 576, 2)] {
+            let rows = 13
+            let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
+            let x = (0..<(nTok * cols)).map { _ in rng.float(-2, 2) }
+            var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            var y = [Float](repeating: 0, count: nTok * rows)
+            eak_matmul_w2(bytes, Int(eak_w2_row_bytes(Int32(cols), Int32(group))), Int32(rows), Int32(cols),
+                          Int32(group), act, Int32(nTok), &y, 2)
+            for t in 0..<nTok {
+                for r in 0..<rows {
+                    var ref = 0.0, mag = 0.0
+                    for b in 0..<(cols / 32) {
+                        let a = act[t * cols / 32 + b]
+                        let qs = withUnsafeBytes(of: a.qs) { Array($0.bindMemory(to: Int8.self)) }
+                        // split each decoded weight into q*d (against dx*q) and m (against s)
+                        let g = (b * 32) / group
+                        let gbase = (r * (cols / group) + g) * (4 + group / 4)
+                        let m = Double(Float(Float16(bitPattern: UInt16(bytes[gbase + 2]) | UInt16(bytes[gbase + 3]) << 8)))
+                        for j in 0..<32 {
+                            let wv = Double(values[r * cols + b * 32 + j]) - m
+                            ref += wv * Double(a.d) * Double(qs[j])
+                            mag += abs(wv * Double(a.d) * Double(qs[j]))
+                        }
+                        ref += m * Double(a.s)
+                        mag += abs(m * Double(a.s))
+                    }
+                    XCTAssertEqual(Double(y[t * rows + r]), ref, accuracy: 1e-5 * mag + 1e-6, "g\(group) t\(t) r\(r)")
+                }
+            }
+        }
+    }
+
+    /// The dispatched kernel (AVX2 here; NEON/dotprod are covered by ea_self_test under qemu) equals
+    /// the generic one bit for bit, for one token (fused path) and many (unpack path).
+    func testSIMDEqualsGenericExactly() {
+        var rng = TestRNG(state: 13)
+        for (group, cols, rows, nTok) in [(64, 576, 7, 1), (64, 576, 9, 4), (128, 1536, 5, 1), (32, 32, 3, 33), (96, 288, 4, 2)] {
+            let (bytes, _) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
+            let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
+            var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
+            var simd = [Float](repeating: 0, count: nTok * rows), generic = simd
+            eak_matmul_w2(bytes, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &simd, 2)
+            eak_force_generic(1)
+            eak_matmul_w2(bytes, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &generic, 2)
+            eak_force_generic(0)
+            XCTAssertEqual(simd.map(\.bitPattern), generic.map(\.bitPattern), "g\(group) cols \(cols) tokens \(nTok)")
+        }
+        var report = [CChar](repeating: 0, count: 200)
+        XCTAssertEqual(eak_self_test(7, &report, 200), 0, String(cString: report))
+    }
+}
