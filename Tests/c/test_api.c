@@ -710,6 +710,52 @@ static void test_budget(const ea_model *m) {
     }
 }
 
+/* KV8 / KV4: the planner's estimate is what the session allocates, the quantized cache is smaller
+ * than the half cache, and invalid kv settings are refused with EA_ERR_INVALID_ARGUMENT. */
+static void test_kv_quant_plan(const ea_model *m) {
+    uint64_t e[4] = {0};
+    const uint32_t bits[4] = {32, 16, 8, 4};
+    for (int i = 0; i < 4; i++) {
+        ea_session_params p = small_session(1024);
+        p.kv_bits = bits[i];
+        ea_session *s = NULL;
+        ea_status st = ea_estimate_session_bytes(m, &p, &e[i]);
+        char what[96];
+        snprintf(what, sizeof what, "kv_bits %u: estimate", (unsigned)bits[i]);
+        if (!expect(st, EA_OK, what, ea_last_error())) continue;
+        st = ea_session_create(m, &p, &s);
+        snprintf(what, sizeof what, "kv_bits %u: session", (unsigned)bits[i]);
+        if (expect(st, EA_OK, what, ea_last_error())) {
+            check(ea_session_allocated_bytes(s) == e[i], "KV session allocates exactly the estimate",
+                  "kv_bits %u: allocated %llu, estimate %llu", (unsigned)bits[i],
+                  (unsigned long long)ea_session_allocated_bytes(s), (unsigned long long)e[i]);
+            ea_token toks[40];
+            for (int k = 0; k < 40; k++) toks[k] = k_prompt_ids[k % N_PROMPT_IDS];
+            st = ea_session_prefill(s, toks, 40); /* crosses a 32-token block after the 4 sinks */
+            check(st == EA_OK && ea_session_n_past(s) == 40, "KV session prefills 40 tokens", "%s",
+                  ea_session_last_error(s));
+        }
+        ea_session_free(s);
+    }
+    check(e[0] > e[1] && e[1] > e[2] && e[2] > e[3], "estimates shrink with kv_bits 32 > 16 > 8 > 4",
+          "%llu %llu %llu %llu", (unsigned long long)e[0], (unsigned long long)e[1],
+          (unsigned long long)e[2], (unsigned long long)e[3]);
+    const uint32_t bad_bits[3] = {5, 2, 64};
+    for (int i = 0; i < 3; i++) {
+        ea_session_params p = small_session(64);
+        p.kv_bits = bad_bits[i];
+        uint64_t x = 0;
+        expect(ea_estimate_session_bytes(m, &p, &x), EA_ERR_INVALID_ARGUMENT, "unsupported kv_bits refused",
+               ea_last_error());
+    }
+    ea_session_params p = small_session(64);
+    p.kv_bits = 4;
+    p.kv_group = 48; /* does not divide the head dimension (64) */
+    uint64_t x = 0;
+    expect(ea_estimate_session_bytes(m, &p, &x), EA_ERR_INVALID_ARGUMENT, "kv_group not dividing the head refused",
+           ea_last_error());
+}
+
 static void test_context_full(const ea_model *m) {
     ea_session_params p = small_session(16);
     ea_session *s = NULL;
@@ -991,6 +1037,7 @@ int main(int argc, char **argv) {
         test_token_text(m);
         test_token_range_session(m);
         test_budget(m);
+        test_kv_quant_plan(m);
         test_context_full(m);
         test_generation(m);
         test_chat_format(m);
