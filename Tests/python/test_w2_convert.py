@@ -616,3 +616,53 @@ def test_sigint_leaves_nothing(cli, smollm2_path, tmp_path):
             proc.wait()
     assert rc != 0, "an interrupted conversion should exit non-zero"
     assert leftovers(tmp_path, out.name) == [], f"left behind: {leftovers(tmp_path, out.name)}"
+
+
+def hadamard_blocks(w: np.ndarray, block: int) -> np.ndarray:
+    """Rows of w times the orthonormal Sylvester-Hadamard matrix on each block of `block` columns
+    (numpy's own construction, independent of eak_hadamard)."""
+    h = np.array([[1.0]])
+    while h.shape[0] < block:
+        h = np.block([[h, h], [h, -h]])
+    h /= np.sqrt(block)
+    rows, cols = w.shape
+    return (w.reshape(rows, cols // block, block).astype(np.float64) @ h).reshape(rows, cols)
+
+
+def test_rotation_stored_and_reconverted(run_cli, tiny_model_path, tmp_path):
+    """--rotate stores W*H (checked against numpy's Hadamard on the source weights, to W8 rounding),
+    and converting that file again (to f32) undoes the rotation and decodes its W2/W8 tensors: the
+    result equals the source to within the first conversion's error."""
+    first = tmp_path / "rot.gguf"
+    convert(run_cli, tiny_model_path, str(first), "--quantizer", "rtn", "--linear", "w8", "--rotate", "16")
+    r = gguf.GGUFReader(str(first))
+    rot = {f.name[len("edgeattn.rotation."):]: int(f.contents())
+           for f in r.fields.values() if f.name.startswith("edgeattn.rotation.")}
+    assert rot and all(v == 16 for v in rot.values()), rot
+    assert "token_embd.weight" not in rot
+    src = source_weights(tiny_model_path)
+    for name in rot:
+        stored = cli_dequant(run_cli, str(first), name, str(tmp_path / "t.f32")).reshape(src[name].shape)
+        want = hadamard_blocks(src[name], 16)
+        step = np.abs(want).max() / 127
+        assert np.abs(stored - want).max() <= step, name
+
+    second = tmp_path / "back.gguf"
+    convert(run_cli, str(first), str(second), "--quantizer", "rtn", "--linear", "f32", "--embed", "f32")
+    r2 = gguf.GGUFReader(str(second))
+    assert not [f for f in r2.fields if f.startswith("edgeattn.rotation.")]
+    for name in rot:
+        back = cli_dequant(run_cli, str(second), name, str(tmp_path / "b.f32")).reshape(src[name].shape)
+        # rigorous bound: each W8 error is <= d/2 with d <= max|W H|/127 <= 4 max|W|/127, and H
+        # (orthonormal, block 16) maps a block's errors to at most their 2-norm: 4 * d/2 <= 8 max|W|/127.
+        # A rotation left in place would be off by the weights' own size.
+        assert np.abs(back - src[name]).max() <= 8 * np.abs(src[name]).max() / 127, name
+    # a W2 source decodes too (its stored bytes are not the weights)
+    w2 = tmp_path / "w2.gguf"
+    convert(run_cli, tiny_model_path, str(w2), "--quantizer", "rtn")
+    again = tmp_path / "w2f32.gguf"
+    convert(run_cli, str(w2), str(again), "--quantizer", "rtn", "--linear", "f32", "--embed", "f32")
+    dec = decoded_w2(str(w2))
+    for name, (vals, *_rest) in dec.items():
+        got = cli_dequant(run_cli, str(again), name, str(tmp_path / "c.f32")).reshape(vals.shape)
+        assert bits_equal(got, vals.astype(np.float32)), name

@@ -219,7 +219,10 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     let cal: Calibration? = o.calibFiles.isEmpty ? nil : try calibrate(model, o, log: log)
 
     // Policy: what each tensor becomes.
-    struct Plan { let t: GGUFTensor; let target: TargetType?; let isLinear: Bool; var rotate = 0 }
+    // dims: the logical [cols, rows] (a W2 source tensor is stored as bytes); sourceRotation: the
+    // Hadamard block a source matrix was stored rotated by (undone after decoding)
+    struct Plan { let t: GGUFTensor; let target: TargetType?; let isLinear: Bool; var rotate = 0; var dims: [Int] = []
+                  var sourceRotation = 0 }
     var plans: [Plan] = []
     let linearDefault = o.linearType ?? .w2(o.group)
     for t in f.tensors {
@@ -228,7 +231,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         let isEmbed = t.name == "token_embd.weight" || t.name == "output.weight"
         var target = isEmbed ? o.embedType : linearDefault
         for (pat, ty) in o.overrides where glob(pat, t.name) { target = ty }
-        let cols = t.dims[0]
+        let dims = logicalDims(f, t), cols = dims[0]
         switch target {
         case .w2(let g):
             var gg = min(g, cols) / 32 * 32
@@ -242,7 +245,11 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         var rot = linear ? o.rotate : 0  // largest power of two <= --rotate dividing the row
         while rot > 1 && cols % rot != 0 { rot /= 2 }
         if rot < 2 { rot = 0 }
-        plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot))
+        let srcRot = (try? f.int(Model.rotationKey(t.name))) ?? 0
+        if srcRot != 0 && (srcRot < 2 || srcRot & (srcRot - 1) != 0 || cols % srcRot != 0) {
+            throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
+        }
+        plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot))
     }
 
     // Metadata: the source's entries verbatim (minus its file type and any edgeattn keys), then ours.
@@ -261,7 +268,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if let target = p.target {
             if case .w2(let g) = target { writer.addU32(Model.w2GroupKey(p.t.name), UInt32(g)) }
             if p.rotate > 0 { writer.addU32(Model.rotationKey(p.t.name), UInt32(p.rotate)) }
-            let s = target.storage(rows: p.t.dims[1], cols: p.t.dims[0])
+            let s = target.storage(rows: p.dims[1], cols: p.dims[0])
             info = .init(name: p.t.name, dims: s.dims, type: s.type, bytes: s.bytes)
         } else {
             info = .init(name: p.t.name, dims: p.t.dims, type: UInt32(p.t.type), bytes: p.t.byteCount)
@@ -283,10 +290,13 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
                 try writer.writeTensor(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount))
                 continue
             }
-            let rows = p.t.dims[1], cols = p.t.dims[0]
+            let rows = p.dims[1], cols = p.dims[0]
             var w = [Float](repeating: 0, count: rows * cols)
             let ok = w.withUnsafeMutableBufferPointer { dequantizeTensor(f, p.t, into: $0.baseAddress!) }
             if !ok { throw ConvertError("cannot decode tensor '\(p.t.name)' of type \(p.t.type)") }
+            if p.sourceRotation > 0 {  // stored as W*H: (W*H)*H = W
+                eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.sourceRotation))
+            }
             let site = calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 }
             let st = site.flatMap { cal?.stats($0, rotate: p.rotate) }
             let imp = st?.importance
