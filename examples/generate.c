@@ -3,6 +3,9 @@
  *
  *   generate -m MODEL -p PROMPT -n N [-t THREADS] [--temp T] [--top-k K] [--top-p P] [--min-p P]
  *            [--repeat-penalty R] [--seed S] [--ctx N] [--budget BYTES] [--kv-bits 32|16|8|4] [--chat]
+ *            [--attn dense|lambda|dhsa] [--sinks S] [--window W] [--pos-mode streaming|lm-infinite]
+ *            [--budget-tokens N] [--dhsa-global N] [--dhsa-local N] [--chunk-min N] [--chunk-max N]
+ *            [--chunk-threshold X] [--query-block N]
  *
  * stdout receives exactly the generated text, streamed as it is produced (no prompt echo, no final
  * newline). stderr receives the statistics: prompt token count, prefill and decode speed, the
@@ -40,6 +43,7 @@ typedef struct {
     uint64_t budget;
     uint32_t kv_bits;
     int chat;
+    ea_session_params attn; /* only the attention fields are used */
 } options;
 
 static void usage(FILE *f) {
@@ -58,7 +62,18 @@ static void usage(FILE *f) {
             "  --ctx N             context tokens (0 = the model's; default prompt + N)\n"
             "  --budget BYTES      session memory budget in bytes (0 = no limit)\n"
             "  --kv-bits B         KV cache bits per element: 32, 16, 8 or 4 (default: the model's, 4 for converted files, else 16)\n"
-            "  --chat              wrap the prompt as a ChatML user message\n");
+            "  --chat              wrap the prompt as a ChatML user message\n"
+            "  --attn POLICY       dense (default), lambda (sinks + window, unbounded stream) or dhsa (sparse)\n"
+            "  --sinks S           lambda: first tokens kept (default 4)\n"
+            "  --window W          lambda: latest tokens kept (default 1020)\n"
+            "  --pos-mode MODE     lambda: streaming (StreamingLLM, default) or lm-infinite\n"
+            "  --budget-tokens N   dhsa: keys per query block (default: half the context)\n"
+            "  --dhsa-global N     dhsa: first tokens always kept (default 64)\n"
+            "  --dhsa-local N      dhsa: recent tokens always kept (default 128)\n"
+            "  --chunk-min N       dhsa: shortest key chunk (default 16)\n"
+            "  --chunk-max N       dhsa: longest key chunk (default 64)\n"
+            "  --chunk-threshold X dhsa: cosine similarity below which a key opens a chunk (default 0.5)\n"
+            "  --query-block N     dhsa: prefill queries sharing one selection (default 32)\n");
 }
 
 static int bad_value(const char *opt, const char *val, const char *want) {
@@ -79,6 +94,7 @@ static int parse_args(int argc, char **argv, options *o) {
     o->min_p = d.min_p;
     o->repeat_penalty = d.repeat_penalty;
     o->seed = d.seed;
+    o->attn = ea_session_default_params();
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -94,7 +110,11 @@ static int parse_args(int argc, char **argv, options *o) {
         /* every other option takes a value */
         static const char *const with_value[] = {"-m", "-p", "-n", "-t", "--temp", "--top-k",
                                                  "--top-p", "--min-p", "--repeat-penalty",
-                                                 "--seed", "--ctx", "--budget", "--kv-bits"};
+                                                 "--seed", "--ctx", "--budget", "--kv-bits",
+                                                 "--attn", "--sinks", "--window", "--pos-mode",
+                                                 "--budget-tokens", "--dhsa-global", "--dhsa-local",
+                                                 "--chunk-min", "--chunk-max", "--chunk-threshold",
+                                                 "--query-block"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
             if (strcmp(a, with_value[k]) == 0) known = 1;
@@ -147,6 +167,30 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (strcmp(a, "--kv-bits") == 0) {
             if (!parse_int(val, 4, 32, &v) || (v != 4 && v != 8 && v != 16 && v != 32)) return bad_value(a, val, "32, 16, 8 or 4");
             o->kv_bits = (uint32_t)v;
+        } else if (strcmp(a, "--attn") == 0) {
+            if (strcmp(val, "dense") == 0) o->attn.attention = EA_ATTN_DENSE;
+            else if (strcmp(val, "lambda") == 0) o->attn.attention = EA_ATTN_LAMBDA;
+            else if (strcmp(val, "dhsa") == 0) o->attn.attention = EA_ATTN_DHSA;
+            else return bad_value(a, val, "dense, lambda or dhsa");
+        } else if (strcmp(a, "--pos-mode") == 0) {
+            if (strcmp(val, "streaming") == 0) o->attn.attn_pos_mode = EA_POS_STREAMING;
+            else if (strcmp(val, "lm-infinite") == 0) o->attn.attn_pos_mode = EA_POS_LM_INFINITE;
+            else return bad_value(a, val, "streaming or lm-infinite");
+        } else if (strcmp(a, "--chunk-threshold") == 0) {
+            if (!parse_float(val, -1.0, 0, 1.0, 0, &o->attn.dhsa_chunk_threshold))
+                return bad_value(a, val, "a number in [-1, 1]");
+        } else {
+            /* the integer attention settings */
+            static const char *const names[] = {"--sinks", "--window", "--budget-tokens", "--dhsa-global",
+                                                "--dhsa-local", "--chunk-min", "--chunk-max", "--query-block"};
+            uint32_t *const dst[] = {&o->attn.attn_sinks, &o->attn.attn_window, &o->attn.dhsa_budget,
+                                     &o->attn.dhsa_global, &o->attn.dhsa_local, &o->attn.dhsa_chunk_min,
+                                     &o->attn.dhsa_chunk_max, &o->attn.dhsa_query_block};
+            for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+                if (strcmp(a, names[k]) != 0) continue;
+                if (!parse_int(val, 0, INT32_MAX, &v)) return bad_value(a, val, "an integer >= 0");
+                *dst[k] = (uint32_t)v;
+            }
         }
     }
     if (!o->model || !o->prompt || !have_n) {
@@ -328,9 +372,21 @@ int main(int argc, char **argv) {
     sp.n_threads = o.n_threads;
     sp.memory_budget = o.budget;
     if (o.kv_bits) sp.kv_bits = o.kv_bits;
+    sp.attention = o.attn.attention;
+    sp.attn_sinks = o.attn.attn_sinks;
+    sp.attn_window = o.attn.attn_window;
+    sp.attn_pos_mode = o.attn.attn_pos_mode;
+    sp.dhsa_budget = o.attn.dhsa_budget;
+    sp.dhsa_global = o.attn.dhsa_global;
+    sp.dhsa_local = o.attn.dhsa_local;
+    sp.dhsa_chunk_min = o.attn.dhsa_chunk_min;
+    sp.dhsa_chunk_max = o.attn.dhsa_chunk_max;
+    sp.dhsa_chunk_threshold = o.attn.dhsa_chunk_threshold;
+    sp.dhsa_query_block = o.attn.dhsa_query_block;
     n_ctx = sp.n_ctx ? sp.n_ctx : (uint32_t)(model_ctx > 0 ? model_ctx : 0);
     n_predict = o.n_predict;
-    if (n_prompt < n_ctx && (uint64_t)n_prompt + (uint64_t)n_predict > n_ctx) {
+    /* a Λ session has no context limit */
+    if (sp.attention != EA_ATTN_LAMBDA && n_prompt < n_ctx && (uint64_t)n_prompt + (uint64_t)n_predict > n_ctx) {
         n_predict = (int32_t)(n_ctx - n_prompt);
         fprintf(stderr, "generate: only %d tokens fit the context of %u after the prompt\n",
                 (int)n_predict, (unsigned)n_ctx);

@@ -32,7 +32,7 @@ extern "C" {
 
 /* ---- Version ---------------------------------------------------------------------------------- */
 #define EA_VERSION_MAJOR 0
-#define EA_VERSION_MINOR 1
+#define EA_VERSION_MINOR 2
 #define EA_VERSION_PATCH 0
 /* EA_VERSION_NUMBER == MAJOR*10000 + MINOR*100 + PATCH: compare with ea_version() at run time to
  * check that the header and the linked library agree. */
@@ -155,6 +155,23 @@ ea_status ea_chat_format(const ea_model *model, const char *const *roles,
                          char *buf, size_t buf_size, size_t *n_bytes);
 
 /* ---- Session ---------------------------------------------------------------------------------- */
+/* Attention policies (README "Attention policies"): which cached keys each query reads. */
+typedef enum ea_attention {
+    EA_ATTN_DENSE = 0,  /* every earlier key (the model's own sliding window on local layers)      */
+    EA_ATTN_LAMBDA = 1, /* Λ-shaped: attn_sinks first tokens + the attn_window latest; the cache is a
+                           ring of attn_sinks + attn_window + n_batch - 1 slots per layer, so memory
+                           and per-token time stay flat; a session whose layers are all Λ has no
+                           context limit (n_ctx is ignored)                                       */
+    EA_ATTN_DHSA = 2    /* dynamic hierarchical sparse attention: keys in variable chunks, each
+                           query block reads dhsa_budget keys (first, local and best chunks)       */
+} ea_attention;
+
+/* Where Λ layers place the sinks once the stream outgrows the window. */
+typedef enum ea_position_mode {
+    EA_POS_STREAMING = 0,  /* StreamingLLM: positions are cache slots (sink distance <= S + W - 1) */
+    EA_POS_LM_INFINITE = 1 /* LM-Infinite: true positions, sink distance capped at n_ctx_train    */
+} ea_position_mode;
+
 typedef struct ea_session_params {
     uint32_t size;          /* sizeof(ea_session_params)                                          */
     uint32_t n_ctx;         /* tokens the KV cache holds; 0 = the model's training context         */
@@ -168,12 +185,30 @@ typedef struct ea_session_params {
     uint32_t kv_group;      /* KV8/KV4 group (tokens for keys, channels for values); must divide the
                                head dimension; 0 = 32 (or the largest even divisor
                                of the head dimension below 32)                                    */
-    uint32_t kv_sinks;      /* KV8/KV4: the first kv_sinks positions are kept exact; default 4      */
-    uint32_t reserved;
+    uint32_t kv_sinks;      /* KV8/KV4: the first max(kv_sinks, attn_sinks of Λ layers) positions
+                               are kept exact; default 4                                           */
+    uint32_t attention;     /* ea_attention of every layer not set by layer_attention; default dense */
+    uint32_t attn_sinks;    /* Λ: sink tokens; default 4                                            */
+    uint32_t attn_window;   /* Λ: latest tokens attended (the query included); default 1020         */
+    uint32_t attn_pos_mode; /* Λ: ea_position_mode; default EA_POS_STREAMING                        */
+    uint32_t dhsa_budget;   /* DHSA: keys per query block, global + local included; 0 = n_ctx / 2;
+                               must be >= dhsa_global + dhsa_local + dhsa_query_block              */
+    uint32_t dhsa_global;   /* DHSA: first tokens always kept; default 64                          */
+    uint32_t dhsa_local;    /* DHSA: recent tokens always kept before the query block; default 128  */
+    uint32_t dhsa_chunk_min;/* DHSA chunking: shortest chunk; default 16                           */
+    uint32_t dhsa_chunk_max;/* DHSA chunking: longest chunk; default 64                            */
+    float dhsa_chunk_threshold; /* DHSA chunking: cosine below which a key opens a new chunk; 0.5  */
+    uint32_t dhsa_query_block;  /* DHSA: prefill queries sharing one selection; default 32         */
+    uint32_t n_layer_attention; /* entries in layer_attention (<= the model's layer count)        */
+    const uint8_t *layer_attention; /* NULL, or per-layer ea_attention values for layers
+                               0..n_layer_attention-1 (read during create only; caller keeps it)   */
 } ea_session_params;
 
 /* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0,
- * kv_bits = 0 (model default), kv_group = 0 (32), kv_sinks = 4. */
+ * kv_bits = 0 (model default), kv_group = 0 (32), kv_sinks = 4, attention = EA_ATTN_DENSE,
+ * attn_sinks = 4, attn_window = 1020, attn_pos_mode = EA_POS_STREAMING, dhsa_budget = 0,
+ * dhsa_global = 64, dhsa_local = 128, dhsa_chunk_min = 16, dhsa_chunk_max = 64,
+ * dhsa_chunk_threshold = 0.5, dhsa_query_block = 32, no per-layer overrides. */
 ea_session_params ea_session_default_params(void);
 
 /* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,
@@ -195,7 +230,7 @@ void ea_session_free(ea_session *session);
 uint64_t ea_session_allocated_bytes(const ea_session *session);
 /* Tokens currently in the KV cache. */
 int32_t ea_session_n_past(const ea_session *session);
-/* Context size (tokens) of this session. */
+/* Positions this session can hold: n_ctx, or INT32_MAX for a session whose layers are all Λ. */
 int32_t ea_session_n_ctx(const ea_session *session);
 /* Empties the KV cache (keeps the memory). NULL is ignored. */
 void ea_session_reset(ea_session *session);

@@ -47,6 +47,8 @@ static inline const float *ring_row(const eak_kvq *c, const float *ring, int pos
     return ring + (size_t)((pos - c->n_sink) % c->ring) * (size_t)c->n_kv_head * c->head_dim;
 }
 
+static inline int block_slot(const eak_kvq *c, int b) { return c->block_slots > 0 ? b % c->block_slots : b; }
+
 void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, int n_tok, int n_threads) {
     const int kv_dim = c->n_kv_head * c->head_dim, G = c->group, d = c->head_dim;
     const size_t rb = eak_kvq_record_bytes(c->bits, G);
@@ -77,21 +79,41 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
         /* keys: one record per channel over the block's G tokens (ring rows are contiguous in
          * position within a block because ring >= G and blocks start at multiples of G) */
         const float *k0 = ring_row(c, c->ring_k, p0) + (size_t)h * d;
-        uint8_t *kr = c->kq + ((size_t)b * c->n_kv_head + h) * (size_t)d * rb;
+        const int bs = block_slot(c, b);
+        uint8_t *kr = c->kq + ((size_t)bs * c->n_kv_head + h) * (size_t)d * rb;
         for (int ch = 0; ch < d; ++ch) make_record(k0 + ch, (size_t)kv_dim, G, c->bits, kr + (size_t)ch * rb);
         /* values: per token, one record per group of G channels */
         for (int t = 0; t < G; ++t) {
             const float *vr = ring_row(c, c->ring_v, p0 + t) + (size_t)h * d;
-            uint8_t *vq = c->vq + (((size_t)(b * G + t) * c->n_kv_head + h) * (size_t)(d / G)) * rb;
+            uint8_t *vq = c->vq + (((size_t)(bs * G + t) * c->n_kv_head + h) * (size_t)(d / G)) * rb;
             for (int g = 0; g < d / G; ++g) make_record(vr + g * G, 1, G, c->bits, vq + (size_t)g * rb);
         }
     }
 }
 
+/* Score of position j (>= n_sink, in a complete block) read from its key records one channel at a
+ * time: the list (DHSA) form, where selected positions need not fill whole blocks. */
+static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, size_t rb, const float *h2f) {
+    const int G = c->group, d = c->head_dim, b = (j - c->n_sink) / G, i = (j - c->n_sink) % G;
+    const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
+    float r = 0.0f;
+    for (int ch = 0; ch < d; ++ch) {
+        const uint8_t *rec = kr + (size_t)ch * rb;
+        r = r + qh[ch] * (h2f[(uint16_t)(rec[0] | (rec[1] << 8))] * (float)code_at(rec + 4, c->bits, i) +
+                          h2f[(uint16_t)(rec[2] | (rec[3] << 8))]);
+    }
+    return r;
+}
+
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
-                       float scale, int window, float *scratch, int n_threads) {
+                       float scale, const eak_span *span, float *scratch, int n_threads) {
     const int G = c->group, d = c->head_dim, S = c->n_sink, kv_dim = c->n_kv_head * d;
-    const int grp = n_head / c->n_kv_head, n_keys_max = pos0 + n_tok, bits = c->bits;
+    const int grp = n_head / c->n_kv_head, bits = c->bits;
+    const int stride = eak_span_max_keys(span, pos0, n_tok);
+    const int AS = span && !span->keys ? (span->n_sink < S ? span->n_sink : S) : 0; /* attended sinks */
+    const int W = span && !span->keys ? span->window : 0;
+    const int32_t *list = span ? span->keys : NULL;
+    const float *sink_over = span && !list ? span->sink_k : NULL;
     const size_t rb = eak_kvq_record_bytes(bits, G), q_stride = (size_t)n_head * d;
     const float *h2f = eak_f16_table();
     const int n_work = n_tok * n_head;
@@ -99,67 +121,104 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     if (n_threads < 1) n_threads = 1;
 #pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
     for (int wi = 0; wi < n_work; ++wi) {
-        const int t = wi / n_head, h = wi % n_head, kvh = h / grp, n_keys = pos0 + t + 1;
+        const int t = wi / n_head, h = wi % n_head, kvh = h / grp, p = pos0 + t;
 #ifdef _OPENMP
-        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+        float *s = scratch + (size_t)omp_get_thread_num() * stride;
 #else
         float *s = scratch;
 #endif
         const float *qh = q + (size_t)t * q_stride + (size_t)h * d;
-        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
-        const int n_sink = n_keys < S ? n_keys : S;
-        const int nbq = n_keys > S ? (n_keys - S) / G : 0; /* blocks this query reads quantized */
-        const int qend = S + nbq * G;                       /* first position read from the ring */
+        const int nbq = p + 1 > S ? (p + 1 - S) / G : 0; /* blocks this query reads quantized */
+        const int qend = S + nbq * G;                     /* first position read from the ring */
+        /* keys: ordinals 0..ns-1 are the sinks, then window positions w0..p; or the list */
+        const int32_t *lst = list ? list + (size_t)kvh * span->keys_stride : NULL;
+        int ns = 0, w0 = 0, nk;
+        if (lst) {
+            int lo = 0, hi = span->n_keys;
+            while (lo < hi) { const int mid = (lo + hi) >> 1; if (lst[mid] <= p) lo = mid + 1; else hi = mid; }
+            nk = lo;
+        } else {
+            ns = AS < p + 1 ? AS : p + 1;
+            const int start = W > 0 ? p - W + 1 : 0;
+            w0 = start > AS ? start : AS;
+            nk = ns + (p >= w0 ? p - w0 + 1 : 0);
+        }
+#define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
         float mx = -INFINITY;
-        for (int j = j0; j < n_sink; ++j) {
-            s[j] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
-            mx = s[j] > mx ? s[j] : mx;
-        }
-        for (int b = 0; b < nbq; ++b) {
-            const int p0 = S + b * G;
-            if (p0 + G <= j0) continue;
-            const uint8_t *kr = c->kq + ((size_t)b * c->n_kv_head + kvh) * (size_t)d * rb;
-            float acc[256], base = 0.0f;
-            for (int i = 0; i < G; ++i) acc[i] = 0.0f;
-            for (int ch = 0; ch < d; ++ch) {
-                const uint8_t *r = kr + (size_t)ch * rb;
-                const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
-                base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                for (int i = 0; i < G; ++i) acc[i] = acc[i] + a * (float)code_at(r + 4, bits, i);
+        if (lst) {
+            for (int k = 0; k < nk; ++k) {
+                const int j = lst[k];
+                if (j < S) s[k] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
+                else if (j < qend) s[k] = kvq_score_one(c, qh, kvh, j, rb, h2f) * scale;
+                else s[k] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
+                mx = s[k] > mx ? s[k] : mx;
             }
-            for (int i = 0; i < G; ++i) {
-                const int j = p0 + i;
-                if (j < j0) continue;
-                s[j] = (acc[i] + base) * scale;
-                mx = s[j] > mx ? s[j] : mx;
+        } else {
+            for (int k = 0; k < ns; ++k) {
+                const float *kr = sink_over ? sink_over + ((size_t)t * span->n_sink + k) * kv_dim
+                                            : c->sink_k + (size_t)k * kv_dim;
+                s[k] = eak_dot_f32(qh, kr + (size_t)kvh * d, d) * scale;
+                mx = s[k] > mx ? s[k] : mx;
             }
-        }
-        for (int j = qend > j0 ? qend : j0; j < n_keys; ++j) {
-            s[j] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
-            mx = s[j] > mx ? s[j] : mx;
+            /* window positions below S (short windows early on) are exact rows */
+            int j = w0;
+            for (; j <= p && j < S; ++j) {
+                const int k = ns + j - w0;
+                s[k] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
+                mx = s[k] > mx ? s[k] : mx;
+            }
+            /* quantized blocks overlapping [j, qend): one pass over the block's channel records */
+            for (int b = j > S ? (j - S) / G : 0; b < nbq; ++b) {
+                const int p0 = S + b * G;
+                const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
+                float acc[256], base = 0.0f;
+                for (int i = 0; i < G; ++i) acc[i] = 0.0f;
+                for (int ch = 0; ch < d; ++ch) {
+                    const uint8_t *r = kr + (size_t)ch * rb;
+                    const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+                    base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                    for (int i = 0; i < G; ++i) acc[i] = acc[i] + a * (float)code_at(r + 4, bits, i);
+                }
+                for (int i = 0; i < G; ++i) {
+                    const int jj = p0 + i;
+                    if (jj < w0) continue;
+                    const int k = ns + jj - w0;
+                    s[k] = (acc[i] + base) * scale;
+                    mx = s[k] > mx ? s[k] : mx;
+                }
+            }
+            for (j = qend > w0 ? qend : w0; j <= p; ++j) {
+                if (j < S) continue;
+                const int k = ns + j - w0;
+                s[k] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
+                mx = s[k] > mx ? s[k] : mx;
+            }
         }
         float sum = 0.0f;
-        for (int j = j0; j < n_keys; ++j) {
-            s[j] = eak_exp(s[j] - mx);
-            sum += s[j];
+        for (int k = 0; k < nk; ++k) {
+            s[k] = eak_exp(s[k] - mx);
+            sum += s[k];
         }
         const float inv = 1.0f / sum;
         float *o = out + (size_t)t * q_stride + (size_t)h * d;
         for (int i = 0; i < d; ++i) o[i] = 0.0f;
-        for (int j = j0; j < n_keys; ++j) {
-            const float p = s[j] * inv;
-            if (j < n_sink || j >= qend) {
-                const float *vr = (j < n_sink ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
-                for (int i = 0; i < d; ++i) o[i] = o[i] + p * vr[i];
+        for (int k = 0; k < nk; ++k) {
+            const float pw = s[k] * inv;
+            const int j = POS(k);
+            if (j < S || j >= qend) {
+                const float *vr = (j < S ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
+                for (int i = 0; i < d; ++i) o[i] = o[i] + pw * vr[i];
             } else {
-                const uint8_t *vq = c->vq + (((size_t)(j - S) * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+                const int b = (j - S) / G, vrow = block_slot(c, b) * G + (j - S) % G;
+                const uint8_t *vq = c->vq + (((size_t)vrow * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
                 for (int g = 0; g < d / G; ++g) {
                     const uint8_t *r = vq + (size_t)g * rb;
-                    const float w1 = p * h2f[(uint16_t)(r[0] | (r[1] << 8))], w0 = p * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                    const float w1 = pw * h2f[(uint16_t)(r[0] | (r[1] << 8))], w0v = pw * h2f[(uint16_t)(r[2] | (r[3] << 8))];
                     float *og = o + g * G;
-                    for (int i = 0; i < G; ++i) og[i] = og[i] + (w1 * (float)code_at(r + 4, bits, i) + w0);
+                    for (int i = 0; i < G; ++i) og[i] = og[i] + (w1 * (float)code_at(r + 4, bits, i) + w0v);
                 }
             }
         }
+#undef POS
     }
 }

@@ -186,63 +186,106 @@ static void pv_f32(float *o, float p, const void *vv, int n, const float *h2f) {
     for (int d = 0; d < n; ++d) o[d] = o[d] + p * v[d];
 }
 
+/* ---- which keys a query reads (shared with kvquant.c through ea_kernels.h's eak_span) --------- */
+static inline int span_upper(const int32_t *list, int n, int p) { /* entries <= p */
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (list[mid] <= p) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+int eak_span_max_keys(const eak_span *span, int pos0, int n_tok) {
+    const int dense = pos0 + n_tok;
+    if (!span) return dense;
+    if (span->keys) return span->n_keys < dense ? span->n_keys : dense;
+    if (span->window <= 0) return dense;
+    const int m = span->n_sink + span->window;
+    return m < dense ? m : dense;
+}
+
+/* Range form for a query at p: n_sink_q sinks, then window positions w0..p. */
+static inline void span_range(const eak_span *span, int p, int *n_sink_q, int *w0) {
+    const int S = span ? span->n_sink : 0, W = span ? span->window : 0;
+    *n_sink_q = S < p + 1 ? S : p + 1;
+    int start = W > 0 ? p - W + 1 : 0;
+    *w0 = start > S ? start : S;
+}
+
 static void attention_driver(const float *q, const void *k_cache, const void *v_cache, size_t elem_bytes,
                              float *out, int n_tok, int pos0, int n_head, int n_kv_head, int head_dim,
-                             float scale, int window, float *scratch, int n_threads, int round_half,
+                             float scale, const eak_span *span, float *scratch, int n_threads, int round_half,
                              qk_fn qk, pv_fn pv) {
     const float *h2f = eak_f16_table();
     const int group = n_head / n_kv_head;
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
-    const int n_keys_max = pos0 + n_tok;
+    const int stride = eak_span_max_keys(span, pos0, n_tok);
+    const int S = span ? span->n_sink : 0, R = span ? span->ring : 0;
+    const int32_t *list = span ? span->keys : NULL;
+    const float *sink_k = span && !list ? span->sink_k : NULL;
     if (n_threads < 1) n_threads = 1;
     if (head_dim > 512) return; /* the model loader rejects larger heads */
     const char *kc = k_cache, *vc = v_cache;
+    const size_t step = kv_stride * elem_bytes;
     const int n_work = n_tok * n_head;
 /* static,1 interleaves (t, h) items across threads; dynamic schedules need a newer libomp than Debian 12 ships */
 #pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
     for (int wi = 0; wi < n_work; ++wi) {
         int t = wi / n_head, h = wi % n_head;
 #ifdef _OPENMP
-        float *s = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+        float *s = scratch + (size_t)omp_get_thread_num() * stride;
 #else
         float *s = scratch;
 #endif
         float qh[512];
         const float *qsrc = q + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) qh[d] = round_half ? h2f[eak_f32_to_f16(qsrc[d])] : qsrc[d];
-        const int kvh = h / group, n_keys = pos0 + t + 1;
-        const int j0 = window > 0 && n_keys > window ? n_keys - window : 0;
-        const size_t row = ((size_t)kvh * head_dim) * elem_bytes, step = kv_stride * elem_bytes;
-        float mx = -INFINITY;
-        for (int j = j0; j < n_keys; ++j) {
-            s[j] = qk(qh, kc + (size_t)j * step + row, head_dim, h2f) * scale;
-            if (s[j] > mx) mx = s[j];
+        const int kvh = h / group, p = pos0 + t;
+        const size_t row = ((size_t)kvh * head_dim) * elem_bytes;
+        const int32_t *lst = list ? list + (size_t)kvh * span->keys_stride : NULL;
+        int ns = 0, w0 = 0, nk;
+        if (lst) nk = span_upper(lst, span->n_keys, p);
+        else {
+            span_range(span, p, &ns, &w0);
+            nk = ns + (p >= w0 ? p - w0 + 1 : 0);
         }
-        const float inv = softmax_exp(s, j0, n_keys, mx);
+        /* slot of key ordinal k */
+#define SLOT(k) (lst ? lst[k] : (k) < ns ? (k) : (R > 0 ? S + (w0 + (k) - ns - S) % R : w0 + (k) - ns))
+        float mx = -INFINITY;
+        for (int k = 0; k < nk; ++k) {
+            if (sink_k && k < ns)
+                s[k] = eak_dot_f32(qh, sink_k + ((size_t)t * S + k) * kv_stride + (size_t)kvh * head_dim, head_dim) * scale;
+            else
+                s[k] = qk(qh, kc + (size_t)SLOT(k) * step + row, head_dim, h2f) * scale;
+            if (s[k] > mx) mx = s[k];
+        }
+        const float inv = softmax_exp(s, 0, nk, mx);
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int j = j0; j < n_keys; ++j) {
-            const float p = round_half ? h2f[eak_f32_to_f16(s[j] * inv)] : s[j] * inv;
-            pv(o, p, vc + (size_t)j * step + row, head_dim, h2f);
+        for (int k = 0; k < nk; ++k) {
+            const float pw = round_half ? h2f[eak_f32_to_f16(s[k] * inv)] : s[k] * inv;
+            pv(o, pw, vc + (size_t)SLOT(k) * step + row, head_dim, h2f);
         }
+#undef SLOT
     }
 }
 
 void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
                    int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                   int window, float *scratch, int n_threads) {
+                   const eak_span *span, float *scratch, int n_threads) {
     attention_driver(q, k_cache, v_cache, sizeof(float), out, n_tok, pos0, n_head, n_kv_head, head_dim,
-                     scale, window, scratch, n_threads, 0, qk_f32, pv_f32);
+                     scale, span, scratch, n_threads, 0, qk_f32, pv_f32);
 }
 
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                       int window, float *scratch, int n_threads) {
+                       const eak_span *span, float *scratch, int n_threads) {
     qk_fn qk;
     pv_fn pv;
     pick_half(&qk, &pv);
     attention_driver(q, k_cache, v_cache, sizeof(uint16_t), out, n_tok, pos0, n_head, n_kv_head, head_dim,
-                     scale, window, scratch, n_threads, 1, qk, pv);
+                     scale, span, scratch, n_threads, 1, qk, pv);
 }
 
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {

@@ -83,6 +83,7 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Wrap the prompt in the chat template.") var chat = false
     @Flag(name: .long, help: "Print generated token ids instead of text.") var ids = false
     @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
+    @OptionGroup var attention: AttentionOptions
 
     func run() throws {
         let model = loadModel(m)
@@ -91,6 +92,7 @@ struct Run: ParsableCommand {
         sp.nThreads = t
         sp.memoryBudget = budget
         sp.kvBits = kvBits
+        attention.apply(&sp, nLayer: model.hp.nLayer, ctx: ctx == 0 ? model.hp.nCtxTrain : ctx)
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
         var smp = SamplerParams()
@@ -267,6 +269,7 @@ struct Logits: ParsableCommand {
     @Option(name: .long) var batch: Int = 32
     @Option(name: .short) var t: Int = 0
     @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
+    @OptionGroup var attention: AttentionOptions
 
     func run() throws {
         let model = loadModel(m)
@@ -276,6 +279,7 @@ struct Logits: ParsableCommand {
         sp.nBatch = batch
         sp.nThreads = t
         sp.nCtx = max(ids.count, 1)
+        attention.apply(&sp, nLayer: model.hp.nLayer, ctx: sp.nCtx)
         let nv = model.hp.nVocab
         var out = [Float](repeating: 0, count: ids.count * nv)
         do {
@@ -293,7 +297,7 @@ struct Logits: ParsableCommand {
 struct Perplexity: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ppl",
-        abstract: "Perplexity with llama.cpp's method (chunks of ctx tokens, each from an empty cache, second half scored).")
+        abstract: "Perplexity with llama.cpp's method (chunks of ctx tokens, each from an empty cache, second half scored), or over one long stream (--stream).")
     @Option(name: .short) var m: String
     @Option(name: .short) var f: String
     @Option(name: .long) var ctx: Int = 512
@@ -301,6 +305,10 @@ struct Perplexity: ParsableCommand {
     @Option(name: .long) var batch: Int = 64
     @Option(name: .short) var t: Int = 0
     @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = the model default: 4 for converted files, else 16).") var kvBits: Int = 0
+    @Flag(name: .long, help: "Evaluate the text as one stream in one session, scoring every token; report per segment.") var stream = false
+    @Option(name: .long, help: "--stream: tokens per reported segment.") var segment: Int = 4096
+    @Option(name: .customLong("max-tokens"), help: "--stream: stop after this many tokens (0 = the whole text; the text repeats to reach it).") var maxTokens: Int = 0
+    @OptionGroup var attention: AttentionOptions
 
     func run() throws {
         let model = loadModel(m)
@@ -309,6 +317,7 @@ struct Perplexity: ParsableCommand {
         let all = bytes.withUnsafeMutableBufferPointer {
             model.tokenizer.encode(UnsafeBufferPointer($0), addBos: false, parseSpecial: false)
         }
+        if stream { return runStream(model, all) }
         var nChunks = all.count / ctx
         if chunks > 0 { nChunks = min(nChunks, chunks) }
         if nChunks < 1 { die("text has \(all.count) tokens, fewer than one chunk of \(ctx)") }
@@ -318,6 +327,7 @@ struct Perplexity: ParsableCommand {
         sp.nBatch = batch
         sp.nThreads = t
         sp.kvBits = kvBits
+        attention.apply(&sp, nLayer: model.hp.nLayer, ctx: ctx)
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
         let nv = model.hp.nVocab
@@ -333,12 +343,7 @@ struct Perplexity: ParsableCommand {
                 try chunk.withUnsafeBufferPointer { (b) throws(EAError) in
                     try session.evaluate(b, logitsFrom: first) { i, l in
                         if i >= ctx - 1 { return }
-                        var mx = -Float.infinity
-                        for k in 0..<nv where l[k] > mx { mx = l[k] }
-                        var sum = 0.0
-                        for k in 0..<nv { sum += exp(Double(l[k] - mx)) }
-                        let target = Int(chunk[i + 1])
-                        nll += -(Double(l[target] - mx) - log(sum))
+                        nll += tokenNLL(l, nv, Int(chunk[i + 1]))
                         count += 1
                     }
                 }
@@ -348,6 +353,63 @@ struct Perplexity: ParsableCommand {
         }
         print("ppl: \(String(format: "%.4f", exp(nll / Double(count))))")
     }
+
+    /// One session over the whole stream (BOS, then the text, repeated up to --max-tokens): every
+    /// token is scored given everything before it that the policy keeps. Sessions with dense or DHSA
+    /// layers stop at the model's training context; Λ-only sessions run to the end.
+    func runStream(_ model: Model, _ text: [Int32]) {
+        if segment < 1 { die("--segment must be >= 1") }
+        if text.isEmpty { die("empty text") }
+        var toks: [Int32] = []
+        if model.tokenizer.bos >= 0 { toks.append(model.tokenizer.bos) }
+        let want = maxTokens > 0 ? maxTokens : text.count + toks.count
+        while toks.count < want { toks += text.prefix(want - toks.count) }
+        var sp = SessionParams()
+        sp.nBatch = batch
+        sp.nThreads = t
+        sp.kvBits = kvBits
+        sp.nCtx = attention.policy == .lambda && attention.layerAttn.isEmpty ? 0 : min(toks.count, model.hp.nCtxTrain)
+        attention.apply(&sp, nLayer: model.hp.nLayer, ctx: sp.nCtx)
+        let session: Session
+        do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
+        let limit = min(toks.count, session.plan.maxPositions)
+        eprint("ppl --stream: \(toks.count) tokens, \(attention.summary), session \(session.allocatedBytes) bytes, scoring \(limit - 1)")
+        let nv = model.hp.nVocab
+        var segNLL = 0.0, segCount = 0, totNLL = 0.0, totCount = 0, segIndex = 0
+        let t0 = Date()
+        var done = 0
+        while done < limit {
+            let n = min(4096, limit - done)
+            let part = Array(toks[done..<(done + n)])
+            do {
+                try part.withUnsafeBufferPointer { (b) throws(EAError) in
+                    try session.evaluate(b, logitsFrom: 0) { i, l in
+                        let at = done + i  // predicts token at + 1
+                        if at + 1 >= limit { return }
+                        let v = tokenNLL(l, nv, Int(toks[at + 1]))
+                        segNLL += v; segCount += 1; totNLL += v; totCount += 1
+                        if (at + 1) % segment == 0 || at + 2 == limit {
+                            let el = Date().timeIntervalSince(t0)
+                            print("segment \(segIndex) tokens \(segIndex * segment)-\(at + 1): ppl \(String(format: "%.4f", exp(segNLL / Double(segCount))))  (\(String(format: "%.1f", el)) s, peak RSS \(peakRSSBytes() >> 20) MiB)")
+                            segIndex += 1; segNLL = 0; segCount = 0
+                        }
+                    }
+                }
+            } catch { die("\(error.status.text): \(error.message)") }
+            done += n
+        }
+        if limit < toks.count { print("context limit: stopped after \(limit) of \(toks.count) tokens") }
+        print("ppl: \(String(format: "%.4f", exp(totNLL / Double(max(1, totCount)))))")
+    }
+}
+
+/// -log softmax(l)[target], in double.
+func tokenNLL(_ l: UnsafePointer<Float>, _ nv: Int, _ target: Int) -> Double {
+    var mx = -Float.infinity
+    for k in 0..<nv where l[k] > mx { mx = l[k] }
+    var sum = 0.0
+    for k in 0..<nv { sum += exp(Double(l[k] - mx)) }
+    return -(Double(l[target] - mx) - log(sum))
 }
 
 struct Convert: ParsableCommand {
@@ -429,15 +491,18 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Tokens to decode after the prompt.") var gen: Int = 64
     @Option(name: .customLong("kv-bits"), help: "KV cache bits: 32, 16, 8 or 4 (0 = model default).") var kvBits: Int = 0
     @Option(name: .long, help: "Repetitions (the median is reported).") var reps: Int = 3
+    @Option(name: .long, help: "Prefill batch.") var batch: Int = 512
+    @OptionGroup var attention: AttentionOptions
 
     func run() throws {
         if prompt < 1 || gen < 1 || reps < 1 { die("--prompt, --gen and --reps must be >= 1") }
         let model = loadModel(m)
         var sp = SessionParams()
         sp.nCtx = prompt + gen + 1
-        sp.nBatch = min(prompt, 512)
+        sp.nBatch = min(prompt, batch)
         sp.nThreads = t
         sp.kvBits = kvBits
+        attention.apply(&sp, nLayer: model.hp.nLayer, ctx: sp.nCtx)
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
         // A deterministic English prompt of exactly `prompt` tokens.
@@ -461,13 +526,16 @@ struct Bench: ParsableCommand {
         }
         let pf = median(prefill), dc = median(decode)
         let wBytes = model.weightBytesPerToken
-        let kvBytes = session.plan.kvBytesPerPosition(model.hp) * (Double(prompt) + Double(gen) / 2)  // mean depth
+        // KV bytes at the mean decode depth, counting only the positions each layer's policy reads
+        var attended = 0.0
+        for l in 0..<model.hp.nLayer { attended += Double(session.plan.attendedPositions(layer: l, pos: prompt + gen / 2)) }
+        let kvBytes = session.plan.kvBytesPerPosition(model.hp) * attended / Double(model.hp.nLayer)
         let perToken = Double(wBytes) + kvBytes
         let peak = peakRSSBytes()  // before the bandwidth probe's buffer
         let gbps = readBandwidth(threads: session.plan.nThreads)
         let bound = gbps * 1e9 / perToken
         print("model: \(m)")
-        print("threads \(session.plan.nThreads), kv_bits \(session.plan.kvBits), isa \(String(cString: eak_isa_name()))")
+        print("threads \(session.plan.nThreads), kv_bits \(session.plan.kvBits), attention \(attention.summary), isa \(String(cString: eak_isa_name()))")
         print("prefill \(prompt) tokens: \(fmt(pf, 1)) tokens/s   [\(fmt(prefill.min()!, 1))-\(fmt(prefill.max()!, 1))]")
         print("decode \(gen) tokens: \(fmt(dc, 1)) tokens/s   [\(fmt(decode.min()!, 1))-\(fmt(decode.max()!, 1))]")
         print("bytes read per decoded token: \(Int(perToken)) (weights \(wBytes), KV \(Int(kvBytes)) at mean depth)")
@@ -477,7 +545,8 @@ struct Bench: ParsableCommand {
               + "\"prompt\": \(prompt), \"gen\": \(gen), \"prefill_tps\": \(fmt(pf, 2)), \"decode_tps\": \(fmt(dc, 2)), "
               + "\"bytes_per_token\": \(Int(perToken)), \"weight_bytes_per_token\": \(wBytes), "
               + "\"kv_bytes_per_token\": \(Int(kvBytes)), \"read_gbps\": \(fmt(gbps, 3)), "
-              + "\"bandwidth_bound_tps\": \(fmt(bound, 2)), \"bound_fraction\": \(fmt(dc / bound, 4)), \"peak_bytes\": \(peak)}")
+              + "\"bandwidth_bound_tps\": \(fmt(bound, 2)), \"bound_fraction\": \(fmt(dc / bound, 4)), \"peak_bytes\": \(peak), "
+              + "\"session_bytes\": \(session.allocatedBytes), \"attention\": \"\(attention.policy.name)\"}")
     }
 }
 

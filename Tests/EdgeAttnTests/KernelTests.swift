@@ -183,16 +183,18 @@ final class KernelTests: XCTestCase {
         for i in 0..<k.count { k16[i] = eak_f32_to_f16(k[i]); v16[i] = eak_f32_to_f16(v[i]) }
         let scale = 1 / Float(hd).squareRoot()
         for window in [0, 3] {
+            var span = eak_span()
+            span.window = Int32(window)
             var out = [Float](repeating: 0, count: q.count), out16 = out
             var scratch = [Float](repeating: 0, count: 2 * total)
             eak_attention(q, k, v, &out, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd), scale,
-                          Int32(window), &scratch, 2)
+                          &span, &scratch, 2)
             eak_attention_f16(q, k16, v16, &out16, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd),
-                              scale, Int32(window), &scratch, 2)
+                              scale, &span, &scratch, 2)
             var out16Generic = out16
             eak_force_generic(1)
             eak_attention_f16(q, k16, v16, &out16Generic, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV),
-                              Int32(hd), scale, Int32(window), &scratch, 1)
+                              Int32(hd), scale, &span, &scratch, 1)
             eak_force_generic(0)
             XCTAssertEqual(out16, out16Generic, "half attention: SIMD != generic")
             for t in 0..<n {

@@ -162,12 +162,13 @@ def detokenize(run_cli, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cli_logits(run_cli, tmp_path_factory):
-    """cli_logits(model, ids, batch=None, kv_bits=None) -> float32 array [len(ids), vocab] from
-    `edgeattn logits` (kv_bits None: the library default, a 16-bit KV cache)."""
+    """cli_logits(model, ids, batch=None, kv_bits=None, extra=()) -> float32 array [len(ids), vocab]
+    from `edgeattn logits` (kv_bits None: the library default, a 16-bit KV cache; extra: more flags,
+    e.g. the attention policy)."""
     d = tmp_path_factory.mktemp("logits")
     counter = [0]
 
-    def _logits(model, ids, batch=None, kv_bits=None):
+    def _logits(model, ids, batch=None, kv_bits=None, extra=()):
         counter[0] += 1
         out = d / f"logits{counter[0]}.f32"
         args = ["logits", "-m", model, "--tokens", " ".join(str(int(i)) for i in ids), "-o", out]
@@ -175,7 +176,7 @@ def cli_logits(run_cli, tmp_path_factory):
             args += ["--batch", batch]
         if kv_bits is not None:
             args += ["--kv-bits", kv_bits]
-        run_cli(args)
+        run_cli(args + [str(a) for a in extra])
         raw = np.fromfile(out, dtype="<f4")
         n = len(ids)
         if raw.size == 0 or raw.size % n != 0:

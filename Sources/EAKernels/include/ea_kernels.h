@@ -46,6 +46,7 @@ int eak_write_fd(int fd, const void *buf, size_t len);
 float eak_f16_to_f32(uint16_t h);
 uint16_t eak_f32_to_f16(float f); /* round to nearest even */
 void eak_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+void eak_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 /* The 65536 halves as floats (filled once, thread-safe). */
 const float *eak_f16_table(void);
 
@@ -137,32 +138,53 @@ void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, 
  * theta_i = pos * base^(-2i/head_dim), scaled by freq_scale. */
 void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox);
 
+/* Which cached keys each query attends to, and where they live. NULL (or all zero) = dense causal.
+ * Range form (keys == NULL): a query at position p attends the attention sinks 0..min(n_sink,p+1)-1
+ * and the window max(n_sink, p-window+1)..p (window 0 = every key after the sinks). Sinks sit at
+ * slots 0..n_sink-1; with ring > 0, position j >= n_sink sits at slot n_sink + (j - n_sink) % ring
+ * (a Lambda-shaped cache), else at slot j. sink_k (may be NULL) replaces the cached sink keys, per
+ * query: [n_tok][n_sink][n_kv_head*head_dim] floats (sink keys re-rotated to a shifted position).
+ * List form (keys != NULL, DHSA): per kv head h, keys + h*keys_stride holds n_keys ascending
+ * positions (slot = position); a query at p attends the entries <= p. */
+typedef struct eak_span {
+    int n_sink, window, ring;
+    const float *sink_k;
+    const int32_t *keys;
+    int n_keys, keys_stride;
+} eak_span;
+
+/* Most keys one query of this call can attend: the per-thread scratch stride. */
+int eak_span_max_keys(const eak_span *span, int pos0, int n_tok);
+
 /* Causal grouped-query attention for n_tok new queries at positions pos0..pos0+n_tok-1.
- * q: [n_tok][n_head*head_dim]; k_cache/v_cache: [n_ctx_slots][n_kv_head*head_dim] holding keys and
- * values for positions 0..pos0+n_tok-1; out: [n_tok][n_head*head_dim]. Query i attends to keys
- * 0..pos0+i, or with window > 0 only to the last `window` of them (sliding-window layers).
- * scratch: n_threads * (pos0+n_tok) floats. */
+ * q: [n_tok][n_head*head_dim]; k_cache/v_cache: [slots][n_kv_head*head_dim] holding the keys and
+ * values of the positions the span names (after they were stored); out: [n_tok][n_head*head_dim].
+ * Keys are scored in the span's order (sinks, then window ascending; or the list), so a span that
+ * names every key gives bit-identical results to the dense one.
+ * scratch: n_threads * eak_span_max_keys(span, pos0, n_tok) floats. */
 void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,
                    int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                   int window, float *scratch, int n_threads);
+                   const eak_span *span, float *scratch, int n_threads);
 
 /* The same over a 16-bit KV cache (k_cache/v_cache hold IEEE halves), with llama.cpp's rounding:
  * each query head is rounded to half before q.k, and the softmax weights are rounded to half before
- * they weight the values; sums are float. scratch: n_threads * (pos0+n_tok) floats. */
+ * they weight the values; sums are float. Sink keys from span->sink_k are float. */
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                       int window, float *scratch, int n_threads);
+                       const eak_span *span, float *scratch, int n_threads);
 
 /* ---- Quantized KV cache (KV8 / KV4), see kvquant.c -------------------------------------------- */
 /* One layer's cache. Keys: per block of `group` tokens, per kv head, per channel one record over the
  * block's tokens. Values: per token, per kv head, one record per `group` channels. A record is
  * eak_kvq_record_bytes(bits, group) bytes: fp16 scale, fp16 offset, group codes of `bits` bits.
  * Positions < n_sink are kept in float (sink_k/sink_v: [n_sink][n_kv_head*head_dim]); positions of
- * an incomplete block in a float ring of `ring` slots (a multiple of group, >= group + n_batch). */
+ * an incomplete block in a float ring of `ring` slots (a multiple of group, >= group + n_batch).
+ * block_slots > 0 makes the quantized blocks a ring too (block b at slot b % block_slots, for a
+ * Lambda-shaped window); 0 = one slot per block. */
 typedef struct eak_kvq {
-    int head_dim, n_kv_head, bits, group, n_sink, ring;
-    uint8_t *kq;  /* [block][n_kv_head][head_dim] records */
-    uint8_t *vq;  /* [position - n_sink][n_kv_head][head_dim / group] records */
+    int head_dim, n_kv_head, bits, group, n_sink, ring, block_slots;
+    uint8_t *kq;  /* [block slot][n_kv_head][head_dim] records */
+    uint8_t *vq;  /* [(position - n_sink) in block slots][n_kv_head][head_dim / group] records */
     float *sink_k, *sink_v;
     float *ring_k, *ring_v; /* [ring][n_kv_head*head_dim] */
 } eak_kvq;
@@ -173,9 +195,10 @@ size_t eak_kvq_record_bytes(int bits, int group);
 void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, int n_tok, int n_threads);
 /* Causal GQA attention of n_tok queries at pos0.. over the cache (after eak_kvq_append of the same
  * tokens), reading quantized blocks in place: block scores are sum_c (q_c d_c) code + sum_c q_c m_c.
- * window > 0: only the last `window` keys. scratch: n_threads * (pos0 + n_tok) floats. */
+ * span as for eak_attention (NULL = dense; span->n_sink <= c->n_sink; span->ring is ignored: the
+ * cache's own geometry says where a position lives). scratch: n_threads * eak_span_max_keys floats. */
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
-                       float scale, int window, float *scratch, int n_threads);
+                       float scale, const eak_span *span, float *scratch, int n_threads);
 
 /* In-place orthonormal Walsh-Hadamard transform of each block of `block` values (a power of two
  * dividing cols) in n_rows rows: the activation side of a Hadamard-rotated weight matrix. */

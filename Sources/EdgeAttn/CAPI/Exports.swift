@@ -93,7 +93,7 @@ func strlenC(_ p: UnsafePointer<CChar>) -> Int {
 public func _ea_version() -> UInt32 { libraryVersion }
 
 /// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
-public let libraryVersion: UInt32 = 0 * 10000 + 1 * 100 + 0
+public let libraryVersion: UInt32 = 0 * 10000 + 2 * 100 + 0
 
 @_cdecl("ea_self_test")
 public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int32 {
@@ -298,8 +298,13 @@ public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePo
 
 @_cdecl("ea_session_default_params")
 public func _ea_session_default_params() -> ea_session_params {
-    ea_session_params(size: UInt32(MemoryLayout<ea_session_params>.size), n_ctx: 0, n_batch: 32, n_threads: 0,
-                      memory_budget: 0, kv_bits: 0, kv_group: 0, kv_sinks: 4, reserved: 0)
+    let d = DHSAParams()
+    return ea_session_params(size: UInt32(MemoryLayout<ea_session_params>.size), n_ctx: 0, n_batch: 32, n_threads: 0,
+                             memory_budget: 0, kv_bits: 0, kv_group: 0, kv_sinks: 4, attention: 0, attn_sinks: 4,
+                             attn_window: 1020, attn_pos_mode: 0, dhsa_budget: 0, dhsa_global: UInt32(d.global),
+                             dhsa_local: UInt32(d.local), dhsa_chunk_min: UInt32(d.minChunk),
+                             dhsa_chunk_max: UInt32(d.maxChunk), dhsa_chunk_threshold: d.threshold,
+                             dhsa_query_block: UInt32(d.queryBlock), n_layer_attention: 0, layer_attention: nil)
 }
 
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
@@ -318,6 +323,33 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.kvBits = Int(c.kv_bits)
     s.kvGroup = Int(c.kv_group)
     s.kvSinks = Int(c.kv_sinks)
+    func policy(_ v: UInt32, _ what: String) throws(EAError) -> AttentionPolicy {
+        guard let p = AttentionPolicy(rawValue: Int(v)) else {
+            throw EAError(.invalidArgument, "\(what) \(v) is not an ea_attention (0 dense, 1 lambda, 2 dhsa)")
+        }
+        return p
+    }
+    s.attention = try policy(c.attention, "attention")
+    s.sinks = Int(c.attn_sinks)
+    s.window = Int(c.attn_window)
+    guard let pm = PositionMode(rawValue: Int(c.attn_pos_mode)) else {
+        throw EAError(.invalidArgument, "attn_pos_mode \(c.attn_pos_mode) is not an ea_position_mode (0 streaming, 1 lm-infinite)")
+    }
+    s.positionMode = pm
+    s.dhsa.budget = Int(c.dhsa_budget)
+    s.dhsa.global = Int(c.dhsa_global)
+    s.dhsa.local = Int(c.dhsa_local)
+    s.dhsa.minChunk = Int(c.dhsa_chunk_min)
+    s.dhsa.maxChunk = Int(c.dhsa_chunk_max)
+    s.dhsa.threshold = c.dhsa_chunk_threshold
+    s.dhsa.queryBlock = Int(c.dhsa_query_block)
+    if c.n_layer_attention > 0 {
+        guard let la = c.layer_attention else {
+            throw EAError(.invalidArgument, "layer_attention is NULL but n_layer_attention is \(c.n_layer_attention)")
+        }
+        if c.n_layer_attention > 4096 { throw EAError(.invalidArgument, "n_layer_attention \(c.n_layer_attention) is too large") }
+        for l in 0..<Int(c.n_layer_attention) { s.layerAttention.append(try policy(UInt32(la[l]), "layer_attention[\(l)]")) }
+    }
     return s
 }
 
@@ -366,7 +398,7 @@ public func _ea_session_n_past(_ s: OpaquePointer?) -> Int32 {
 
 @_cdecl("ea_session_n_ctx")
 public func _ea_session_n_ctx(_ s: OpaquePointer?) -> Int32 {
-    Int32(handle(s, SessionHandle.self)?.session.nCtx ?? 0)
+    Int32(handle(s, SessionHandle.self)?.session.plan.maxPositions ?? 0)
 }
 
 @_cdecl("ea_session_reset")

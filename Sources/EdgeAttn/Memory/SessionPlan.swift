@@ -17,6 +17,14 @@ public struct SessionParams {
     public var kvGroup: Int = 0
     /// KV8/KV4: leading positions kept exact (attention sinks).
     public var kvSinks: Int = 4
+    /// Attention policy of every layer not overridden by `layerAttention`.
+    public var attention: AttentionPolicy = .dense
+    /// Per-layer policy overrides (index = layer); shorter than the layer count = the rest use `attention`.
+    public var layerAttention: [AttentionPolicy] = []
+    /// Λ layers: sink tokens and window (the latest tokens, the query included).
+    public var sinks: Int = 4, window: Int = 1020
+    public var positionMode: PositionMode = .streaming
+    public var dhsa = DHSAParams()
     public init() {}
 }
 
@@ -24,40 +32,99 @@ public struct SessionParams {
 /// `ea_estimate_session_bytes` returns `totalBytes` of the same plan `Session` allocates, so the
 /// estimate is exact by construction, and the per-token path only uses these regions.
 public struct SessionPlan {
+    /// Context of dense and DHSA layers; `maxPositions` is the stream limit (unbounded, i.e.
+    /// Int32.max, when every layer is Λ).
     public let nCtx: Int
+    public let maxPositions: Int
     public let nBatch: Int
     public let nThreads: Int
     public let kvBits: Int
-    /// KV8/KV4 layout: group, exact leading positions, float ring slots, complete blocks per layer.
-    public let kvGroup: Int, kvSinks: Int, kvRing: Int, kvBlocks: Int
-    /// Byte offsets of the regions in the arena. The caches hold layerKVElements elements per layer.
-    let kCache: Int, vCache: Int, layerKVElements: Int, kNew: Int, vNew: Int
+    /// Policy of each layer, and the Λ geometry: sinks, window, ring slots after the sinks
+    /// (window + n_batch - 1, so a prefill batch is stored before its first query reads the window).
+    public let policies: [AttentionPolicy]
+    public let lambdaSinks: Int, lambdaWindow: Int, lambdaRing: Int
+    public let positionMode: PositionMode
+    public let dhsa: DHSAParams
+    /// KV8/KV4 layout: group, exact leading positions, float ring slots.
+    public let kvGroup: Int, kvSinks: Int, kvRing: Int
+    /// Per layer: float/half cache slots and element offset; KV8/KV4 block slots, whether they form a
+    /// ring (Λ), and byte offsets of the key and value records.
+    public let kvSlots: [Int]
+    let kvOffset: [Int]
+    public let kvqBlocks: [Int]
+    let kvqBlockRing: [Bool], kvqKeyOffset: [Int], kvqValueOffset: [Int]
+    /// Byte offsets of the regions in the arena.
+    let kCache: Int, vCache: Int, kNew: Int, vNew: Int
     let x: Int, xb: Int, tmp: Int, q: Int, attnOut: Int, ffnG: Int, ffnU: Int
     let logits: Int, attnScratch: Int, act: Int, rotated: Int
-    /// KV8/KV4 regions (all layers; per-layer strides below).
+    /// KV8/KV4 regions (all layers).
     let kvqKeys: Int, kvqValues: Int, kvSinkK: Int, kvSinkV: Int, kvRingK: Int, kvRingV: Int
-    let kvqKeysLayer: Int, kvqValuesLayer: Int
+    /// Λ: sink keys re-rotated per query ([n_batch][sinks][kv_dim]).
+    let sinkShift: Int
     public let totalBytes: Int
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
 
-    /// KV cache bytes one decoded token reads per cached position (keys and values, all layers).
+    public var unbounded: Bool { maxPositions > nCtx }
+    public func policy(_ l: Int) -> AttentionPolicy { policies[l] }
+
+    /// KV cache bytes one decoded token reads per attended position (keys and values, all layers).
     public func kvBytesPerPosition(_ hp: Hyperparams) -> Double {
         let perElement: Double = kvBits <= 8
             ? Double(Int(eak_kvq_record_bytes(Int32(kvBits), Int32(kvGroup)))) / Double(kvGroup) : Double(kvBits / 8)
         return perElement * Double(2 * hp.kvDim * hp.nLayer)
     }
 
+    /// Positions a query at `pos` reads in layer l (for bytes-per-token reports).
+    public func attendedPositions(layer l: Int, pos: Int) -> Int {
+        switch policies[l] {
+        case .dense: return pos + 1
+        case .lambda: return min(pos + 1, lambdaSinks + lambdaWindow)
+        case .dhsa: return min(pos + 1, dhsaBudget)
+        }
+    }
+
+    public var dhsaBudget: Int { dhsa.budget == 0 ? max(1, nCtx / 2) : dhsa.budget }
+
     public static func make(_ hp: Hyperparams, _ p: SessionParams) throws(EAError) -> SessionPlan {
-        let nCtx = p.nCtx == 0 ? hp.nCtxTrain : p.nCtx
-        if nCtx < 1 || nCtx > 1 << 24 { throw EAError(.invalidArgument, "n_ctx \(nCtx) out of range [1, 2^24]") }
         if p.nBatch < 1 || p.nBatch > 4096 { throw EAError(.invalidArgument, "n_batch \(p.nBatch) out of range [1, 4096]") }
         if p.nThreads < 0 || p.nThreads > 1024 { throw EAError(.invalidArgument, "n_threads \(p.nThreads) out of range [0, 1024]") }
+        if p.layerAttention.count > hp.nLayer {
+            throw EAError(.invalidArgument, "\(p.layerAttention.count) per-layer attention policies for a model of \(hp.nLayer) layers")
+        }
+        var policies = [AttentionPolicy](repeating: p.attention, count: hp.nLayer)
+        for (l, a) in p.layerAttention.enumerated() { policies[l] = a }
+        let anyLambda = policies.contains(.lambda), allLambda = !policies.contains { $0 != .lambda }
+        if anyLambda {
+            if p.sinks < 0 || p.sinks > 1 << 16 { throw EAError(.invalidArgument, "attn_sinks \(p.sinks) out of range [0, 65536]") }
+            if p.window < 1 || p.window > 1 << 24 { throw EAError(.invalidArgument, "attn_window \(p.window) out of range [1, 2^24]") }
+        }
+        // a Λ-only session has no context limit; n_ctx then only bounds nothing but the report
+        let nCtx = p.nCtx == 0 ? (allLambda ? p.sinks + p.window : hp.nCtxTrain) : p.nCtx
+        if nCtx < 1 || nCtx > 1 << 24 { throw EAError(.invalidArgument, "n_ctx \(nCtx) out of range [1, 2^24]") }
+        let maxPositions = allLambda ? Int(Int32.max) : nCtx
         let nThreads = p.nThreads == 0 ? Int(eak_num_cores()) : p.nThreads
-        let nBatch = min(p.nBatch, nCtx)
+        let nBatch = allLambda ? p.nBatch : min(p.nBatch, nCtx)
         let kvBits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
         if ![4, 8, 16, 32].contains(kvBits) { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 4, 8, 16, 32 (0 = model default)") }
         let quant = kvBits <= 8
+        var dh = p.dhsa
+        if policies.contains(.dhsa) {
+            if dh.budget < 0 || dh.global < 0 || dh.local < 0 {
+                throw EAError(.invalidArgument, "DHSA budget, global and local must not be negative")
+            }
+            if dh.minChunk < 1 || dh.maxChunk < dh.minChunk || dh.maxChunk > 1 << 16 {
+                throw EAError(.invalidArgument, "DHSA chunk lengths min \(dh.minChunk), max \(dh.maxChunk): need 1 <= min <= max <= 65536")
+            }
+            if dh.queryBlock < 1 || dh.queryBlock > 4096 { throw EAError(.invalidArgument, "DHSA query block \(dh.queryBlock) out of range [1, 4096]") }
+            if !(dh.threshold >= -1 && dh.threshold <= 1) { throw EAError(.invalidArgument, "DHSA threshold \(dh.threshold) outside [-1, 1]") }
+            let budget = dh.budget == 0 ? max(1, nCtx / 2) : dh.budget
+            let floor = dh.global + dh.local + dh.queryBlock
+            if budget < floor {
+                throw EAError(.invalidArgument, "DHSA budget \(budget) tokens is below global \(dh.global) + local \(dh.local) + query block \(dh.queryBlock) = \(floor)")
+            }
+            dh.budget = budget
+        }
         // default group: 32, or the largest even divisor of the head dimension below it
         var group = p.kvGroup
         if group == 0 {
@@ -68,9 +135,34 @@ public struct SessionPlan {
             throw EAError(.invalidArgument, "kv_group \(group) must be even, at most 256 and divide the head dimension \(hp.headDim)")
         }
         if p.kvSinks < 0 || p.kvSinks > 1 << 16 { throw EAError(.invalidArgument, "kv_sinks \(p.kvSinks) out of range [0, 65536]") }
-        let sinks = quant ? min(p.kvSinks, nCtx) : 0
+        let S = anyLambda ? p.sinks : 0, W = anyLambda ? p.window : 0
+        let lambdaRing = anyLambda ? W + nBatch - 1 : 0
+        // KV8/KV4 keeps the Λ sinks exact too, so sinks never pass through 4 bits
+        let sinks = quant ? min(max(p.kvSinks, S), allLambda ? max(p.kvSinks, S) : nCtx) : 0
         let ring = quant ? (group + nBatch + group - 1) / group * group : 0
-        let blocks = quant ? (nCtx - sinks) / group : 0
+
+        // per-layer geometry
+        var kvSlots = [Int](), kvOffset = [Int](), qBlocks = [Int](), qRing = [Bool](), kqOff = [Int](), vqOff = [Int]()
+        let rb = Int(eak_kvq_record_bytes(Int32(kvBits), Int32(group)))
+        var slotsTotal = 0, kqTotal = 0, vqTotal = 0
+        for l in 0..<hp.nLayer {
+            let lam = policies[l] == .lambda
+            let slots = quant ? 0 : (lam ? (allLambda ? S + lambdaRing : min(S + lambdaRing, nCtx)) : nCtx)
+            kvSlots.append(slots)
+            kvOffset.append(slotsTotal * hp.kvDim)
+            slotsTotal += slots
+            // Λ on KV8/KV4: a ring of blocks covering the window, the batch and one partial block
+            let ringBlocks = (W + nBatch - 1 + group - 1) / group + 1
+            let full = quant ? max(0, nCtx - sinks) / group : 0
+            let blocks = quant ? (lam ? (allLambda ? ringBlocks : min(ringBlocks, full)) : full) : 0
+            qBlocks.append(blocks)
+            qRing.append(quant && lam && (allLambda || ringBlocks < full))
+            kqOff.append(kqTotal)
+            vqOff.append(vqTotal)
+            kqTotal += blocks * hp.kvDim * rb
+            vqTotal += blocks * group * (hp.kvDim / group) * rb
+            if slotsTotal > 1 << 34 || kqTotal > 1 << 40 { throw EAError(.budget, "session KV cache size overflows") }
+        }
 
         var off = 0
         var regions: [(String, Int)] = []
@@ -84,23 +176,19 @@ public struct SessionPlan {
             regions.append((name, bytes))
             return start
         }
-        let layerKV = quant ? 0 : checkedMul(nCtx, hp.kvDim)
-        let kv = layerKV.flatMap { checkedMul($0, hp.nLayer) }
+        let kv = checkedMul(slotsTotal, hp.kvDim)
         let kCache = try region("k_cache", kv, elementBytes: kvBits / 8)
         let vCache = try region("v_cache", kv, elementBytes: kvBits / 8)
         // KV8/KV4: quantized records, exact sinks and the float ring, per layer
-        let rb = Int(eak_kvq_record_bytes(Int32(kvBits), Int32(group)))
-        let kqLayer = quant ? checkedMul(blocks, hp.kvDim).flatMap { checkedMul($0, rb) } : 0
-        let vqLayer = quant ? checkedMul(blocks * group, hp.kvDim / group).flatMap { checkedMul($0, rb) } : 0
-        let kvqKeys = try region("kv_quant_keys", kqLayer.flatMap { checkedMul($0, hp.nLayer) }, elementBytes: 1)
-        let kvqValues = try region("kv_quant_values", vqLayer.flatMap { checkedMul($0, hp.nLayer) }, elementBytes: 1)
+        let kvqKeys = try region("kv_quant_keys", kqTotal, elementBytes: 1)
+        let kvqValues = try region("kv_quant_values", vqTotal, elementBytes: 1)
         let kvSinkK = try region("kv_sink_keys", sinks * hp.kvDim * hp.nLayer)
         let kvSinkV = try region("kv_sink_values", sinks * hp.kvDim * hp.nLayer)
         let kvRingK = try region("kv_ring_keys", ring * hp.kvDim * hp.nLayer)
         let kvRingV = try region("kv_ring_values", ring * hp.kvDim * hp.nLayer)
         // new keys/values in float before they are rounded or quantized into the cache
-        let kNew = try region("k_new", kvBits == 32 ? 0 : nBatch * hp.kvDim)
-        let vNew = try region("v_new", kvBits == 32 ? 0 : nBatch * hp.kvDim)
+        let kNew = try region("k_new", nBatch * hp.kvDim)
+        let vNew = try region("v_new", nBatch * hp.kvDim)
         let x = try region("x", nBatch * hp.nEmbd)
         let xb = try region("xb", nBatch * hp.nEmbd)
         let tmp = try region("tmp", nBatch * hp.nEmbd)
@@ -109,17 +197,29 @@ public struct SessionPlan {
         let ffnG = try region("ffn_gate", nBatch * hp.nFF)
         let ffnU = try region("ffn_up", nBatch * hp.nFF)
         let logits = try region("logits", checkedMul(nBatch, hp.nVocab))
-        let scratch = try region("attn_scores", checkedMul(nThreads, nCtx))
+        // scores of one query: the most keys any layer's policy lets a query read
+        var maxKeys = 0
+        for a in policies {
+            switch a {
+            case .dense: maxKeys = max(maxKeys, nCtx)
+            case .lambda: maxKeys = max(maxKeys, allLambda ? S + W : min(S + W, nCtx))
+            case .dhsa: maxKeys = max(maxKeys, min(dh.budget, nCtx))
+            }
+        }
+        let scratch = try region("attn_scores", checkedMul(nThreads, maxKeys))
         // 8-bit activation blocks for the widest matrix input (in floats' units: bytes / 4)
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
         let rot = try region("x_rotated", hp.hasRotation ? nBatch * maxCols : 0)
-        return SessionPlan(nCtx: nCtx, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
-                           kvGroup: group, kvSinks: sinks, kvRing: ring, kvBlocks: blocks, kCache: kCache,
-                           vCache: vCache, layerKVElements: layerKV ?? 0, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q, attnOut: attnOut,
-                           ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act, rotated: rot,
-                           kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
-                           kvRingK: kvRingK, kvRingV: kvRingV, kvqKeysLayer: kqLayer ?? 0, kvqValuesLayer: vqLayer ?? 0,
-                           totalBytes: off, regions: regions)
+        let sinkShift = try region("lambda_sink_keys", anyLambda ? nBatch * S * hp.kvDim : 0)
+        return SessionPlan(nCtx: nCtx, maxPositions: maxPositions, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
+                           policies: policies, lambdaSinks: S, lambdaWindow: W, lambdaRing: lambdaRing,
+                           positionMode: p.positionMode, dhsa: dh,
+                           kvGroup: group, kvSinks: sinks, kvRing: ring, kvSlots: kvSlots, kvOffset: kvOffset,
+                           kvqBlocks: qBlocks, kvqBlockRing: qRing, kvqKeyOffset: kqOff, kvqValueOffset: vqOff,
+                           kCache: kCache, vCache: vCache, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q,
+                           attnOut: attnOut, ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
+                           rotated: rot, kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
+                           kvRingK: kvRingK, kvRingV: kvRingV, sinkShift: sinkShift, totalBytes: off, regions: regions)
     }
 }

@@ -9,7 +9,7 @@ public final class Session {
     public private(set) var nPast = 0
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
     var lastLogitsRow = -1
-    let attention: DenseAttention
+    let attention: AttentionScale
     /// Calibration hook (host tools only; nil in normal use): called with (layer, site, rows, n, cols)
     /// for the inputs of the layer's matrices: site 0 = attention input (q, k, v), 1 = attention
     /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input.
@@ -30,7 +30,7 @@ public final class Session {
         self.model = model
         self.plan = plan
         self.arena = arena
-        attention = DenseAttention(model.hp)
+        attention = AttentionScale(model.hp)
     }
 
     public var allocatedBytes: Int { arena.byteCount }
@@ -52,8 +52,8 @@ public final class Session {
         for (i, t) in tokens.enumerated() where t < 0 || Int(t) >= nv {
             throw EAError(.tokenRange, "token \(t) at index \(i) is outside [0, \(nv))")
         }
-        if tokens.count > plan.nCtx - nPast {
-            throw EAError(.contextFull, "\(tokens.count) tokens do not fit: \(nPast) of \(plan.nCtx) context slots are used")
+        if tokens.count > plan.maxPositions - nPast {
+            throw EAError(.contextFull, "\(tokens.count) tokens do not fit: \(nPast) of \(plan.maxPositions) context slots are used")
         }
     }
 
@@ -96,8 +96,9 @@ public final class Session {
         let hp = model.hp, kvf = hp.kvDim
         return eak_kvq(head_dim: Int32(hp.headDim), n_kv_head: Int32(hp.nHeadKV), bits: Int32(plan.kvBits),
                        group: Int32(plan.kvGroup), n_sink: Int32(plan.kvSinks), ring: Int32(plan.kvRing),
-                       kq: (arena.raw + plan.kvqKeys + l * plan.kvqKeysLayer).assumingMemoryBound(to: UInt8.self),
-                       vq: (arena.raw + plan.kvqValues + l * plan.kvqValuesLayer).assumingMemoryBound(to: UInt8.self),
+                       block_slots: Int32(plan.kvqBlockRing[l] ? plan.kvqBlocks[l] : 0),
+                       kq: (arena.raw + plan.kvqKeys + plan.kvqKeyOffset[l]).assumingMemoryBound(to: UInt8.self),
+                       vq: (arena.raw + plan.kvqValues + plan.kvqValueOffset[l]).assumingMemoryBound(to: UInt8.self),
                        sink_k: arena.floats(at: plan.kvSinkK) + l * plan.kvSinks * kvf,
                        sink_v: arena.floats(at: plan.kvSinkV) + l * plan.kvSinks * kvf,
                        ring_k: arena.floats(at: plan.kvRingK) + l * plan.kvRing * kvf,
@@ -120,13 +121,11 @@ public final class Session {
         if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(n * d)) }
         let neox: Int32 = hp.ropeNeox ? 1 : 0
 
-        let half = plan.kvBits == 16, quant = plan.kvBits <= 8, staged = half || quant
+        let half = plan.kvBits == 16, quant = plan.kvBits <= 8
         for (l, w) in model.layers.enumerated() {
-            let layerOff = l * plan.layerKVElements * (plan.kvBits / 8)
-            // keys/values are computed in float (straight into a float cache, or into k_new/v_new
-            // before rounding or quantizing into the cache)
-            let kNew = staged ? arena.floats(at: plan.kNew) : arena.floats(at: plan.kCache + layerOff) + pos0 * hp.kvDim
-            let vNew = staged ? arena.floats(at: plan.vNew) : arena.floats(at: plan.vCache + layerOff) + pos0 * hp.kvDim
+            // keys/values are computed in float into k_new/v_new, then stored (copied, rounded to
+            // half or quantized) at their cache slots
+            let kNew = arena.floats(at: plan.kNew), vNew = arena.floats(at: plan.vNew)
 
             eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
             observer?(l, 0, xb, n, d)
@@ -143,22 +142,44 @@ public final class Session {
                 eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
                          w.ropeBase, hp.ropeFreqScale, neox)
             }
+            var span = eak_span()
+            let lambda = plan.policies[l] == .lambda
+            if lambda {
+                span.n_sink = Int32(plan.lambdaSinks)
+                span.window = Int32(plan.lambdaWindow)
+                span.ring = Int32(plan.lambdaRing)
+            } else if w.window > 0 {
+                span.window = Int32(w.window)
+            }
             if quant {
                 var c = quantCache(layer: l)
                 eak_kvq_append(&c, kNew, vNew, Int32(pos0), Int32(n), Int32(th))
+                if lambda { span.sink_k = shiftedSinks(layer: l, n: n, pos0: pos0, ropeBase: w.ropeBase) }
                 eak_kvq_attention(&c, q, att, Int32(n), Int32(pos0), Int32(hp.nHead), attention.scale,
-                                  Int32(w.window), scratch, Int32(th))
-            } else if half {
-                let kc = (arena.raw + plan.kCache + layerOff).assumingMemoryBound(to: UInt16.self)
-                let vc = (arena.raw + plan.vCache + layerOff).assumingMemoryBound(to: UInt16.self)
-                eak_f32_to_f16_row(kNew, kc + pos0 * hp.kvDim, Int64(n * hp.kvDim))
-                eak_f32_to_f16_row(vNew, vc + pos0 * hp.kvDim, Int64(n * hp.kvDim))
-                attention.runHalf(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, window: w.window,
-                                  scratch: scratch, threads: th)
+                                  &span, scratch, Int32(th))
             } else {
-                let kc = arena.floats(at: plan.kCache + layerOff), vc = arena.floats(at: plan.vCache + layerOff)
-                attention.run(q: q, kCache: kc, vCache: vc, out: att, n: n, pos0: pos0, window: w.window,
-                              scratch: scratch, threads: th)
+                let eb = plan.kvBits / 8, kvd = hp.kvDim
+                let kc = arena.raw + plan.kCache + plan.kvOffset[l] * eb, vc = arena.raw + plan.vCache + plan.kvOffset[l] * eb
+                for i in 0..<n {
+                    let slot = lambda ? lambdaSlot(pos0 + i) : pos0 + i
+                    if half {
+                        eak_f32_to_f16_row(kNew + i * kvd, kc.assumingMemoryBound(to: UInt16.self) + slot * kvd, Int64(kvd))
+                        eak_f32_to_f16_row(vNew + i * kvd, vc.assumingMemoryBound(to: UInt16.self) + slot * kvd, Int64(kvd))
+                    } else {
+                        (kc.assumingMemoryBound(to: Float.self) + slot * kvd).update(from: kNew + i * kvd, count: kvd)
+                        (vc.assumingMemoryBound(to: Float.self) + slot * kvd).update(from: vNew + i * kvd, count: kvd)
+                    }
+                }
+                if lambda { span.sink_k = shiftedSinks(layer: l, n: n, pos0: pos0, ropeBase: w.ropeBase) }
+                if half {
+                    eak_attention_f16(q, kc.assumingMemoryBound(to: UInt16.self), vc.assumingMemoryBound(to: UInt16.self),
+                                      att, Int32(n), Int32(pos0), Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
+                                      attention.scale, &span, scratch, Int32(th))
+                } else {
+                    eak_attention(q, kc.assumingMemoryBound(to: Float.self), vc.assumingMemoryBound(to: Float.self),
+                                  att, Int32(n), Int32(pos0), Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
+                                  attention.scale, &span, scratch, Int32(th))
+                }
             }
             observer?(l, 1, att, n, hp.qDim)
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)

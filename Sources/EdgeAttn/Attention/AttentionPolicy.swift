@@ -1,0 +1,46 @@
+/// Which keys each query of a layer attends to (ALGORITHMS.md sections 2-3).
+public enum AttentionPolicy: Int, Sendable {
+    /// Every earlier key (or the model's own sliding window on local layers).
+    case dense = 0
+    /// Λ-shaped: `sinks` first tokens + the latest `window` tokens, in a ring of bounded size.
+    case lambda = 1
+    /// Dynamic hierarchical sparse attention: chunked keys, a per-query-block budget of tokens.
+    case dhsa = 2
+
+    public static func parse(_ s: String) -> AttentionPolicy? {
+        switch s {
+        case "dense": return .dense
+        case "lambda", "λ", "Λ": return .lambda
+        case "dhsa": return .dhsa
+        default: return nil
+        }
+    }
+
+    public var name: String { self == .dense ? "dense" : self == .lambda ? "lambda" : "dhsa" }
+}
+
+/// How a Λ layer places its sink keys relative to the query once the stream outgrows the window.
+public enum PositionMode: Int, Sendable {
+    /// StreamingLLM: positions are cache slots, so a sink is at distance (its slot's) <= S + W - 1.
+    case streaming = 0
+    /// LM-Infinite: true positions in the window; sink distance capped at the training context.
+    case lmInfinite = 1
+}
+
+/// DHSA settings (ALGORITHMS.md section 3); the README's DHSA section documents the chunking rule.
+public struct DHSAParams: Sendable {
+    /// Keys each query block may attend (including `global` and `local`); 0 = half the context.
+    public var budget = 0
+    /// The first keys every query keeps (attention sinks).
+    public var global = 64
+    /// Recent keys every query keeps before its block (the block itself is always kept).
+    public var local = 128
+    /// Chunk lengths: a boundary is never placed before `minChunk` keys, always at `maxChunk`.
+    public var minChunk = 16, maxChunk = 64
+    /// Between those, a key starts a new chunk when its cosine similarity to the mean of the open
+    /// chunk's keys (before RoPE, all kv heads) falls below this.
+    public var threshold: Float = 0.5
+    /// Queries that share one selection in prefill (decode selects per token).
+    public var queryBlock = 32
+    public init() {}
+}
