@@ -61,6 +61,13 @@ public struct SessionPlan {
     let kvqKeys: Int, kvqValues: Int, kvSinkK: Int, kvSinkV: Int, kvRingK: Int, kvRingV: Int
     /// Λ: sink keys re-rotated per query ([n_batch][sinks][kv_dim]).
     let sinkShift: Int
+    /// DHSA: per DHSA layer (dhsaSlot[l] >= 0) the chunk table (count, then starts), the post-RoPE key
+    /// sum of each chunk and the pre-RoPE key sum of the open chunk; shared scratch for one
+    /// selection: pre-RoPE keys of the batch, query summary, chunk scores, order, per-head key lists.
+    public let dhsaSlot: [Int]
+    public let dhsaMaxChunks: Int
+    let dhsaTable: Int, dhsaSums: Int, dhsaOpen: Int, dhsaKPre: Int, dhsaQSum: Int
+    let dhsaScores: Int, dhsaOrder: Int, dhsaLists: Int
     public let totalBytes: Int
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
@@ -120,7 +127,7 @@ public struct SessionPlan {
             if !(dh.threshold >= -1 && dh.threshold <= 1) { throw EAError(.invalidArgument, "DHSA threshold \(dh.threshold) outside [-1, 1]") }
             let budget = dh.budget == 0 ? max(1, nCtx / 2) : dh.budget
             let floor = dh.global + dh.local + dh.queryBlock
-            if budget < floor {
+            if budget < floor && budget < nCtx {
                 throw EAError(.invalidArgument, "DHSA budget \(budget) tokens is below global \(dh.global) + local \(dh.local) + query block \(dh.queryBlock) = \(floor)")
             }
             dh.budget = budget
@@ -212,6 +219,17 @@ public struct SessionPlan {
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
         let rot = try region("x_rotated", hp.hasRotation ? nBatch * maxCols : 0)
         let sinkShift = try region("lambda_sink_keys", anyLambda ? nBatch * S * hp.kvDim : 0)
+        var dhsaSlot = [Int](repeating: -1, count: hp.nLayer), nD = 0
+        for l in 0..<hp.nLayer where policies[l] == .dhsa { dhsaSlot[l] = nD; nD += 1 }
+        let maxChunks = nD > 0 ? nCtx / dh.minChunk + 2 : 0
+        let dTable = try region("dhsa_chunk_table", nD * (maxChunks + 1))
+        let dSums = try region("dhsa_chunk_key_sums", checkedMul(nD * maxChunks, hp.kvDim))
+        let dOpen = try region("dhsa_open_chunk_sum", nD * hp.kvDim)
+        let dKPre = try region("dhsa_keys_before_rope", nD > 0 ? nBatch * hp.kvDim : 0)
+        let dQSum = try region("dhsa_query_summary", nD > 0 ? hp.kvDim : 0)
+        let dScores = try region("dhsa_chunk_scores", maxChunks)
+        let dOrder = try region("dhsa_chunk_order", maxChunks)
+        let dLists = try region("dhsa_key_lists", nD > 0 ? hp.nHeadKV * min(dh.budget, nCtx) : 0)
         return SessionPlan(nCtx: nCtx, maxPositions: maxPositions, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
                            policies: policies, lambdaSinks: S, lambdaWindow: W, lambdaRing: lambdaRing,
                            positionMode: p.positionMode, dhsa: dh,
@@ -220,6 +238,9 @@ public struct SessionPlan {
                            kCache: kCache, vCache: vCache, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q,
                            attnOut: attnOut, ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
                            rotated: rot, kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
-                           kvRingK: kvRingK, kvRingV: kvRingV, sinkShift: sinkShift, totalBytes: off, regions: regions)
+                           kvRingK: kvRingK, kvRingV: kvRingV, sinkShift: sinkShift,
+                           dhsaSlot: dhsaSlot, dhsaMaxChunks: maxChunks, dhsaTable: dTable, dhsaSums: dSums,
+                           dhsaOpen: dOpen, dhsaKPre: dKPre, dhsaQSum: dQSum, dhsaScores: dScores,
+                           dhsaOrder: dOrder, dhsaLists: dLists, totalBytes: off, regions: regions)
     }
 }

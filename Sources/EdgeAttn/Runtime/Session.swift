@@ -14,6 +14,9 @@ public final class Session {
     /// for the inputs of the layer's matrices: site 0 = attention input (q, k, v), 1 = attention
     /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input.
     public var observer: ((Int, Int, UnsafePointer<Float>, Int, Int) -> Void)? = nil
+    /// DHSA hook (tests and tools; nil in normal use): (layer, b0, b1, lists) after each query block's
+    /// selection; lists[h] are kv head h's key positions, empty when the block was dense.
+    public var selectionObserver: ((Int, Int, Int, [[Int32]]) -> Void)? = nil
 
     public convenience init(model: Model, params: SessionParams) throws(EAError) {
         let plan = try SessionPlan.make(model.hp, params)
@@ -31,6 +34,7 @@ public final class Session {
         self.plan = plan
         self.arena = arena
         attention = AttentionScale(model.hp)
+        dhsaReset()
     }
 
     public var allocatedBytes: Int { arena.byteCount }
@@ -39,6 +43,7 @@ public final class Session {
     public func reset() {
         nPast = 0
         lastLogitsRow = -1
+        dhsaReset()
     }
 
     /// Logits of the last evaluated token (vocab floats), or nil.
@@ -136,6 +141,10 @@ public final class Session {
                 eak_rmsnorm(q, q, qn, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0)
                 eak_rmsnorm(kNew, kNew, kn, Int32(hp.headDim), Int32(n * hp.nHeadKV), hp.rmsEps, 0)
             }
+            // DHSA chunks on keys before RoPE
+            let dslot = w.window == 0 ? plan.dhsaSlot[l] : -1  // sliding-window layers keep their window
+            let kPre = arena.floats(at: plan.dhsaKPre)
+            if dslot >= 0 { kPre.update(from: kNew, count: n * hp.kvDim) }
             for i in 0..<n {
                 eak_rope(q + i * hp.qDim, Int32(hp.nHead), Int32(hp.headDim), Int32(pos0 + i), w.ropeBase,
                          hp.ropeFreqScale, neox)
@@ -151,15 +160,13 @@ public final class Session {
             } else if w.window > 0 {
                 span.window = Int32(w.window)
             }
+            // store the new keys/values, then attend: the whole batch at once, or DHSA query blocks
+            var cq = quantCache(layer: l)
+            let eb = plan.kvBits / 8, kvd = hp.kvDim
+            let kc = arena.raw + plan.kCache + plan.kvOffset[l] * eb, vc = arena.raw + plan.vCache + plan.kvOffset[l] * eb
             if quant {
-                var c = quantCache(layer: l)
-                eak_kvq_append(&c, kNew, vNew, Int32(pos0), Int32(n), Int32(th))
-                if lambda { span.sink_k = shiftedSinks(layer: l, n: n, pos0: pos0, ropeBase: w.ropeBase) }
-                eak_kvq_attention(&c, q, att, Int32(n), Int32(pos0), Int32(hp.nHead), attention.scale,
-                                  &span, scratch, Int32(th))
+                eak_kvq_append(&cq, kNew, vNew, Int32(pos0), Int32(n), Int32(th))
             } else {
-                let eb = plan.kvBits / 8, kvd = hp.kvDim
-                let kc = arena.raw + plan.kCache + plan.kvOffset[l] * eb, vc = arena.raw + plan.vCache + plan.kvOffset[l] * eb
                 for i in 0..<n {
                     let slot = lambda ? lambdaSlot(pos0 + i) : pos0 + i
                     if half {
@@ -170,16 +177,43 @@ public final class Session {
                         (vc.assumingMemoryBound(to: Float.self) + slot * kvd).update(from: vNew + i * kvd, count: kvd)
                     }
                 }
-                if lambda { span.sink_k = shiftedSinks(layer: l, n: n, pos0: pos0, ropeBase: w.ropeBase) }
-                if half {
-                    eak_attention_f16(q, kc.assumingMemoryBound(to: UInt16.self), vc.assumingMemoryBound(to: UInt16.self),
-                                      att, Int32(n), Int32(pos0), Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
-                                      attention.scale, &span, scratch, Int32(th))
+            }
+            if lambda { span.sink_k = shiftedSinks(layer: l, n: n, pos0: pos0, ropeBase: w.ropeBase) }
+            func attend(_ t0: Int, _ nt: Int, _ sp: inout eak_span) {
+                let qp = q + t0 * hp.qDim, op = att + t0 * hp.qDim, p0 = Int32(pos0 + t0)
+                if quant {
+                    eak_kvq_attention(&cq, qp, op, Int32(nt), p0, Int32(hp.nHead), attention.scale, &sp, scratch, Int32(th))
+                } else if half {
+                    eak_attention_f16(qp, kc.assumingMemoryBound(to: UInt16.self), vc.assumingMemoryBound(to: UInt16.self),
+                                      op, Int32(nt), p0, Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
+                                      attention.scale, &sp, scratch, Int32(th))
                 } else {
-                    eak_attention(q, kc.assumingMemoryBound(to: Float.self), vc.assumingMemoryBound(to: Float.self),
-                                  att, Int32(n), Int32(pos0), Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
-                                  attention.scale, &span, scratch, Int32(th))
+                    eak_attention(qp, kc.assumingMemoryBound(to: Float.self), vc.assumingMemoryBound(to: Float.self),
+                                  op, Int32(nt), p0, Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
+                                  attention.scale, &sp, scratch, Int32(th))
                 }
+            }
+            if dslot >= 0 {
+                let qb = plan.dhsa.queryBlock
+                var t0 = 0
+                while t0 < n {
+                    let b0 = pos0 + t0, b1 = min(pos0 + n, (b0 / qb + 1) * qb) - 1, nt = b1 - b0 + 1
+                    for i in t0..<(t0 + nt) {
+                        dhsaAppend(slot: dslot, p: pos0 + i, kPre: kPre + i * kvd, kRot: kNew + i * kvd)
+                    }
+                    let count = dhsaSelect(slot: dslot, b0: b0, b1: b1, q: q + t0 * hp.qDim)
+                    if let so = selectionObserver { so(l, b0, b1, count < 0 ? [] : dhsaLastLists(count: count)) }
+                    var sp = eak_span()
+                    if count >= 0 {
+                        sp.keys = UnsafePointer((arena.raw + plan.dhsaLists).assumingMemoryBound(to: Int32.self))
+                        sp.n_keys = Int32(count)
+                        sp.keys_stride = Int32(plan.dhsaBudget)
+                    }
+                    attend(t0, nt, &sp)
+                    t0 += nt
+                }
+            } else {
+                attend(0, n, &span)
             }
             observer?(l, 1, att, n, hp.qDim)
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)

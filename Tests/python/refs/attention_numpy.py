@@ -71,3 +71,102 @@ def lambda_logits(gguf_path: str, token_ids, sinks: int, window: int, mode: str)
         return out.reshape(n, -1)
 
     return forward(m, token_ids, attend)
+
+
+def dhsa_chunks(k_pre: np.ndarray, min_len: int, max_len: int, thr: float, tie: float = 1e-4):
+    """Chunk starts of keys k_pre [n, Hkv, d] (before RoPE) by the documented rule, and the
+    smallest |cos - thr| met at a decision (a float32 implementation may decide the other way when
+    it is tiny)."""
+    flat = k_pre.reshape(k_pre.shape[0], -1)
+    starts, acc, closest = [0], flat[0].copy(), np.inf
+    for p in range(1, flat.shape[0]):
+        n = p - starts[-1]
+        new = n >= max_len
+        if not new and n >= min_len:
+            cos = flat[p] @ acc / np.sqrt((flat[p] @ flat[p]) * (acc @ acc))
+            closest = min(closest, abs(cos - thr))
+            new = cos < thr
+        if new:
+            starts.append(p)
+            acc = np.zeros_like(acc)
+        acc += flat[p]
+    return starts, closest
+
+
+def dhsa_select(qr_block: np.ndarray, kr: np.ndarray, starts: list[int], b0: int, b1: int,
+                budget: int, glob: int, local: int, group: int):
+    """Key positions per kv head for query block [b0, b1] (qr_block [nq, H, d], kr [n, Hkv, d]
+    after RoPE), or None for dense. Also returns the smallest score gap at the selection edge."""
+    allowed = b1 + 1
+    if budget >= allowed:
+        return None, np.inf
+    g = min(glob, allowed)
+    ls = max(g, b0 - local)
+    room = budget - g - (b1 - ls + 1)
+    st = [s for s in starts if s <= b1]
+    ends = st[1:] + [b1 + 1]
+    mid = [c for c in range(len(st)) if ends[c] > g and st[c] < ls]
+    lists, gap = [], np.inf
+    for h in range(kr.shape[1]):
+        qsum = qr_block[:, h * group:(h + 1) * group, :].sum(axis=(0, 1))
+        # k_c = sqrt(n) * mean: the direct mean, no prefix sums
+        score = {c: qsum @ (np.sqrt(ends[c] - st[c]) * kr[st[c]:ends[c], h].mean(axis=0)) for c in mid}
+        order = sorted(mid, key=lambda c: (-score[c], c))
+        take, left = {}, room
+        for r, c in enumerate(order):
+            if left <= 0:
+                gap = min(gap, score[order[r - 1]] - score[c])
+                break
+            ov = min(ends[c], ls) - max(st[c], g)
+            take[c] = min(ov, left)
+            left -= take[c]
+        keys = list(range(g))
+        for c in mid:
+            if take.get(c, 0) > 0:
+                oe = min(ends[c], ls)
+                keys += list(range(oe - take[c], oe))
+        keys += list(range(ls, b1 + 1))
+        lists.append(keys)
+    return lists, gap
+
+
+def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int, min_len: int,
+                max_len: int, thr: float, qblock: int, batch: int):
+    """Logits with every layer DHSA, evaluated in batches of `batch` (query blocks are the
+    qblock-aligned pieces of each batch). Returns (logits, info) where info holds the smallest
+    chunking and selection margins and how many blocks were sparse."""
+    m = ref.load(str(gguf_path), "float64")
+    c = m.cfg
+    group = c.n_head // c.n_head_kv
+    rope = lambda x, pos: ref.rope_normal(x, np.asarray(pos), c.n_rot, c.rope_base)
+    info = {"cos_margin": np.inf, "score_gap": np.inf, "sparse_blocks": 0, "chunks": [], "blocks": []}
+
+    def attend(q, k, v):
+        n = q.shape[0]
+        pos = np.arange(n)
+        qr, kr = rope(q, pos), rope(k, pos)
+        starts, closest = dhsa_chunks(k, min_len, max_len, thr)
+        info["cos_margin"] = min(info["cos_margin"], closest)
+        info["chunks"].append(starts)
+        blocks = []
+        for s in range(0, n, batch):
+            b0 = s
+            while b0 < min(n, s + batch):
+                b1 = min(min(n, s + batch), (b0 // qblock + 1) * qblock) - 1
+                blocks.append((b0, b1))
+                b0 = b1 + 1
+        out = np.zeros((n, c.n_head, c.head_dim))
+        for b0, b1 in blocks:
+            lists, gap = dhsa_select(qr[b0:b1 + 1], kr, starts, b0, b1, budget, glob, local, group)
+            info["score_gap"] = min(info["score_gap"], gap)
+            info["blocks"].append((len(info["chunks"]) - 1, b0, b1, lists))
+            if lists is not None:
+                info["sparse_blocks"] += 1
+            for p in range(b0, b1 + 1):
+                for hh in range(c.n_head):
+                    kv = hh // group
+                    idx = list(range(p + 1)) if lists is None else [j for j in lists[kv] if j <= p]
+                    out[p, hh] = _softmax_attend(qr[p, hh], kr[idx, kv], v[idx, kv])
+        return out.reshape(n, -1)
+
+    return forward(m, token_ids, attend), info
