@@ -72,7 +72,7 @@ static void usage(FILE *f) {
             "  --dhsa-local N      dhsa: recent tokens always kept (default 128)\n"
             "  --chunk-min N       dhsa: shortest key chunk (default 16)\n"
             "  --chunk-max N       dhsa: longest key chunk (default 64)\n"
-            "  --chunk-threshold X dhsa: cosine similarity below which a key opens a chunk (default 0.5)\n"
+            "  --chunk-threshold X dhsa: cosine similarity below which a key opens a chunk (default 0.8)\n"
             "  --query-block N     dhsa: prefill queries sharing one selection (default 32)\n");
 }
 

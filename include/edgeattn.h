@@ -197,7 +197,7 @@ typedef struct ea_session_params {
     uint32_t dhsa_local;    /* DHSA: recent tokens always kept before the query block; default 128  */
     uint32_t dhsa_chunk_min;/* DHSA chunking: shortest chunk; default 16                           */
     uint32_t dhsa_chunk_max;/* DHSA chunking: longest chunk; default 64                            */
-    float dhsa_chunk_threshold; /* DHSA chunking: cosine below which a key opens a new chunk; 0.5  */
+    float dhsa_chunk_threshold; /* DHSA chunking: cosine below which a key opens a new chunk; 0.8  */
     uint32_t dhsa_query_block;  /* DHSA: prefill queries sharing one selection; default 32         */
     uint32_t n_layer_attention; /* entries in layer_attention (<= the model's layer count)        */
     const uint8_t *layer_attention; /* NULL, or per-layer ea_attention values for layers
@@ -208,7 +208,7 @@ typedef struct ea_session_params {
  * kv_bits = 0 (model default), kv_group = 0 (32), kv_sinks = 4, attention = EA_ATTN_DENSE,
  * attn_sinks = 4, attn_window = 1020, attn_pos_mode = EA_POS_STREAMING, dhsa_budget = 0,
  * dhsa_global = 64, dhsa_local = 128, dhsa_chunk_min = 16, dhsa_chunk_max = 64,
- * dhsa_chunk_threshold = 0.5, dhsa_query_block = 32, no per-layer overrides. */
+ * dhsa_chunk_threshold = 0.8, dhsa_query_block = 32, no per-layer overrides. */
 ea_session_params ea_session_default_params(void);
 
 /* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,

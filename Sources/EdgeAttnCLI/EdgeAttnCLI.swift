@@ -10,7 +10,7 @@ struct EdgeAttnCommand: ParsableCommand {
         commandName: "edgeattn",
         abstract: "Run, inspect and evaluate GGUF models with libedgeattn.",
         subcommands: [Run.self, Tokenize.self, Detokenize.self, Inspect.self, Perplexity.self,
-                      Dequant.self, Logits.self, Convert.self, Bench.self])
+                      Dequant.self, Logits.self, Convert.self, Bench.self, Needle.self])
 }
 
 /// Prints to stderr and exits non-zero: the CLI's one way to fail.

@@ -756,6 +756,90 @@ static void test_kv_quant_plan(const ea_model *m) {
            ea_last_error());
 }
 
+/* Attention policies through the C API: a Λ session is unbounded (n_ctx INT32_MAX, decode far past
+ * the model-independent n_ctx given), its memory does not depend on the stream length, and it
+ * equals dense while the window holds everything; per-layer overrides and DHSA sessions allocate
+ * exactly their estimate; bad policy values are refused with EA_ERR_INVALID_ARGUMENT. */
+static void test_attention_policies(const ea_model *m) {
+    ea_session_params p = small_session(64);
+    p.attention = EA_ATTN_LAMBDA;
+    p.attn_sinks = 4;
+    p.attn_window = 28;
+    p.n_batch = 8;
+    uint64_t est = 0;
+    ea_session *s = NULL, *d = NULL;
+    if (!expect(ea_estimate_session_bytes(m, &p, &est), EA_OK, "Λ estimate", ea_last_error())) return;
+    if (!expect(ea_session_create(m, &p, &s), EA_OK, "Λ session", ea_last_error())) return;
+    check(ea_session_allocated_bytes(s) == est, "Λ session allocates exactly the estimate", "%llu vs %llu",
+          (unsigned long long)ea_session_allocated_bytes(s), (unsigned long long)est);
+    check(ea_session_n_ctx(s) == INT32_MAX, "a Λ-only session is unbounded", "n_ctx %d", (int)ea_session_n_ctx(s));
+    ea_session_params dp = small_session(64);
+    dp.n_batch = 8;
+    if (expect(ea_session_create(m, &dp, &d), EA_OK, "dense twin session", ea_last_error())) {
+        ea_token toks[30];
+        for (int k = 0; k < 30; k++) toks[k] = k_prompt_ids[k % N_PROMPT_IDS];
+        const float *ls = NULL, *ld = NULL;
+        ea_session_prefill(s, toks, 30);
+        ea_session_prefill(d, toks, 30);
+        ls = ea_session_logits(s);
+        ld = ea_session_logits(d);
+        check(ls && ld && memcmp(ls, ld, sizeof(float) * (size_t)ea_model_vocab_size(m)) == 0,
+              "Λ with S + W >= L equals dense (30 tokens, S 4 + W 28)", "logits differ");
+    }
+    ea_session_free(d);
+    ea_status st = EA_OK;
+    int i = 0;
+    for (; i < 200 && st == EA_OK; i++) st = ea_session_decode(s, k_prompt_ids[i % N_PROMPT_IDS], NULL);
+    check(st == EA_OK && ea_session_n_past(s) == 230 && ea_session_allocated_bytes(s) == est,
+          "Λ decodes 200 tokens past a 64-token n_ctx with the same memory", "status %s at step %d: %s",
+          status_name(st), i, ea_session_last_error(s));
+    ea_session_free(s);
+
+    /* memory flat: the estimate does not depend on n_ctx for a Λ-only session */
+    uint64_t e1 = 0, e2 = 0;
+    p.n_ctx = 128;
+    ea_estimate_session_bytes(m, &p, &e1);
+    p.n_ctx = 1u << 20;
+    ea_estimate_session_bytes(m, &p, &e2);
+    check(e1 == e2 && e1 == est, "Λ estimate independent of n_ctx", "%llu %llu %llu", (unsigned long long)e1,
+          (unsigned long long)e2, (unsigned long long)est);
+
+    /* per-layer overrides: dense first layers, DHSA the rest */
+    const uint8_t layers[3] = {EA_ATTN_DENSE, EA_ATTN_LAMBDA, EA_ATTN_DENSE};
+    ea_session_params q = small_session(512);
+    q.attention = EA_ATTN_DHSA;
+    q.dhsa_budget = 256;
+    q.layer_attention = layers;
+    q.n_layer_attention = 3;
+    if (expect(ea_estimate_session_bytes(m, &q, &est), EA_OK, "mixed-policy estimate", ea_last_error()) &&
+        expect(ea_session_create(m, &q, &s), EA_OK, "mixed-policy session", ea_last_error())) {
+        check(ea_session_allocated_bytes(s) == est, "mixed-policy session allocates exactly the estimate", "");
+        ea_token toks[300];
+        for (int k = 0; k < 300; k++) toks[k] = k_prompt_ids[k % N_PROMPT_IDS];
+        st = ea_session_prefill(s, toks, 300);
+        check(st == EA_OK && ea_session_n_ctx(s) == 512, "mixed-policy session prefills past its DHSA budget",
+              "%s", ea_session_last_error(s));
+        for (i = 0; i < 20 && st == EA_OK; i++) st = ea_session_decode(s, 504, NULL);
+        check(st == EA_OK, "mixed-policy session decodes sparse", "%s", ea_session_last_error(s));
+        ea_session_free(s);
+    }
+
+    struct { const char *what; ea_session_params p; } bad[6];
+    for (int k = 0; k < 6; k++) bad[k].p = small_session(256);
+    bad[0].what = "attention 7 refused"; bad[0].p.attention = 7;
+    bad[1].what = "Λ window 0 refused"; bad[1].p.attention = EA_ATTN_LAMBDA; bad[1].p.attn_window = 0;
+    bad[2].what = "attn_pos_mode 2 refused"; bad[2].p.attn_pos_mode = 2;
+    bad[3].what = "DHSA chunk_max < chunk_min refused"; bad[3].p.attention = EA_ATTN_DHSA;
+    bad[3].p.dhsa_chunk_min = 32; bad[3].p.dhsa_chunk_max = 8;
+    bad[4].what = "DHSA budget below global + local + block refused"; bad[4].p.attention = EA_ATTN_DHSA;
+    bad[4].p.dhsa_budget = 100;
+    bad[5].what = "layer_attention NULL with a count refused"; bad[5].p.n_layer_attention = 2;
+    for (int k = 0; k < 6; k++) {
+        uint64_t x = 0;
+        expect(ea_estimate_session_bytes(m, &bad[k].p, &x), EA_ERR_INVALID_ARGUMENT, bad[k].what, ea_last_error());
+    }
+}
+
 static void test_context_full(const ea_model *m) {
     ea_session_params p = small_session(16);
     ea_session *s = NULL;
@@ -1039,6 +1123,7 @@ int main(int argc, char **argv) {
         test_budget(m);
         test_kv_quant_plan(m);
         test_context_full(m);
+        test_attention_policies(m);
         test_generation(m);
         test_chat_format(m);
     }

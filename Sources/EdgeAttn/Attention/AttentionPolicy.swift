@@ -39,7 +39,7 @@ public struct DHSAParams: Sendable {
     public var minChunk = 16, maxChunk = 64
     /// Between those, a key starts a new chunk when its cosine similarity to the mean of the open
     /// chunk's keys (before RoPE, all kv heads) falls below this.
-    public var threshold: Float = 0.5
+    public var threshold: Float = 0.8
     /// Queries that share one selection in prefill (decode selects per token).
     public var queryBlock = 32
     public init() {}
