@@ -13,7 +13,8 @@ struct Needle: ParsableCommand {
         cut to fill --ctx tokens with the sentence "The pass key is NNNNN. Remember it. NNNNN is the
         pass key." inserted at each depth (a fraction of the filler, moved to the nearest line start),
         then the question. The assistant turn starts with "The pass key is"; the answer counts when
-        the greedy continuation (8 tokens) contains the key. Each trial draws a new key and a new
+        the greedy continuation (8 tokens) contains the key. Decode speed is timed over 16 steps after the
+        prompt (the cache then holds about --ctx tokens). Each trial draws a new key and a new
         filler offset from --seed.
         """)
     @Option(name: .short, help: "Model file (GGUF).") var m: String
@@ -40,7 +41,7 @@ struct Needle: ParsableCommand {
         let head = tokenize(model, cut[0] + "There is a pass key hidden in the following text. Find it and remember it.\n\n", bos: true, special: true)
         let tail = tokenize(model, "\n\nWhat is the pass key? Answer with the number only." + cut[1] + "The pass key is", bos: false, special: true)
         var sp = SessionParams()
-        sp.nCtx = ctx + 16
+        sp.nCtx = ctx + 24
         sp.nBatch = batch
         sp.nThreads = t
         sp.kvBits = kvBits
@@ -56,9 +57,9 @@ struct Needle: ParsableCommand {
             return z ^ (z >> 31)
         }
         print("needle: ctx \(ctx), \(attention.summary), kv_bits \(session.plan.kvBits), session \(session.allocatedBytes) bytes")
-        var results: [(Double, Int, Int, Double)] = []  // depth, hits, trials, prefill tok/s (mean)
+        var results: [(Double, Int, Int, Double, Double)] = []  // depth, hits, trials, prefill and decode tok/s (means)
         for depth in depthList {
-            var hits = 0, tps = 0.0
+            var hits = 0, tps = 0.0, dtps = 0.0
             for _ in 0..<trials {
                 let key = 10000 + Int(next() % 90000)
                 let needle = tokenize(model, " The pass key is \(key). Remember it. \(key) is the pass key.\n", bos: false, special: false)
@@ -80,25 +81,30 @@ struct Needle: ParsableCommand {
                 do { try prompt.withUnsafeBufferPointer { (b) throws(EAError) in try session.evaluate(b) } } catch { die(error.message) }
                 let t1 = eak_now_ns()
                 tps += Double(prompt.count) / (Double(t1 - t0) / 1e9)
+                // the answer: up to 8 tokens; decoding goes on to 16 steps to time decode at this depth
                 var out: [UInt8] = []
                 var tok = argmax(session.lastLogits!, model.hp.nVocab)
-                for i in 0..<8 {
-                    if model.tokenizer.isEndOfGeneration(tok) { break }
-                    out += model.tokenizer.piece(tok)
-                    if i == 7 { break }
+                var ended = false
+                let t2 = eak_now_ns()
+                for i in 0..<16 {
+                    if model.tokenizer.isEndOfGeneration(tok) { ended = true }
+                    if !ended && i < 8 { out += model.tokenizer.piece(tok) }
                     do { tok = argmax(try session.decode(tok), model.hp.nVocab) } catch { die(error.message) }
                 }
+                let dt = 16 / (Double(eak_now_ns() - t2) / 1e9)
+                dtps += dt
                 let answer = String(decoding: out, as: UTF8.self)
                 let ok = answer.contains(String(key))
                 if ok { hits += 1 }
-                print("depth \(fmt(depth, 2)) key \(key): \(ok ? "found" : "missed") (answer \"\(answer.replacingOccurrences(of: "\n", with: " "))\"), prefill \(prompt.count) tokens at \(fmt(Double(prompt.count) / (Double(t1 - t0) / 1e9), 1)) tok/s")
+                print("depth \(fmt(depth, 2)) key \(key): \(ok ? "found" : "missed") (answer \"\(answer.replacingOccurrences(of: "\n", with: " "))\"), prefill \(prompt.count) tokens at \(fmt(Double(prompt.count) / (Double(t1 - t0) / 1e9), 1)) tok/s, decode \(fmt(dt, 1)) tok/s")
             }
-            results.append((depth, hits, trials, tps / Double(trials)))
+            results.append((depth, hits, trials, tps / Double(trials), dtps / Double(trials)))
         }
         let total = results.reduce(0) { $0 + $1.1 }, n = results.reduce(0) { $0 + $1.2 }
         let meanTps = results.reduce(0.0) { $0 + $1.3 } / Double(results.count)
-        print("accuracy: \(total)/\(n), mean prefill \(fmt(meanTps, 1)) tok/s")
+        let meanDec = results.reduce(0.0) { $0 + $1.4 } / Double(results.count)
+        print("accuracy: \(total)/\(n), mean prefill \(fmt(meanTps, 1)) tok/s, decode \(fmt(meanDec, 1)) tok/s")
         let per = results.map { "{\"depth\": \($0.0), \"hits\": \($0.1), \"trials\": \($0.2), \"prefill_tps\": \(fmt($0.3, 2))}" }.joined(separator: ", ")
-        print("{\"ctx\": \(ctx), \"attention\": \"\(attention.policy.name)\", \"accuracy\": \(fmt(Double(total) / Double(n), 4)), \"prefill_tps\": \(fmt(meanTps, 2)), \"depths\": [\(per)]}")
+        print("{\"ctx\": \(ctx), \"attention\": \"\(attention.policy.name)\", \"accuracy\": \(fmt(Double(total) / Double(n), 4)), \"prefill_tps\": \(fmt(meanTps, 2)), \"decode_tps\": \(fmt(meanDec, 2)), \"session_bytes\": \(session.allocatedBytes), \"depths\": [\(per)]}")
     }
 }
