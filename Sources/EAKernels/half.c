@@ -63,7 +63,3 @@ const float *eak_f16_table(void) {
 void eak_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = eak_f32_to_f16(x[i]);
 }
-
-void eak_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] = eak_f16_to_f32(x[i]);
-}

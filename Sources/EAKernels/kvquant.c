@@ -8,6 +8,7 @@
  * stay in a float ring until it fills. A query at position t reads block b quantized iff the block
  * ends at or before t, so evaluating tokens one by one or in batches gives identical results. */
 #include "ea_kernels.h"
+#include "span.h"
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -159,16 +160,8 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
         /* keys: ordinals 0..ns-1 are the sinks, then window positions w0..p; or the list */
         const int32_t *lst = list ? list + (size_t)kvh * span->keys_stride : NULL;
         int ns = 0, w0 = 0, nk;
-        if (lst) {
-            int lo = 0, hi = span->n_keys;
-            while (lo < hi) { const int mid = (lo + hi) >> 1; if (lst[mid] <= p) lo = mid + 1; else hi = mid; }
-            nk = lo;
-        } else {
-            ns = AS < p + 1 ? AS : p + 1;
-            const int start = W > 0 ? p - W + 1 : 0;
-            w0 = start > AS ? start : AS;
-            nk = ns + (p >= w0 ? p - w0 + 1 : 0);
-        }
+        if (lst) nk = span_upper(lst, span->n_keys, p);
+        else nk = span_range(AS, W, p, &ns, &w0);
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
         float mx = -INFINITY;
         if (lst) {

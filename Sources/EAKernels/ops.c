@@ -1,6 +1,7 @@
 /* Small per-token kernels: normalisation, rotary embedding, causal attention over a float KV cache,
  * gated activations, and top-k selection for samplers. */
 #include "ea_kernels.h"
+#include "span.h"
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -186,16 +187,6 @@ static void pv_f32(float *o, float p, const void *vv, int n, const float *h2f) {
     for (int d = 0; d < n; ++d) o[d] = o[d] + p * v[d];
 }
 
-/* ---- which keys a query reads (shared with kvquant.c through ea_kernels.h's eak_span) --------- */
-static inline int span_upper(const int32_t *list, int n, int p) { /* entries <= p */
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        const int mid = (lo + hi) >> 1;
-        if (list[mid] <= p) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-}
-
 int eak_span_max_keys(const eak_span *span, int pos0, int n_tok) {
     const int dense = pos0 + n_tok;
     if (!span) return dense;
@@ -203,14 +194,6 @@ int eak_span_max_keys(const eak_span *span, int pos0, int n_tok) {
     if (span->window <= 0) return dense;
     const int m = span->n_sink + span->window;
     return m < dense ? m : dense;
-}
-
-/* Range form for a query at p: n_sink_q sinks, then window positions w0..p. */
-static inline void span_range(const eak_span *span, int p, int *n_sink_q, int *w0) {
-    const int S = span ? span->n_sink : 0, W = span ? span->window : 0;
-    *n_sink_q = S < p + 1 ? S : p + 1;
-    int start = W > 0 ? p - W + 1 : 0;
-    *w0 = start > S ? start : S;
 }
 
 static void attention_driver(const float *q, const void *k_cache, const void *v_cache, size_t elem_bytes,
@@ -246,10 +229,7 @@ static void attention_driver(const float *q, const void *k_cache, const void *v_
         const int32_t *lst = list ? list + (size_t)kvh * span->keys_stride : NULL;
         int ns = 0, w0 = 0, nk;
         if (lst) nk = span_upper(lst, span->n_keys, p);
-        else {
-            span_range(span, p, &ns, &w0);
-            nk = ns + (p >= w0 ? p - w0 + 1 : 0);
-        }
+        else nk = span_range(S, span ? span->window : 0, p, &ns, &w0);
         /* slot of key ordinal k */
 #define SLOT(k) (lst ? lst[k] : (k) < ns ? (k) : (R > 0 ? S + (w0 + (k) - ns - S) % R : w0 + (k) - ns))
         float mx = -INFINITY;

@@ -48,14 +48,8 @@ struct Needle: ParsableCommand {
         attention.apply(&sp, nLayer: model.hp.nLayer, ctx: sp.nCtx)
         let session: Session
         do { session = try Session(model: model, params: sp) } catch { die("\(error.status.text): \(error.message)") }
-        var rng = seed &+ 0x9E3779B97F4A7C15
-        func next() -> UInt64 {  // splitmix64
-            rng = rng &+ 0x9E3779B97F4A7C15
-            var z = rng
-            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-            return z ^ (z >> 31)
-        }
+        var rng = SplitMix64(seed: seed &+ 0x9E3779B97F4A7C15)
+        func next() -> UInt64 { rng.next() }
         print("needle: ctx \(ctx), \(attention.summary), kv_bits \(session.plan.kvBits), session \(session.allocatedBytes) bytes")
         var results: [(Double, Int, Int, Double, Double)] = []  // depth, hits, trials, prefill and decode tok/s (means)
         for depth in depthList {

@@ -46,7 +46,6 @@ int eak_write_fd(int fd, const void *buf, size_t len);
 float eak_f16_to_f32(uint16_t h);
 uint16_t eak_f32_to_f16(float f); /* round to nearest even */
 void eak_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
-void eak_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 /* The 65536 halves as floats (filled once, thread-safe). */
 const float *eak_f16_table(void);
 

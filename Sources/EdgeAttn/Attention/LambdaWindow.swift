@@ -34,20 +34,32 @@ extension Session {
         if S == 0 || sinkShift(query: pos0 + n - 1, sink: 0) == 0 { return nil }  // the shift grows with p and falls with i
         let out = arena.floats(at: plan.sinkShift)
         let neox: Int32 = hp.ropeNeox ? 1 : 0
+        // the cached sink keys (float in every format: half caches are widened, KV8/KV4 keep them exact)
+        let cached = out + (n - 1) * S * kvd  // staged in the last query's rows, which are written last
+        if plan.kvBits <= 8 {
+            cached.update(from: arena.floats(at: plan.kvSinkK) + l * plan.kvSinks * kvd, count: S * kvd)
+        } else if plan.kvBits == 16 {
+            let src = (arena.raw + plan.kCache + plan.kvOffset[l] * 2)
+            _ = eak_dequantize(Int32(EAK_F16), src, cached, Int64(S * kvd))
+        } else {
+            cached.update(from: arena.floats(at: plan.kCache + plan.kvOffset[l] * 4), count: S * kvd)
+        }
         for t in 0..<n {
-            for i in 0..<S {
-                let dst = out + (t * S + i) * kvd
-                if plan.kvBits <= 8 {
-                    dst.update(from: arena.floats(at: plan.kvSinkK) + (l * plan.kvSinks + i) * kvd, count: kvd)
-                } else if plan.kvBits == 16 {
-                    let src = (arena.raw + plan.kCache + plan.kvOffset[l] * 2).assumingMemoryBound(to: UInt16.self) + i * kvd
-                    eak_f16_to_f32_row(src, dst, Int64(kvd))
-                } else {
-                    dst.update(from: arena.floats(at: plan.kCache + plan.kvOffset[l] * 4) + i * kvd, count: kvd)
-                }
-                let delta = sinkShift(query: pos0 + t, sink: i)
+            let dst = out + t * S * kvd
+            if t < n - 1 { dst.update(from: cached, count: S * kvd) }
+            if plan.positionMode == .streaming {
+                // one shift for every sink: rotate all S x n_kv_head heads in one call
+                let delta = sinkShift(query: pos0 + t, sink: 0)
                 if delta > 0 {
-                    eak_rope(dst, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(delta), ropeBase, hp.ropeFreqScale, neox)
+                    eak_rope(dst, Int32(S * hp.nHeadKV), Int32(hp.headDim), Int32(delta), ropeBase, hp.ropeFreqScale, neox)
+                }
+            } else {
+                for i in 0..<S {
+                    let delta = sinkShift(query: pos0 + t, sink: i)
+                    if delta > 0 {
+                        eak_rope(dst + i * kvd, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(delta), ropeBase,
+                                 hp.ropeFreqScale, neox)
+                    }
                 }
             }
         }

@@ -9,7 +9,8 @@ public final class Session {
     public private(set) var nPast = 0
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
     var lastLogitsRow = -1
-    let attention: AttentionScale
+    /// 1/sqrt(head_dim), the softmax scale of every attention kernel.
+    let attnScale: Float
     /// Calibration hook (host tools only; nil in normal use): called with (layer, site, rows, n, cols)
     /// for the inputs of the layer's matrices: site 0 = attention input (q, k, v), 1 = attention
     /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input.
@@ -33,7 +34,7 @@ public final class Session {
         self.model = model
         self.plan = plan
         self.arena = arena
-        attention = AttentionScale(model.hp)
+        attnScale = 1 / Float(model.hp.headDim).squareRoot()
         dhsaReset()
     }
 
@@ -182,15 +183,15 @@ public final class Session {
             func attend(_ t0: Int, _ nt: Int, _ sp: inout eak_span) {
                 let qp = q + t0 * hp.qDim, op = att + t0 * hp.qDim, p0 = Int32(pos0 + t0)
                 if quant {
-                    eak_kvq_attention(&cq, qp, op, Int32(nt), p0, Int32(hp.nHead), attention.scale, &sp, scratch, Int32(th))
+                    eak_kvq_attention(&cq, qp, op, Int32(nt), p0, Int32(hp.nHead), attnScale, &sp, scratch, Int32(th))
                 } else if half {
                     eak_attention_f16(qp, kc.assumingMemoryBound(to: UInt16.self), vc.assumingMemoryBound(to: UInt16.self),
                                       op, Int32(nt), p0, Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
-                                      attention.scale, &sp, scratch, Int32(th))
+                                      attnScale, &sp, scratch, Int32(th))
                 } else {
                     eak_attention(qp, kc.assumingMemoryBound(to: Float.self), vc.assumingMemoryBound(to: Float.self),
                                   op, Int32(nt), p0, Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim),
-                                  attention.scale, &sp, scratch, Int32(th))
+                                  attnScale, &sp, scratch, Int32(th))
                 }
             }
             if dslot >= 0 {

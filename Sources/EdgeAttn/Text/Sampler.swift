@@ -23,7 +23,7 @@ public final class Sampler {
     let history: UnsafeMutablePointer<Int32>
     var historyCount = 0
     var historyHead = 0
-    var rng: UInt64
+    var rng: SplitMix64
 
     public convenience init(vocabSize: Int, params: SamplerParams) throws(EAError) {
         if vocabSize < 1 { throw EAError(.invalidArgument, "vocabulary size \(vocabSize)") }
@@ -44,7 +44,7 @@ public final class Sampler {
         idx = .allocate(capacity: vocabSize)
         probs = .allocate(capacity: vocabSize)
         history = .allocate(capacity: max(params.repeatLastN, 1))
-        rng = params.seed
+        rng = SplitMix64(seed: params.seed)
     }
 
     deinit {
@@ -68,18 +68,10 @@ public final class Sampler {
     public func reset() {
         historyCount = 0
         historyHead = 0
-        rng = params.seed
+        rng = SplitMix64(seed: params.seed)
     }
 
-    /// splitmix64: small, seedable, good enough for sampling.
-    func nextUniform() -> Double {
-        rng &+= 0x9E37_79B9_7F4A_7C15
-        var z = rng
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z >> 11) * (1.0 / 9007199254740992.0)
-    }
+    func nextUniform() -> Double { rng.nextUniform() }
 
     public func sample(_ logits: UnsafePointer<Float>) -> Int32 {
         work.update(from: logits, count: nVocab)
