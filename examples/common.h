@@ -13,7 +13,7 @@
 
 #include "edgeattn.h"
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+static inline int parse_int(const char *s, long long lo, long long hi, long long *out) {
     char *end = NULL;
     if (!s || !*s || (*s != '-' && *s != '+' && (*s < '0' || *s > '9'))) return 0;
     errno = 0;
@@ -23,7 +23,7 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out) 
     return 1;
 }
 
-static int parse_u64(const char *s, uint64_t *out) {
+static inline int parse_u64(const char *s, uint64_t *out) {
     char *end = NULL;
     if (!s || *s < '0' || *s > '9') return 0; /* no sign, no space: strtoull accepts "-1" */
     errno = 0;
@@ -34,7 +34,7 @@ static int parse_u64(const char *s, uint64_t *out) {
 }
 
 /* lo_open/hi_open: exclude the bound. */
-static int parse_float(const char *s, double lo, int lo_open, double hi, int hi_open, float *out) {
+static inline int parse_float(const char *s, double lo, int lo_open, double hi, int hi_open, float *out) {
     char *end = NULL;
     if (!s || !*s || (*s != '-' && *s != '+' && *s != '.' && (*s < '0' || *s > '9'))) return 0;
     errno = 0;
@@ -46,7 +46,7 @@ static int parse_float(const char *s, double lo, int lo_open, double hi, int hi_
 }
 
 /* The handle's own error text when there is one, else the thread's last error. */
-static const char *error_detail(const char *handle_error) {
+static inline const char *error_detail(const char *handle_error) {
     if (handle_error && handle_error[0]) return handle_error;
     const char *t = ea_last_error();
     return (t && t[0]) ? t : "(no detail)";

@@ -32,7 +32,7 @@ extern "C" {
 
 /* ---- Version ---------------------------------------------------------------------------------- */
 #define EA_VERSION_MAJOR 0
-#define EA_VERSION_MINOR 2
+#define EA_VERSION_MINOR 3
 #define EA_VERSION_PATCH 0
 /* EA_VERSION_NUMBER == MAJOR*10000 + MINOR*100 + PATCH: compare with ea_version() at run time to
  * check that the header and the linked library agree. */
@@ -71,7 +71,9 @@ enum {
     EA_ERR_BUFFER_TOO_SMALL = 16, /* an output buffer is too small; the size needed is returned   */
     EA_ERR_ABORTED = 17,          /* the caller's abort flag or callback stopped the call         */
     EA_ERR_TOKENIZER = 18,        /* tokenizer metadata is missing or inconsistent                 */
-    EA_ERR_KERNEL_MISMATCH = 19   /* ea_self_test: a SIMD kernel disagrees with the generic C one  */
+    EA_ERR_KERNEL_MISMATCH = 19,  /* ea_self_test: a SIMD kernel disagrees with the generic C one  */
+    EA_ERR_STATE_MISMATCH = 20,   /* a state snapshot made by another model or session configuration */
+    EA_ERR_MODEL_KIND = 21        /* a text call on a series model, or a series call on a text model */
 };
 
 /* A static, human-readable name for a status ("EA_ERR_TRUNCATED: file is truncated").
@@ -106,11 +108,23 @@ ea_model_params ea_model_default_params(void);
  * Every offset, count, length and shape in the file is validated before use. */
 ea_status ea_model_load(const char *path, const ea_model_params *params, ea_model **out_model);
 
+/* Layer kinds (README "Recurrent mode"): softmax attention over a KV cache, Aaren's softmax RNN
+ * with a learned query, decayed linear attention. The last two keep a constant state. */
+typedef enum ea_layer_kind { EA_LAYER_SOFTMAX = 0, EA_LAYER_AAREN = 1, EA_LAYER_LINEAR = 2 } ea_layer_kind;
+
+/* ea_layer_kind of a layer; -1 for a NULL model or a layer out of range. */
+int32_t ea_model_layer_kind(const ea_model *model, int32_t layer);
+/* Series models (numbers in, forecasts out: edgeattn.series.* metadata) return the numbers
+ * predicted per sample (>= 1); text models return 0. Text calls (ea_tokenize, ea_token_to_text,
+ * ea_chat_format, ea_sampler_create, ea_session_prefill/decode) on a series model, and
+ * ea_session_eval_series on a text model, return EA_ERR_MODEL_KIND. */
+int32_t ea_model_series_outputs(const ea_model *model);
+
 /* Frees a model. NULL is ignored. All sessions of the model must be freed first. */
 void ea_model_free(ea_model *model);
 
 /* Model facts. All return 0 / "" for a NULL model. */
-int32_t ea_model_vocab_size(const ea_model *model);
+int32_t ea_model_vocab_size(const ea_model *model);     /* 0 for series models                  */
 int32_t ea_model_context_length(const ea_model *model); /* training context, from metadata */
 int32_t ea_model_n_layers(const ea_model *model);
 int32_t ea_model_n_embd(const ea_model *model);
@@ -232,7 +246,7 @@ uint64_t ea_session_allocated_bytes(const ea_session *session);
 int32_t ea_session_n_past(const ea_session *session);
 /* Positions this session can hold: n_ctx, or INT32_MAX for a session whose layers are all Λ. */
 int32_t ea_session_n_ctx(const ea_session *session);
-/* Empties the KV cache (keeps the memory). NULL is ignored. */
+/* Empties the KV cache and recurrent state (keeps the memory). NULL is ignored. */
 void ea_session_reset(ea_session *session);
 /* Last error text for this session. Owned by the session. Never NULL. */
 const char *ea_session_last_error(const ea_session *session);
@@ -249,6 +263,28 @@ ea_status ea_session_decode(ea_session *session, ea_token token, const float **o
 /* The logits of the last evaluated token (vocab-size floats, owned by the session), or NULL if none
  * has been evaluated since creation or reset. */
 const float *ea_session_logits(const ea_session *session);
+
+/* Series models: feeds n samples (one number each) and writes, for every sample, the forecast of
+ * what follows: n x ea_model_series_outputs() floats into out (out_len = its capacity in floats;
+ * EA_ERR_BUFFER_TOO_SMALL if short). Samples must be finite (else EA_ERR_INVALID_ARGUMENT). Costs
+ * the same per sample however long the stream when every layer is recurrent (or Λ). Nothing is
+ * changed when it fails. n = 0 does nothing. */
+ea_status ea_session_eval_series(ea_session *session, const float *samples, size_t n, float *out,
+                                 size_t out_len);
+
+/* State snapshots: everything the session has accumulated (KV caches, recurrent states, series lags,
+ * position, the last logits) as a byte string that ea_session_state_load restores into a session
+ * created from the same model file with the same params, in this or another process. The size is
+ * fixed per session: constant for recurrent and Λ sessions, n_ctx-sized for dense ones. */
+/* Bytes a snapshot of this session takes (0 for NULL). */
+size_t ea_session_state_size(const ea_session *session);
+/* Writes the snapshot into buf (caller-owned, buf_size bytes); *written (may be NULL) receives the
+ * bytes written, or on EA_ERR_BUFFER_TOO_SMALL the size needed. */
+ea_status ea_session_state_save(const ea_session *session, void *buf, size_t buf_size, size_t *written);
+/* Restores a snapshot. EA_ERR_BAD_MAGIC: not a snapshot; EA_ERR_STATE_MISMATCH: made by another
+ * model or session configuration; EA_ERR_TRUNCATED: wrong size; EA_ERR_CORRUPT: checksum or
+ * fields damaged. On error the session is unchanged. */
+ea_status ea_session_state_load(ea_session *session, const void *buf, size_t buf_size);
 
 /* ---- Sampler ---------------------------------------------------------------------------------- */
 typedef struct ea_sampler_params {

@@ -15,6 +15,8 @@ final class StatusTests: XCTestCase {
             (.outOfMemory, Int(EA_ERR_OUT_OF_MEMORY)), (.tokenRange, Int(EA_ERR_TOKEN_RANGE)),
             (.contextFull, Int(EA_ERR_CONTEXT_FULL)), (.bufferTooSmall, Int(EA_ERR_BUFFER_TOO_SMALL)),
             (.aborted, Int(EA_ERR_ABORTED)), (.tokenizer, Int(EA_ERR_TOKENIZER)),
+            (.kernelMismatch, Int(EA_ERR_KERNEL_MISMATCH)), (.stateMismatch, Int(EA_ERR_STATE_MISMATCH)),
+            (.modelKind, Int(EA_ERR_MODEL_KIND)),
         ]
         for (s, v) in header { XCTAssertEqual(Int(s.rawValue), v, "\(s)") }
         XCTAssertEqual(libraryVersion, UInt32(EA_VERSION_MAJOR * 10000 + EA_VERSION_MINOR * 100 + EA_VERSION_PATCH))

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "edgeattn.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +65,8 @@ static const struct {
     {"EA_ERR_ABORTED", EA_ERR_ABORTED},
     {"EA_ERR_TOKENIZER", EA_ERR_TOKENIZER},
     {"EA_ERR_KERNEL_MISMATCH", EA_ERR_KERNEL_MISMATCH},
+    {"EA_ERR_STATE_MISMATCH", EA_ERR_STATE_MISMATCH},
+    {"EA_ERR_MODEL_KIND", EA_ERR_MODEL_KIND},
 };
 #define N_STATUS (sizeof k_status / sizeof k_status[0])
 
@@ -170,7 +173,7 @@ static void test_version_and_status(void) {
     check(distinct, "ea_status_string is distinct for every status", "%s", detail);
     check(prefixed, "ea_status_string starts with the status name", "%s", name);
     {
-        const ea_status unknown[] = {-1, 20, 1000, INT32_MIN};
+        const ea_status unknown[] = {-1, 22, 1000, INT32_MIN};
         int ok = 1;
         const char *bad = "";
         for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -1096,9 +1099,117 @@ static void test_synthetic(const char *dir) {
     ea_model_free(m);
 }
 
+/* State snapshots on a Λ session of the real model: constant size, restorable into a fresh session
+ * (the next logits are bit-identical), refused by a session of another configuration. */
+static void test_state_snapshots(const ea_model *m) {
+    ea_session_params p = small_session(64);
+    p.attention = EA_ATTN_LAMBDA;
+    p.attn_sinks = 4;
+    p.attn_window = 28;
+    ea_session *a = NULL, *b = NULL, *c = NULL;
+    if (!expect(ea_session_create(m, &p, &a), EA_OK, "snapshot: Λ session", ea_last_error())) return;
+    size_t size0 = ea_session_state_size(a);
+    check(size0 > 64, "snapshot: size reported", "size %zu", size0);
+    check(ea_session_state_size(NULL) == 0, "snapshot: size of NULL is 0", "");
+    size_t need = 0;
+    expect(ea_session_state_save(a, NULL, 0, &need), EA_ERR_BUFFER_TOO_SMALL, "snapshot: NULL buffer -> size needed",
+           ea_session_last_error(a));
+    check(need == size0, "snapshot: BUFFER_TOO_SMALL returns the size needed", "need %zu, size %zu", need, size0);
+    expect(ea_session_state_save(NULL, NULL, 0, NULL), EA_ERR_INVALID_ARGUMENT, "snapshot: save NULL session", ea_last_error());
+    expect(ea_session_state_load(NULL, NULL, 0), EA_ERR_INVALID_ARGUMENT, "snapshot: load NULL session", ea_last_error());
+    expect(ea_session_state_load(a, NULL, 0), EA_ERR_INVALID_ARGUMENT, "snapshot: load NULL buffer", ea_last_error());
+    unsigned char *buf = malloc(size0), *buf2 = malloc(size0);
+    float *want = malloc(sizeof(float) * (size_t)ea_model_vocab_size(m));
+    if (!buf || !buf2 || !want) { check(0, "snapshot: malloc", ""); goto out; }
+    /* 100 tokens: past the 32-token window, so the ring has wrapped */
+    for (int i = 0; i < 100; i++) ea_session_decode(a, k_prompt_ids[i % N_PROMPT_IDS], NULL);
+    check(ea_session_state_size(a) == size0, "snapshot: size constant after 100 tokens on a Λ session", "");
+    size_t written = 0;
+    expect(ea_session_state_save(a, buf, size0, &written), EA_OK, "snapshot: save", ea_session_last_error(a));
+    check(written == size0, "snapshot: wrote state_size bytes", "%zu", written);
+    const float *la = NULL, *lb = NULL;
+    ea_session_decode(a, 42, &la);
+    memcpy(want, la, sizeof(float) * (size_t)ea_model_vocab_size(m));
+    if (!expect(ea_session_create(m, &p, &b), EA_OK, "snapshot: second session", ea_last_error())) goto out;
+    expect(ea_session_state_load(b, buf, size0), EA_OK, "snapshot: load into a fresh session", ea_session_last_error(b));
+    check(ea_session_n_past(b) == 100, "snapshot: position restored", "n_past %d", ea_session_n_past(b));
+    const float *restored = ea_session_logits(b);
+    check(restored != NULL, "snapshot: last logits restored", "");
+    ea_session_decode(b, 42, &lb);
+    check(lb && memcmp(lb, want, sizeof(float) * (size_t)ea_model_vocab_size(m)) == 0,
+          "snapshot: next token's logits bit-identical after restore", "");
+    /* damaged or foreign snapshots leave the session untouched */
+    expect(ea_session_state_load(b, buf, size0 - 1), EA_ERR_TRUNCATED, "snapshot: short buffer", ea_session_last_error(b));
+    memcpy(buf2, buf, size0);
+    buf2[size0 / 2] ^= 0x10;
+    expect(ea_session_state_load(b, buf2, size0), EA_ERR_CORRUPT, "snapshot: damaged payload", ea_session_last_error(b));
+    memcpy(buf2, buf, size0);
+    buf2[0] ^= 1;
+    expect(ea_session_state_load(b, buf2, size0), EA_ERR_BAD_MAGIC, "snapshot: not a snapshot", ea_session_last_error(b));
+    check(ea_session_n_past(b) == 101, "snapshot: failed loads change nothing", "n_past %d", ea_session_n_past(b));
+    p.attn_window = 60;
+    if (expect(ea_session_create(m, &p, &c), EA_OK, "snapshot: session with another window", ea_last_error()))
+        expect(ea_session_state_load(c, buf, size0), EA_ERR_STATE_MISMATCH, "snapshot: other configuration refused",
+               ea_session_last_error(c));
+out:
+    free(buf);
+    free(buf2);
+    free(want);
+    ea_session_free(a);
+    ea_session_free(b);
+    ea_session_free(c);
+}
+
+/* A series model (the Aaren forecaster fixture): kinds, the series call, and text calls refused. */
+static void test_series_model(const char *path, const ea_model *text_model) {
+    ea_model *m = NULL;
+    if (!expect(ea_model_load(path, NULL, &m), EA_OK, "series: forecaster loads", ea_last_error())) return;
+    check(ea_model_series_outputs(m) == 1, "series: one output", "%d", ea_model_series_outputs(m));
+    check(ea_model_vocab_size(m) == 0, "series: no vocabulary", "%d", ea_model_vocab_size(m));
+    check(ea_model_layer_kind(m, 0) == EA_LAYER_AAREN, "series: layer 0 is Aaren", "%d", ea_model_layer_kind(m, 0));
+    check(ea_model_layer_kind(m, 99) == -1 && ea_model_layer_kind(NULL, 0) == -1, "series: layer kind out of range", "");
+    check(ea_model_layer_kind(text_model, 0) == EA_LAYER_SOFTMAX, "series: text model layers are softmax", "");
+    check(ea_model_series_outputs(text_model) == 0, "series: text model has no series outputs", "");
+    ea_token ids[4];
+    size_t n = 0;
+    expect(ea_tokenize(m, "abc", 3, 0, 0, ids, 4, &n), EA_ERR_MODEL_KIND, "series: tokenize refused", ea_model_last_error(m));
+    ea_sampler *smp = NULL;
+    expect(ea_sampler_create(m, NULL, &smp), EA_ERR_MODEL_KIND, "series: sampler refused", ea_last_error());
+    ea_session *s = NULL, *t = NULL;
+    ea_session_params p = ea_session_default_params();
+    if (!expect(ea_session_create(m, &p, &s), EA_OK, "series: session", ea_last_error())) goto out;
+    check(ea_session_n_ctx(s) == INT32_MAX, "series: unbounded stream", "%d", ea_session_n_ctx(s));
+    expect(ea_session_decode(s, 0, NULL), EA_ERR_MODEL_KIND, "series: decode refused", ea_session_last_error(s));
+    float x[3] = {350.0f, 350.5f, 351.0f}, y[3] = {0};
+    expect(ea_session_eval_series(s, NULL, 3, y, 3), EA_ERR_INVALID_ARGUMENT, "series: NULL samples", ea_session_last_error(s));
+    expect(ea_session_eval_series(s, x, 3, NULL, 3), EA_ERR_INVALID_ARGUMENT, "series: NULL out", ea_session_last_error(s));
+    expect(ea_session_eval_series(s, x, 3, y, 2), EA_ERR_BUFFER_TOO_SMALL, "series: out too small", ea_session_last_error(s));
+    float bad[2] = {1.0f, NAN};
+    expect(ea_session_eval_series(s, bad, 2, y, 2), EA_ERR_INVALID_ARGUMENT, "series: NaN sample refused", ea_session_last_error(s));
+    check(ea_session_n_past(s) == 0, "series: refused calls change nothing", "n_past %d", ea_session_n_past(s));
+    expect(ea_session_eval_series(s, x, 3, y, 3), EA_OK, "series: three samples", ea_session_last_error(s));
+    check(isfinite(y[2]) && fabsf(y[2] - 351.0f) < 10, "series: forecast near the series", "%g", (double)y[2]);
+    ea_session *st = NULL;
+    if (ea_session_create(text_model, NULL, &st) == EA_OK) {
+        expect(ea_session_eval_series(st, x, 3, y, 3), EA_ERR_MODEL_KIND, "series: text session refuses samples",
+               ea_session_last_error(st));
+        ea_session_free(st);
+    }
+    /* the same samples one at a time give the same forecasts (constant state, any batching) */
+    if (expect(ea_session_create(m, &p, &t), EA_OK, "series: second session", ea_last_error())) {
+        float y1[3];
+        for (int i = 0; i < 3; i++) ea_session_eval_series(t, &x[i], 1, &y1[i], 1);
+        check(fabsf(y1[2] - y[2]) <= 1e-4f * fabsf(y[2]), "series: one at a time == batch", "%g vs %g", (double)y1[2], (double)y[2]);
+    }
+out:
+    ea_session_free(s);
+    ea_session_free(t);
+    ea_model_free(m);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL_PATH CORRUPT_DIR\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s MODEL_PATH CORRUPT_DIR [SERIES_MODEL_PATH]\n", argv[0]);
         return 2;
     }
     const char *model_path = argv[1], *dir = argv[2];
@@ -1126,6 +1237,8 @@ int main(int argc, char **argv) {
         test_attention_policies(m);
         test_generation(m);
         test_chat_format(m);
+        test_state_snapshots(m);
+        if (argc == 4) test_series_model(argv[3], m);
     }
     ea_model_free(m);
 

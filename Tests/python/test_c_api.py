@@ -5,12 +5,15 @@
 Needs build/x86_64-linux-gnu/libedgeattn.a and build/aarch64-linux-gnu/libedgeattn.a.
 """
 import re
+from pathlib import Path
 
 import gguf
 import pytest
 
 from c_harness import HOST_TIMEOUT, QEMU_CPUS, QEMU_TIMEOUT, qemu, run
 from c_harness import aarch64_bins, corrupt_dir, host_bins, model_path  # noqa: F401 (fixtures)
+
+FORECASTER = Path(__file__).resolve().parents[1] / "Fixtures" / "aaren-forecaster.gguf"
 
 
 def _check_tap(r, where):
@@ -50,12 +53,12 @@ def test_corrupt_files_manifest(corrupt_dir):
 
 
 def test_api_host(host_bins, model_path, corrupt_dir):
-    r = run([host_bins / "test_api", model_path, corrupt_dir], timeout=HOST_TIMEOUT)
+    r = run([host_bins / "test_api", model_path, corrupt_dir, FORECASTER], timeout=HOST_TIMEOUT)
     _check_tap(r, "host")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu", QEMU_CPUS)
 def test_api_aarch64(aarch64_bins, model_path, corrupt_dir, cpu):
-    r = run(qemu(cpu, [aarch64_bins / "test_api", model_path, corrupt_dir]), timeout=QEMU_TIMEOUT)
+    r = run(qemu(cpu, [aarch64_bins / "test_api", model_path, corrupt_dir, FORECASTER]), timeout=QEMU_TIMEOUT)
     _check_tap(r, "qemu -cpu " + cpu)

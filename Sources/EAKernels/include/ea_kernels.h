@@ -219,6 +219,30 @@ void eak_scale(float *x, float s, int64_t n);
  * written to idx[0..k). k <= n. No allocation. */
 void eak_top_k(const float *x, int n, int k, int32_t *idx);
 
+/* ---- Recurrent attention (recurrent.c): constant state per head --------------------------------- */
+/* Aaren (softmax attention of one learned query as an RNN). query: n_head x head_dim; k, v, out:
+ * n rows of n_head x head_dim. state: per head the tuple (m, u, w[head_dim]) in head_dim + 2 floats,
+ * carried across calls (empty: m = -INFINITY, u = 0, w = 0). out[t] = w/u after token t. Scores are
+ * scale * (query . k). Prefill runs a blocked parallel prefix scan over (m, u, w) (blocks of 64
+ * tokens, same numbers for any thread count); scratch: eak_aaren_scratch_floats(n, ...) floats.
+ * head_dim <= 512. */
+void eak_aaren(const float *query, const float *k, const float *v, int32_t n, int32_t n_head, int32_t head_dim,
+               float scale, float *state, float *out, float *scratch, int32_t n_threads);
+int64_t eak_aaren_scratch_floats(int32_t n, int32_t n_head, int32_t head_dim);
+/* The associative combine a <- a (+) b of two (m, u, w[d]) tuples. */
+void eak_aaren_combine(float *a, const float *b, int32_t d);
+/* Decayed linear attention S_t = decay[h] S_(t-1) + k_t^T v_t, out_t = q_t S_t, per head.
+ * q, k, v, out: n rows of n_head x head_dim; state: n_head x head_dim x head_dim floats (S[i][j],
+ * row i = key channel), carried across calls. Chunkwise-parallel form with chunks of `chunk` tokens
+ * (threads take heads); chunk 1 is the recurrence itself. */
+void eak_linear_attention(const float *q, const float *k, const float *v, int32_t n, int32_t n_head,
+                          int32_t head_dim, const float *decay, float *state, float *out, int32_t chunk,
+                          int32_t n_threads);
+/* Feature map in place: kind 0 identity, 1 SiLU, 2 ELU+1. */
+void eak_feature_map(float *x, int64_t n, int32_t kind);
+/* x[i] *= sigmoid(g[i]) (output gate). */
+void eak_sigmoid_mul(float *x, const float *g, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

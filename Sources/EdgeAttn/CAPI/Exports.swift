@@ -93,7 +93,7 @@ func strlenC(_ p: UnsafePointer<CChar>) -> Int {
 public func _ea_version() -> UInt32 { libraryVersion }
 
 /// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
-public let libraryVersion: UInt32 = 0 * 10000 + 2 * 100 + 0
+public let libraryVersion: UInt32 = 0 * 10000 + 3 * 100 + 0
 
 @_cdecl("ea_self_test")
 public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int32 {
@@ -150,7 +150,19 @@ public func _ea_model_free(_ m: OpaquePointer?) { release(m, ModelHandle.self) }
 
 @_cdecl("ea_model_vocab_size")
 public func _ea_model_vocab_size(_ m: OpaquePointer?) -> Int32 {
-    Int32(handle(m, ModelHandle.self)?.model.hp.nVocab ?? 0)
+    guard let hp = handle(m, ModelHandle.self)?.model.hp, hp.series == nil else { return 0 }
+    return Int32(hp.nVocab)
+}
+
+@_cdecl("ea_model_series_outputs")
+public func _ea_model_series_outputs(_ m: OpaquePointer?) -> Int32 {
+    Int32(handle(m, ModelHandle.self)?.model.hp.series?.outputs ?? 0)
+}
+
+@_cdecl("ea_model_layer_kind")
+public func _ea_model_layer_kind(_ m: OpaquePointer?, _ layer: Int32) -> Int32 {
+    guard let hp = handle(m, ModelHandle.self)?.model.hp, layer >= 0, Int(layer) < hp.nLayer else { return -1 }
+    return Int32(hp.layerKinds[Int(layer)].rawValue)
 }
 
 @_cdecl("ea_model_context_length")
@@ -203,6 +215,7 @@ public func _ea_tokenize(_ m: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ l
                          _ parseSpecial: Int32, _ tokens: UnsafeMutablePointer<Int32>?, _ maxTokens: Int,
                          _ nTokens: UnsafeMutablePointer<Int>?) -> ea_status {
     guard let h = handle(m, ModelHandle.self) else { return invalid("ea_tokenize: model is NULL") }
+    if h.model.hp.series != nil { return fail(EAError(.modelKind, "ea_tokenize: this series model has no tokenizer"), h.error) }
     guard let nTokens = nTokens else { return invalid("ea_tokenize: n_tokens is NULL", h.error) }
     nTokens.pointee = 0
     if text == nil && len != 0 { return invalid("ea_tokenize: text is NULL", h.error) }
@@ -233,6 +246,7 @@ public func _ea_tokenize(_ m: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ l
 public func _ea_token_to_text(_ m: OpaquePointer?, _ token: Int32, _ buf: UnsafeMutablePointer<CChar>?,
                               _ size: Int, _ nBytes: UnsafeMutablePointer<Int>?) -> ea_status {
     guard let h = handle(m, ModelHandle.self) else { return invalid("ea_token_to_text: model is NULL") }
+    if h.model.hp.series != nil { return fail(EAError(.modelKind, "ea_token_to_text: this series model has no tokenizer"), h.error) }
     guard let nBytes = nBytes else { return invalid("ea_token_to_text: n_bytes is NULL", h.error) }
     nBytes.pointee = 0
     if token < 0 || Int(token) >= h.model.hp.nVocab {
@@ -268,6 +282,7 @@ public func _ea_chat_format(_ m: OpaquePointer?, _ roles: UnsafePointer<UnsafePo
                             _ addAssistant: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int,
                             _ nBytes: UnsafeMutablePointer<Int>?) -> ea_status {
     guard let h = handle(m, ModelHandle.self) else { return invalid("ea_chat_format: model is NULL") }
+    if h.model.hp.series != nil { return fail(EAError(.modelKind, "ea_chat_format: this series model has no tokenizer"), h.error) }
     guard let nBytes = nBytes else { return invalid("ea_chat_format: n_bytes is NULL", h.error) }
     nBytes.pointee = 0
     var msgs: [(role: String, content: String)] = []
@@ -439,6 +454,63 @@ public func _ea_session_decode(_ s: OpaquePointer?, _ token: Int32,
     }
 }
 
+@_cdecl("ea_session_eval_series")
+public func _ea_session_eval_series(_ s: OpaquePointer?, _ samples: UnsafePointer<Float>?, _ n: Int,
+                                    _ out: UnsafeMutablePointer<Float>?, _ outLen: Int) -> ea_status {
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_eval_series: session is NULL") }
+    guard let sp = h.session.model.hp.series else {
+        return fail(EAError(.modelKind, "ea_session_eval_series: this model reads tokens (use ea_session_prefill)"), h.error)
+    }
+    if n == 0 { return Status.ok.rawValue }
+    guard let samples = samples else { return invalid("ea_session_eval_series: samples is NULL", h.error) }
+    guard let out = out else { return invalid("ea_session_eval_series: out is NULL", h.error) }
+    let need = n.multipliedReportingOverflow(by: sp.outputs)
+    if need.overflow || outLen < need.partialValue {
+        return fail(EAError(.bufferTooSmall, "ea_session_eval_series: out must hold \(n) x \(sp.outputs) floats, has \(outLen)"), h.error)
+    }
+    do {
+        try h.session.evaluateSeries(UnsafeBufferPointer(start: samples, count: n), into: out)
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
+@_cdecl("ea_session_state_size")
+public func _ea_session_state_size(_ s: OpaquePointer?) -> Int {
+    handle(s, SessionHandle.self)?.session.stateSize ?? 0
+}
+
+@_cdecl("ea_session_state_save")
+public func _ea_session_state_save(_ s: OpaquePointer?, _ buf: UnsafeMutableRawPointer?, _ size: Int,
+                                   _ written: UnsafeMutablePointer<Int>?) -> ea_status {
+    written?.pointee = 0
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_state_save: session is NULL") }
+    let need = h.session.stateSize
+    guard let buf = buf, size >= need else {
+        written?.pointee = need
+        return fail(EAError(.bufferTooSmall, "ea_session_state_save: the snapshot needs \(need) bytes, the buffer has \(buf == nil ? 0 : size)"), h.error)
+    }
+    do {
+        written?.pointee = try h.session.saveState(into: buf, size: size)
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
+@_cdecl("ea_session_state_load")
+public func _ea_session_state_load(_ s: OpaquePointer?, _ buf: UnsafeRawPointer?, _ size: Int) -> ea_status {
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_state_load: session is NULL") }
+    guard let buf = buf else { return invalid("ea_session_state_load: buffer is NULL", h.error) }
+    do {
+        try h.session.loadState(from: buf, size: size)
+        return Status.ok.rawValue
+    } catch {
+        return fail(error, h.error)
+    }
+}
+
 @_cdecl("ea_session_logits")
 public func _ea_session_logits(_ s: OpaquePointer?) -> UnsafePointer<Float>? {
     handle(s, SessionHandle.self)?.session.lastLogits
@@ -460,6 +532,7 @@ public func _ea_sampler_create(_ m: OpaquePointer?, _ params: UnsafePointer<ea_s
     guard let out = out else { return invalid("ea_sampler_create: out_sampler is NULL") }
     out.pointee = nil
     guard let h = handle(m, ModelHandle.self) else { return invalid("ea_sampler_create: model is NULL") }
+    if h.model.hp.series != nil { return fail(EAError(.modelKind, "ea_sampler_create: a series model has no vocabulary to sample")) }
     var c = _ea_sampler_default_params()
     if let p = params {
         if p.pointee.size < UInt32(MemoryLayout<ea_sampler_params>.size) {

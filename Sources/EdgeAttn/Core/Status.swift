@@ -21,6 +21,8 @@ public enum Status: Int32 {
     case aborted = 17
     case tokenizer = 18
     case kernelMismatch = 19
+    case stateMismatch = 20
+    case modelKind = 21
 
     /// The static, NUL-terminated description returned by `ea_status_string`.
     public var text: StaticString {
@@ -45,6 +47,8 @@ public enum Status: Int32 {
         case .aborted: return "EA_ERR_ABORTED: aborted by the caller"
         case .tokenizer: return "EA_ERR_TOKENIZER: tokenizer data missing or inconsistent"
         case .kernelMismatch: return "EA_ERR_KERNEL_MISMATCH: a SIMD kernel disagrees with the generic one"
+        case .stateMismatch: return "EA_ERR_STATE_MISMATCH: state snapshot is from another model or session configuration"
+        case .modelKind: return "EA_ERR_MODEL_KIND: call does not apply to this kind of model (series or text)"
         }
     }
 }

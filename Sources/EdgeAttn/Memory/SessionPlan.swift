@@ -68,6 +68,12 @@ public struct SessionPlan {
     public let dhsaMaxChunks: Int
     let dhsaTable: Int, dhsaSums: Int, dhsaOpen: Int, dhsaKPre: Int, dhsaQSum: Int
     let dhsaScores: Int, dhsaOrder: Int, dhsaLists: Int
+    /// Layer kinds, recurrent state offsets (floats, per layer) and regions; series input scratch.
+    public let kinds: [LayerKind]
+    let rnnOffset: [Int]
+    let rnnState: Int, aarenScratch: Int, seriesFeatures: Int, seriesLags: Int
+    /// (byte offset, bytes) of the regions a state snapshot saves.
+    public let persistent: [(Int, Int)]
     public let totalBytes: Int
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
@@ -84,6 +90,7 @@ public struct SessionPlan {
 
     /// Positions a query at `pos` reads in layer l (for bytes-per-token reports).
     public func attendedPositions(layer l: Int, pos: Int) -> Int {
+        if kinds[l] != .softmax { return 0 }
         switch policies[l] {
         case .dense: return pos + 1
         case .lambda: return min(pos + 1, lambdaSinks + lambdaWindow)
@@ -101,7 +108,13 @@ public struct SessionPlan {
         }
         var policies = [AttentionPolicy](repeating: p.attention, count: hp.nLayer)
         for (l, a) in p.layerAttention.enumerated() { policies[l] = a }
-        let anyLambda = policies.contains(.lambda), allLambda = !policies.contains { $0 != .lambda }
+        // recurrent layers keep a constant state whatever the policy says; only softmax layers cache keys
+        let kinds = hp.layerKinds.count == hp.nLayer ? hp.layerKinds : [LayerKind](repeating: .softmax, count: hp.nLayer)
+        func softmax(_ l: Int) -> Bool { kinds[l] == .softmax }
+        let nSoftmax = kinds.filter { $0 == .softmax }.count
+        let anyLambda = (0..<hp.nLayer).contains { softmax($0) && policies[$0] == .lambda }
+        // bounded: every softmax layer is Λ (true as well for purely recurrent stacks)
+        let allLambda = !(0..<hp.nLayer).contains { softmax($0) && policies[$0] != .lambda }
         if anyLambda {
             if p.sinks < 0 || p.sinks > 1 << 16 { throw EAError(.invalidArgument, "attn_sinks \(p.sinks) out of range [0, 65536]") }
             if p.window < 1 || p.window > 1 << 24 { throw EAError(.invalidArgument, "attn_window \(p.window) out of range [1, 2^24]") }
@@ -116,7 +129,7 @@ public struct SessionPlan {
         if ![4, 8, 16, 32].contains(kvBits) { throw EAError(.invalidArgument, "kv_bits \(p.kvBits): supported 4, 8, 16, 32 (0 = model default)") }
         let quant = kvBits <= 8
         var dh = p.dhsa
-        if policies.contains(.dhsa) {
+        if (0..<hp.nLayer).contains(where: { softmax($0) && policies[$0] == .dhsa }) {
             if dh.budget < 0 || dh.global < 0 || dh.local < 0 {
                 throw EAError(.invalidArgument, "DHSA budget, global and local must not be negative")
             }
@@ -145,8 +158,8 @@ public struct SessionPlan {
         let S = anyLambda ? p.sinks : 0, W = anyLambda ? p.window : 0
         let lambdaRing = anyLambda ? W + nBatch - 1 : 0
         // KV8/KV4 keeps the Λ sinks exact too, so sinks never pass through 4 bits
-        let sinks = quant ? min(max(p.kvSinks, S), allLambda ? max(p.kvSinks, S) : nCtx) : 0
-        let ring = quant ? (group + nBatch + group - 1) / group * group : 0
+        let sinks = quant && nSoftmax > 0 ? min(max(p.kvSinks, S), allLambda ? max(p.kvSinks, S) : nCtx) : 0
+        let ring = quant && nSoftmax > 0 ? (group + nBatch + group - 1) / group * group : 0
 
         // per-layer geometry
         var kvSlots = [Int](), kvOffset = [Int](), qBlocks = [Int](), qRing = [Bool](), kqOff = [Int](), vqOff = [Int]()
@@ -154,14 +167,14 @@ public struct SessionPlan {
         var slotsTotal = 0, kqTotal = 0, vqTotal = 0
         for l in 0..<hp.nLayer {
             let lam = policies[l] == .lambda
-            let slots = quant ? 0 : (lam ? (allLambda ? S + lambdaRing : min(S + lambdaRing, nCtx)) : nCtx)
+            let slots = quant || !softmax(l) ? 0 : (lam ? (allLambda ? S + lambdaRing : min(S + lambdaRing, nCtx)) : nCtx)
             kvSlots.append(slots)
             kvOffset.append(slotsTotal * hp.kvDim)
             slotsTotal += slots
             // Λ on KV8/KV4: a ring of blocks covering the window, the batch and one partial block
             let ringBlocks = (W + nBatch - 1 + group - 1) / group + 1
             let full = quant ? max(0, nCtx - sinks) / group : 0
-            let blocks = quant ? (lam ? (allLambda ? ringBlocks : min(ringBlocks, full)) : full) : 0
+            let blocks = quant && softmax(l) ? (lam ? (allLambda ? ringBlocks : min(ringBlocks, full)) : full) : 0
             qBlocks.append(blocks)
             qRing.append(quant && lam && (allLambda || ringBlocks < full))
             kqOff.append(kqTotal)
@@ -206,7 +219,7 @@ public struct SessionPlan {
         let logits = try region("logits", checkedMul(nBatch, hp.nVocab))
         // scores of one query: the most keys any layer's policy lets a query read
         var maxKeys = 0
-        for a in policies {
+        for (l, a) in policies.enumerated() where softmax(l) {
             switch a {
             case .dense: maxKeys = max(maxKeys, nCtx)
             case .lambda: maxKeys = max(maxKeys, allLambda ? S + W : min(S + W, nCtx))
@@ -220,7 +233,7 @@ public struct SessionPlan {
         let rot = try region("x_rotated", hp.hasRotation ? nBatch * maxCols : 0)
         let sinkShift = try region("lambda_sink_keys", anyLambda ? nBatch * S * hp.kvDim : 0)
         var dhsaSlot = [Int](repeating: -1, count: hp.nLayer), nD = 0
-        for l in 0..<hp.nLayer where policies[l] == .dhsa { dhsaSlot[l] = nD; nD += 1 }
+        for l in 0..<hp.nLayer where softmax(l) && policies[l] == .dhsa { dhsaSlot[l] = nD; nD += 1 }
         let maxChunks = nD > 0 ? nCtx / dh.minChunk + 2 : 0
         let dTable = try region("dhsa_chunk_table", nD * (maxChunks + 1))
         let dSums = try region("dhsa_chunk_key_sums", checkedMul(nD * maxChunks, hp.kvDim))
@@ -230,6 +243,31 @@ public struct SessionPlan {
         let dScores = try region("dhsa_chunk_scores", maxChunks)
         let dOrder = try region("dhsa_chunk_order", maxChunks)
         let dLists = try region("dhsa_key_lists", nD > 0 ? hp.nHeadKV * min(dh.budget, nCtx) : 0)
+        // recurrent layers: Aaren (m, u, w) per head, linear attention a head_dim^2 matrix per head
+        var rnnOffset = [Int](), rnnFloats = 0
+        for l in 0..<hp.nLayer {
+            rnnOffset.append(rnnFloats)
+            switch kinds[l] {
+            case .aaren: rnnFloats += hp.nHead * (hp.headDim + 2)
+            case .linear: rnnFloats += hp.nHead * hp.headDim * hp.headDim
+            case .softmax: break
+            }
+        }
+        let rnnState = try region("recurrent_state", rnnFloats)
+        let aarenScratch = try region("aaren_scan_blocks", kinds.contains(.aaren)
+            ? Int(eak_aaren_scratch_floats(Int32(nBatch), Int32(hp.nHead), Int32(hp.headDim))) : 0)
+        let lags = hp.series?.lags ?? 0
+        let seriesFeatures = try region("series_features", nBatch * lags)
+        let seriesLags = try region("series_lags", lags)
+        // what a state snapshot holds: every cache and recurrent region (scratch excluded)
+        let keep: Set<String> = ["k_cache", "v_cache", "kv_quant_keys", "kv_quant_values", "kv_sink_keys",
+                                 "kv_sink_values", "kv_ring_keys", "kv_ring_values", "dhsa_chunk_table",
+                                 "dhsa_chunk_key_sums", "dhsa_open_chunk_sum", "recurrent_state", "series_lags"]
+        var persistent: [(Int, Int)] = [], at = 0
+        for (name, bytes) in regions {
+            if keep.contains(name) && bytes > 0 { persistent.append((at, bytes)) }
+            at = alignUp(at + bytes, 64)
+        }
         return SessionPlan(nCtx: nCtx, maxPositions: maxPositions, nBatch: nBatch, nThreads: nThreads, kvBits: kvBits,
                            policies: policies, lambdaSinks: S, lambdaWindow: W, lambdaRing: lambdaRing,
                            positionMode: p.positionMode, dhsa: dh,
@@ -241,6 +279,8 @@ public struct SessionPlan {
                            kvRingK: kvRingK, kvRingV: kvRingV, sinkShift: sinkShift,
                            dhsaSlot: dhsaSlot, dhsaMaxChunks: maxChunks, dhsaTable: dTable, dhsaSums: dSums,
                            dhsaOpen: dOpen, dhsaKPre: dKPre, dhsaQSum: dQSum, dhsaScores: dScores,
-                           dhsaOrder: dOrder, dhsaLists: dLists, totalBytes: off, regions: regions)
+                           dhsaOrder: dOrder, dhsaLists: dLists, kinds: kinds, rnnOffset: rnnOffset,
+                           rnnState: rnnState, aarenScratch: aarenScratch, seriesFeatures: seriesFeatures,
+                           seriesLags: seriesLags, persistent: persistent, totalBytes: off, regions: regions)
     }
 }

@@ -106,6 +106,13 @@ public struct Hyperparams {
     public var defaultKVBits = 16
     /// Some matrices are stored Hadamard-rotated (edgeattn.rotation.* keys): sessions need scratch.
     public var hasRotation = false
+    /// Attention kind of each layer (architecture "edgeattn"; the others are all softmax).
+    public var layerKinds: [LayerKind] = []
+    /// Linear layers: feature map on q and k (0 none, 1 SiLU, 2 ELU+1) and prefill chunk length.
+    public var linearFeatureMap: Int32 = 0
+    public var linearChunk = 64
+    /// Series models (numbers in, numbers out) instead of tokens; nil for language models.
+    public var series: SeriesSpec? = nil
     public var qDim: Int { nHead * headDim }
     public var kvDim: Int { nHeadKV * headDim }
 
@@ -114,7 +121,36 @@ public struct Hyperparams {
     }
 }
 
+/// How a layer mixes positions: softmax attention over a KV cache (dense, Λ or DHSA by session
+/// policy), Aaren's softmax RNN with a learned query, or decayed linear attention (README "Recurrent mode").
+public enum LayerKind: Int {
+    case softmax = 0, aaren = 1, linear = 2
+
+    public static func named(_ s: String) -> LayerKind? {
+        switch s {
+        case "softmax": return .softmax
+        case "aaren": return .aaren
+        case "linear": return .linear
+        default: return nil
+        }
+    }
+    public var isRecurrent: Bool { self != .softmax }
+}
+
+/// A series model's input and output (README "Recurrent mode"): the input at step t is the last
+/// `lags` samples, standardized as (x - mean) / scale (before the first sample arrives earlier
+/// lags repeat the first sample); the model predicts `outputs` numbers, returned as mean + scale * y,
+/// or x_t + scale * y when `residual`.
+public struct SeriesSpec {
+    public var lags: Int
+    public var outputs: Int
+    public var mean: Float
+    public var scale: Float
+    public var residual: Bool
+}
+
 public struct LayerWeights {
+    let kind: LayerKind
     /// RoPE base and attention window (0 = all keys) of this layer.
     let ropeBase: Float
     let window: Int
@@ -124,7 +160,7 @@ public struct LayerWeights {
     let postAttnNorm: UnsafePointer<Float>?
     let postFFNNorm: UnsafePointer<Float>?
     let attnNorm: UnsafePointer<Float>
-    let wq: WeightMatrix
+    let wq: WeightMatrix?  // nil for Aaren (its query is learned: aarenQuery)
     let wk: WeightMatrix
     let wv: WeightMatrix
     let wo: WeightMatrix
@@ -132,6 +168,12 @@ public struct LayerWeights {
     let gate: WeightMatrix
     let up: WeightMatrix
     let down: WeightMatrix
+    /// Aaren: the learned query (n_head x head_dim). Linear: per-head decay, and the optional output
+    /// gate (sigmoid(W_g x)) and per-head output RMSNorm.
+    let aarenQuery: UnsafePointer<Float>?
+    let decay: UnsafePointer<Float>?
+    let attnGate: WeightMatrix?
+    let attnOutNorm: UnsafePointer<Float>?
 }
 
 /// A loaded model: hyperparameters from metadata, weights in place in the mapped file, small float
@@ -146,8 +188,11 @@ public final class Model {
     let outputNorm: UnsafePointer<Float>
     let layers: [LayerWeights]
     let vectors: AlignedBuffer
+    /// Series models: biases of the input projection (tokenEmbd holds input.weight) and of the head.
+    let inputBias: UnsafePointer<Float>?
+    let outputBias: UnsafePointer<Float>?
 
-    public static let supportedArchitectures = ["llama", "gemma3"]
+    public static let supportedArchitectures = ["llama", "gemma3", "edgeattn"]
 
     public convenience init(path: String, useMmap: Bool = true, validateData: Bool = false) throws(EAError) {
         let f = try GGUFFile(path: path, useMmap: useMmap)
@@ -155,43 +200,78 @@ public final class Model {
             throw EAError(.metadata, "required metadata 'general.architecture' is missing")
         }
         if !Model.supportedArchitectures.contains(arch) {
-            throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama, gemma3)")
+            throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama, gemma3, edgeattn)")
         }
         let hp = try Model.readHyperparams(f, arch: arch)
 
-        // Norm vectors: decode to float once (any stored type), into one owned buffer.
+        // Small float vectors (norms, biases, learned queries, decays): decoded to float once (any
+        // stored type) into one owned buffer. (name, floats, required)
         let gemma = arch == "gemma3"
-        var vecNames: [(String, Int)] = [("output_norm.weight", hp.nEmbd)]
+        var vecNames: [(String, Int, Bool)] = [("output_norm.weight", hp.nEmbd, true)]
+        if let sp = hp.series {
+            vecNames.append(("input.bias", hp.nEmbd, false))
+            vecNames.append(("output.bias", sp.outputs, false))
+        }
         for l in 0..<hp.nLayer {
-            vecNames.append(("blk.\(l).attn_norm.weight", hp.nEmbd))
-            vecNames.append(("blk.\(l).ffn_norm.weight", hp.nEmbd))
+            let p = "blk.\(l)."
+            vecNames.append((p + "attn_norm.weight", hp.nEmbd, true))
+            vecNames.append((p + "ffn_norm.weight", hp.nEmbd, true))
             if gemma {
-                vecNames.append(("blk.\(l).attn_q_norm.weight", hp.headDim))
-                vecNames.append(("blk.\(l).attn_k_norm.weight", hp.headDim))
-                vecNames.append(("blk.\(l).post_attention_norm.weight", hp.nEmbd))
-                vecNames.append(("blk.\(l).post_ffw_norm.weight", hp.nEmbd))
+                vecNames.append((p + "attn_q_norm.weight", hp.headDim, true))
+                vecNames.append((p + "attn_k_norm.weight", hp.headDim, true))
+                vecNames.append((p + "post_attention_norm.weight", hp.nEmbd, true))
+                vecNames.append((p + "post_ffw_norm.weight", hp.nEmbd, true))
+            }
+            switch hp.layerKinds[l] {
+            case .aaren: vecNames.append((p + "attn_query", hp.qDim, true))
+            case .linear:
+                vecNames.append((p + "attn_decay", hp.nHead, true))
+                vecNames.append((p + "attn_out_norm.weight", hp.headDim, false))
+            case .softmax: break
             }
         }
-        let vecBytes = alignUp(max(hp.nEmbd, hp.headDim) * 4, 64)
-        let vectors = try AlignedBuffer(byteCount: vecBytes * vecNames.count)
+        var vecOffsets: [Int] = [], vecTotal = 0
+        for (_, n, _) in vecNames {
+            vecOffsets.append(vecTotal)
+            vecTotal += alignUp(n * 4, 64)
+        }
+        let vectors = try AlignedBuffer(byteCount: max(vecTotal, 64))
         var vecPtr: [String: UnsafePointer<Float>] = [:]
-        for (i, (name, n)) in vecNames.enumerated() {
-            let t = try Model.tensor(f, name, [n])
-            let dst = vectors.floats(at: i * vecBytes)
+        for (i, (name, n, required)) in vecNames.enumerated() {
+            if !required && f.tensor(name) == nil { continue }
+            // the learned Aaren query is a matrix [head_dim, n_head] in the file; the rest are vectors
+            let t = try Model.tensor(f, name, name.hasSuffix(".attn_query") ? [hp.headDim, hp.nHead] : [n])
+            let dst = vectors.floats(at: vecOffsets[i])
             _ = eak_dequantize(t.type, f.data(of: t), dst, Int64(n))
             vecPtr[name] = UnsafePointer(dst)
         }
+        for l in 0..<hp.nLayer where hp.layerKinds[l] == .linear {
+            let dec = vecPtr["blk.\(l).attn_decay"]!
+            for h in 0..<hp.nHead where !(dec[h] > 0 && dec[h] <= 1) {
+                throw EAError(.corrupt, "tensor 'blk.\(l).attn_decay' holds \(dec[h]) for head \(h): decays must lie in (0, 1]")
+            }
+        }
 
-        let tokenEmbd = try Model.matrix(f, "token_embd.weight", rows: hp.nVocab, cols: hp.nEmbd)
-        var output = tokenEmbd  // tied embeddings unless the file has its own head
-        if f.tensor("output.weight") != nil {
-            output = try Model.matrix(f, "output.weight", rows: hp.nVocab, cols: hp.nEmbd)
+        // token models look rows up in token_embd; series models multiply the lag vector by input.weight
+        let tokenEmbd: WeightMatrix
+        var output: WeightMatrix
+        if let sp = hp.series {
+            tokenEmbd = try Model.matrix(f, "input.weight", rows: hp.nEmbd, cols: sp.lags)
+            output = try Model.matrix(f, "output.weight", rows: sp.outputs, cols: hp.nEmbd)
+        } else {
+            tokenEmbd = try Model.matrix(f, "token_embd.weight", rows: hp.nVocab, cols: hp.nEmbd)
+            output = tokenEmbd  // tied embeddings unless the file has its own head
+            if f.tensor("output.weight") != nil {
+                output = try Model.matrix(f, "output.weight", rows: hp.nVocab, cols: hp.nEmbd)
+            }
         }
         var ls: [LayerWeights] = []
         for l in 0..<hp.nLayer {
             let p = "blk.\(l)."
             let local = hp.isLocal(l)
+            let kind = hp.layerKinds[l]
             ls.append(LayerWeights(
+                kind: kind,
                 ropeBase: local ? hp.ropeBaseLocal : hp.ropeBase,
                 window: local ? hp.slidingWindow : 0,
                 qNorm: vecPtr[p + "attn_q_norm.weight"],
@@ -199,23 +279,32 @@ public final class Model {
                 postAttnNorm: vecPtr[p + "post_attention_norm.weight"],
                 postFFNNorm: vecPtr[p + "post_ffw_norm.weight"],
                 attnNorm: vecPtr[p + "attn_norm.weight"]!,
-                wq: try Model.matrix(f, p + "attn_q.weight", rows: hp.qDim, cols: hp.nEmbd),
+                wq: kind == .aaren ? nil : try Model.matrix(f, p + "attn_q.weight", rows: hp.qDim, cols: hp.nEmbd),
                 wk: try Model.matrix(f, p + "attn_k.weight", rows: hp.kvDim, cols: hp.nEmbd),
                 wv: try Model.matrix(f, p + "attn_v.weight", rows: hp.kvDim, cols: hp.nEmbd),
                 wo: try Model.matrix(f, p + "attn_output.weight", rows: hp.nEmbd, cols: hp.qDim),
                 ffnNorm: vecPtr[p + "ffn_norm.weight"]!,
                 gate: try Model.matrix(f, p + "ffn_gate.weight", rows: hp.nFF, cols: hp.nEmbd),
                 up: try Model.matrix(f, p + "ffn_up.weight", rows: hp.nFF, cols: hp.nEmbd),
-                down: try Model.matrix(f, p + "ffn_down.weight", rows: hp.nEmbd, cols: hp.nFF)))
+                down: try Model.matrix(f, p + "ffn_down.weight", rows: hp.nEmbd, cols: hp.nFF),
+                aarenQuery: vecPtr[p + "attn_query"],
+                decay: vecPtr[p + "attn_decay"],
+                attnGate: kind == .linear && f.tensor(p + "attn_gate.weight") != nil
+                    ? try Model.matrix(f, p + "attn_gate.weight", rows: hp.qDim, cols: hp.nEmbd) : nil,
+                attnOutNorm: vecPtr[p + "attn_out_norm.weight"]))
         }
-        let tokenizer = try Tokenizer(file: f, vocabSize: hp.nVocab)
+        let tokenizer = hp.series != nil ? Tokenizer.none() : try Tokenizer(file: f, vocabSize: hp.nVocab)
         if validateData { try Model.scanFinite(f) }
         self.init(file: f, hp: hp, tokenizer: tokenizer, tokenEmbd: tokenEmbd, output: output,
-                  outputNorm: vecPtr["output_norm.weight"]!, layers: ls, vectors: vectors)
+                  outputNorm: vecPtr["output_norm.weight"]!, layers: ls, vectors: vectors,
+                  inputBias: vecPtr["input.bias"], outputBias: vecPtr["output.bias"])
     }
 
     init(file: GGUFFile, hp: Hyperparams, tokenizer: Tokenizer, tokenEmbd: WeightMatrix, output: WeightMatrix,
-         outputNorm: UnsafePointer<Float>, layers: [LayerWeights], vectors: AlignedBuffer) {
+         outputNorm: UnsafePointer<Float>, layers: [LayerWeights], vectors: AlignedBuffer,
+         inputBias: UnsafePointer<Float>? = nil, outputBias: UnsafePointer<Float>? = nil) {
+        self.inputBias = inputBias
+        self.outputBias = outputBias
         self.file = file
         self.hp = hp
         self.tokenizer = tokenizer
@@ -240,9 +329,6 @@ public final class Model {
         let ropeBase = try f.float(a + "rope.freq_base") ?? 10000
         let ropeScale = try f.float(a + "rope.scaling.factor") ?? 1
         let eps = try f.float(a + "attention.layer_norm_rms_epsilon") ?? 1e-5
-        guard let tokens = try f.array("tokenizer.ggml.tokens") else {
-            throw EAError(.tokenizer, "required metadata 'tokenizer.ggml.tokens' is missing")
-        }
         func bad(_ what: String) -> EAError { EAError(.metadata, "inconsistent hyperparameters: \(what)") }
         if nEmbd < 1 || nEmbd > 1 << 16 { throw bad("embedding_length \(nEmbd)") }
         if nLayer < 1 || nLayer > 1024 { throw bad("block_count \(nLayer)") }
@@ -251,15 +337,63 @@ public final class Model {
         if nHeadKV < 1 || nHead % nHeadKV != 0 { throw bad("head_count_kv \(nHeadKV) does not divide head_count \(nHead)") }
         if headDim < 2 || headDim % 2 != 0 || headDim > 512 { throw bad("head dimension \(headDim)") }
         if nCtx < 1 || nCtx > 1 << 24 { throw bad("context_length \(nCtx)") }
-        if tokens.count < 1 || tokens.count > 1 << 22 { throw bad("vocabulary of \(tokens.count) tokens") }
+        // token models: vocabulary from the tokenizer; series models: outputs (edgeattn.series.*)
+        var series: SeriesSpec? = nil
+        if arch == "edgeattn", let lags = try f.int(a + "series.lags") {
+            let outs = try f.int(a + "series.outputs") ?? 1
+            let mean = try f.float(a + "series.mean") ?? 0, scale = try f.float(a + "series.scale") ?? 1
+            if lags < 1 || lags > 4096 { throw bad("series.lags \(lags) (1...4096)") }
+            if outs < 1 || outs > 4096 { throw bad("series.outputs \(outs) (1...4096)") }
+            if !mean.isFinite || !(scale > 0) || !scale.isFinite { throw bad("series.mean/scale must be finite, scale > 0") }
+            series = SeriesSpec(lags: lags, outputs: outs, mean: Float(mean), scale: Float(scale),
+                                residual: (try f.bool(a + "series.residual")) ?? false)
+        }
+        var nVocab = series?.outputs ?? 0
+        if series == nil {
+            guard let tokens = try f.array("tokenizer.ggml.tokens") else {
+                throw EAError(.tokenizer, "required metadata 'tokenizer.ggml.tokens' is missing")
+            }
+            if tokens.count < 1 || tokens.count > 1 << 22 { throw bad("vocabulary of \(tokens.count) tokens") }
+            nVocab = tokens.count
+        }
         if !(ropeBase > 0) || !(eps > 0) || !(ropeScale > 0) { throw bad("rope base, scale or norm epsilon not positive") }
-        var hp = Hyperparams(architecture: arch, nVocab: tokens.count, nCtxTrain: nCtx, nEmbd: nEmbd,
+        var hp = Hyperparams(architecture: arch, nVocab: nVocab, nCtxTrain: nCtx, nEmbd: nEmbd,
                              nLayer: nLayer, nHead: nHead, nHeadKV: nHeadKV, headDim: headDim, nFF: nFF,
                              ropeBase: Float(ropeBase), ropeFreqScale: Float(1 / ropeScale), rmsEps: Float(eps))
         hp.hasRotation = f.metadataKeys.contains { $0.hasPrefix("edgeattn.rotation.") }
         if let kb = try f.int("edgeattn.kv_bits") {
             if ![4, 8, 16, 32].contains(kb) { throw bad("edgeattn.kv_bits \(kb)") }
             hp.defaultKVBits = kb
+        }
+        hp.series = series
+        hp.layerKinds = [LayerKind](repeating: .softmax, count: nLayer)
+        if arch == "edgeattn" {
+            if let ka = try f.array(a + "layer_kinds") {
+                if ka.elementType != .string || ka.count != nLayer {
+                    throw bad("'\(a)layer_kinds' must be an array of \(nLayer) strings")
+                }
+                var unknown = ""
+                f.forEachString(ka) { i, b in
+                    let name = String(decoding: b, as: UTF8.self)
+                    if let k = LayerKind.named(name) { hp.layerKinds[i] = k } else if unknown.isEmpty { unknown = name }
+                }
+                if !unknown.isEmpty { throw bad("layer kind '\(unknown)' (supported: softmax, aaren, linear)") }
+            }
+            if hp.layerKinds.contains(where: { $0.isRecurrent }) && nHeadKV != nHead {
+                throw bad("recurrent layers need head_count_kv == head_count")
+            }
+            if let fm = try f.string(a + "linear.feature_map") {
+                switch fm {
+                case "none": hp.linearFeatureMap = 0
+                case "silu": hp.linearFeatureMap = 1
+                case "elu1": hp.linearFeatureMap = 2
+                default: throw bad("linear.feature_map '\(fm)' (supported: none, silu, elu1)")
+                }
+            }
+            if let c = try f.int(a + "linear.chunk") {
+                if c < 1 || c > 4096 { throw bad("linear.chunk \(c) (1...4096)") }
+                hp.linearChunk = c
+            }
         }
         if arch == "gemma3" {
             // Gemma 3: embeddings scaled by sqrt(d), NEOX rotary pairs, GeGLU, and 5 of every 6 layers
@@ -343,7 +477,7 @@ public final class Model {
     public var weightBytesPerToken: Int {
         var n = output.byteCount + tokenEmbd.rowBytes
         for w in layers {
-            for m in [w.wq, w.wk, w.wv, w.wo, w.gate, w.up, w.down] { n += m.byteCount }
+            for m in [w.wq, w.wk, w.wv, w.wo, w.gate, w.up, w.down, w.attnGate] { n += m?.byteCount ?? 0 }
         }
         return n
     }

@@ -6,7 +6,7 @@ public final class Session {
     public let model: Model
     public let plan: SessionPlan
     let arena: AlignedBuffer
-    public private(set) var nPast = 0
+    public internal(set) var nPast = 0
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
     var lastLogitsRow = -1
     /// 1/sqrt(head_dim), the softmax scale of every attention kernel.
@@ -36,6 +36,7 @@ public final class Session {
         self.arena = arena
         attnScale = 1 / Float(model.hp.headDim).squareRoot()
         dhsaReset()
+        recurrentReset()
     }
 
     public var allocatedBytes: Int { arena.byteCount }
@@ -45,6 +46,7 @@ public final class Session {
         nPast = 0
         lastLogitsRow = -1
         dhsaReset()
+        recurrentReset()
     }
 
     /// Logits of the last evaluated token (vocab floats), or nil.
@@ -54,6 +56,7 @@ public final class Session {
 
     /// Checks ids and room before any work, so a failed call leaves the cache untouched.
     func validate(_ tokens: UnsafeBufferPointer<Int32>) throws(EAError) {
+        if model.hp.series != nil { throw EAError(.modelKind, "this series model reads numbers, not tokens (ea_session_eval_series)") }
         let nv = model.hp.nVocab
         for (i, t) in tokens.enumerated() where t < 0 || Int(t) >= nv {
             throw EAError(.tokenRange, "token \(t) at index \(i) is outside [0, \(nv))")
@@ -114,17 +117,35 @@ public final class Session {
     /// The forward pass (Llama family; Gemma 3 adds the options in Hyperparams) for one batch of n tokens at positions nPast..<nPast+n.
     /// Logits are computed for rows logitsFrom..<n into the logits region (row 0 = logitsFrom).
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
+        let x = arena.floats(at: plan.x), d = model.hp.nEmbd, n = tokens.count
+        for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
+        if model.hp.embedScale != 1 { eak_scale(x, model.hp.embedScale, Int64(n * d)) }
+        runLayers(n)
+        head(n, logitsFrom: logitsFrom)
+    }
+
+    var matmulScratch: MatmulScratch {
+        MatmulScratch(act: arena.raw + plan.act, rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil)
+    }
+
+    /// Final norm and output head for rows logitsFrom..<n of x, into the logits region.
+    func head(_ n: Int, logitsFrom: Int) {
+        let rows = n - logitsFrom, d = model.hp.nEmbd
+        if rows <= 0 { return }
+        let xb = arena.floats(at: plan.xb)
+        eak_rmsnorm(xb, arena.floats(at: plan.x) + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), model.hp.rmsEps, 0)
+        model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: plan.nThreads, act: matmulScratch)
+    }
+
+    /// Every layer over the n embedded rows in x (positions nPast..<nPast+n); advances nPast.
+    func runLayers(_ n: Int) {
         let hp = model.hp
-        let n = tokens.count, d = hp.nEmbd, pos0 = nPast, th = plan.nThreads
+        let d = hp.nEmbd, pos0 = nPast, th = plan.nThreads
         let x = arena.floats(at: plan.x), xb = arena.floats(at: plan.xb), tmp = arena.floats(at: plan.tmp)
         let q = arena.floats(at: plan.q), att = arena.floats(at: plan.attnOut)
         let g = arena.floats(at: plan.ffnG), u = arena.floats(at: plan.ffnU)
         let scratch = arena.floats(at: plan.attnScratch)
-        let act = MatmulScratch(act: arena.raw + plan.act,
-                                rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil)
-
-        for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
-        if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(n * d)) }
+        let act = matmulScratch
         let neox: Int32 = hp.ropeNeox ? 1 : 0
 
         let half = plan.kvBits == 16, quant = plan.kvBits <= 8
@@ -135,7 +156,10 @@ public final class Session {
 
             eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
             observer?(l, 0, xb, n, d)
-            w.wq.apply(xb, nTok: n, into: q, threads: th, act: act)
+            if w.kind != .softmax {
+                recurrentMix(layer: l, w, n: n, xb: xb, out: att)
+            } else {
+            w.wq!.apply(xb, nTok: n, into: q, threads: th, act: act)
             w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
             w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act)
             if let qn = w.qNorm, let kn = w.kNorm {  // per-head norms (Gemma)
@@ -216,6 +240,7 @@ public final class Session {
             } else {
                 attend(0, n, &span)
             }
+            }
             observer?(l, 1, att, n, hp.qDim)
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)
             if let pn = w.postAttnNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
@@ -232,10 +257,31 @@ public final class Session {
             eak_add(x, tmp, Int64(n * d))
         }
         nPast += n
+    }
 
-        let rows = n - logitsFrom
-        if rows <= 0 { return }
-        eak_rmsnorm(xb, x + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), hp.rmsEps, 0)
-        model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: th, act: act)
+    /// Aaren or linear attention of layer l over the normed rows xb, into out (n x q_dim): the
+    /// layer's constant state carries everything earlier.
+    func recurrentMix(layer l: Int, _ w: LayerWeights, n: Int, xb: UnsafeMutablePointer<Float>,
+                      out: UnsafeMutablePointer<Float>) {
+        let hp = model.hp, th = plan.nThreads, act = matmulScratch
+        let kNew = arena.floats(at: plan.kNew), vNew = arena.floats(at: plan.vNew), q = arena.floats(at: plan.q)
+        let state = arena.floats(at: plan.rnnState) + plan.rnnOffset[l]
+        w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
+        w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act)
+        if w.kind == .aaren {
+            eak_aaren(w.aarenQuery, kNew, vNew, Int32(n), Int32(hp.nHead), Int32(hp.headDim), attnScale, state, out,
+                      arena.floats(at: plan.aarenScratch), Int32(th))
+            return
+        }
+        w.wq!.apply(xb, nTok: n, into: q, threads: th, act: act)
+        eak_feature_map(q, Int64(n * hp.qDim), hp.linearFeatureMap)
+        eak_feature_map(kNew, Int64(n * hp.kvDim), hp.linearFeatureMap)
+        eak_linear_attention(q, kNew, vNew, Int32(n), Int32(hp.nHead), Int32(hp.headDim), w.decay, state, out,
+                             Int32(hp.linearChunk), Int32(th))
+        if let on = w.attnOutNorm { eak_rmsnorm(out, out, on, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0) }
+        if let g = w.attnGate {
+            g.apply(xb, nTok: n, into: q, threads: th, act: act)
+            eak_sigmoid_mul(out, q, Int64(n * hp.qDim))
+        }
     }
 }

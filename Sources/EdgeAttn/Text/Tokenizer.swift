@@ -219,6 +219,16 @@ public final class Tokenizer {
                       + index.count * 40 + 256 * 4)
     }
 
+    /// The empty tokenizer of series models (no vocabulary; the C API refuses text calls on them).
+    static func none() -> Tokenizer {
+        let tb = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1)
+        tb.initialize(repeating: 0)
+        return Tokenizer(kind: .bytePairGPT2, scores: [], addSpacePrefix: false, unknown: -1, vocabSize: 0,
+                         tokenBytes: tb, tokenOffsets: [0], tokenTypes: [], tokenIndex: [:], merges: [:],
+                         byteToken: [Int32](repeating: -1, count: 256), specials: [], bos: -1, eos: -1,
+                         addBos: false, eog: [], residentBytes: 0)
+    }
+
     init(kind: Kind, scores: [Float], addSpacePrefix: Bool, unknown: Int32,
          vocabSize: Int, tokenBytes: UnsafeMutableBufferPointer<UInt8>, tokenOffsets: [Int32], tokenTypes: [Int32],
          tokenIndex: [String: Int32], merges: [UInt64: UInt64], byteToken: [Int32], specials: [([UInt8], Int32, Bool)],

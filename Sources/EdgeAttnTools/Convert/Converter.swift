@@ -252,10 +252,16 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot))
     }
 
-    // Metadata: the source's entries verbatim (minus its file type and any edgeattn keys), then ours.
+    // Metadata: the source's entries verbatim (minus its file type and the keys a conversion writes:
+    // a converted file may be converted again), then ours. The model description of architecture
+    // "edgeattn" (edgeattn.block_count, layer_kinds, series.* ...) is kept.
     let alignment = f.alignment
     let writer = GGUFWriter(path: o.output, alignment: alignment)
-    for (i, k) in f.metadataKeys.enumerated() where k != "general.file_type" && !k.hasPrefix("edgeattn.") {
+    func written(_ k: String) -> Bool {
+        k == "general.file_type" || k == "edgeattn.format_version" || k == "edgeattn.quantizer" || k == "edgeattn.kv_bits"
+            || k.hasPrefix("edgeattn.w2.") || k.hasPrefix("edgeattn.rotation.")
+    }
+    for (i, k) in f.metadataKeys.enumerated() where !written(k) {
         let r = f.metadataRanges[i]
         writer.addRawKV(UnsafeRawBufferPointer(start: f.base + r.lowerBound, count: r.count))
     }
