@@ -6,6 +6,7 @@ stream example's constant memory and checkpoint/resume, and host == emulated boa
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from c_harness import aarch64_bins, host_bins  # noqa: F401 (fixtures)
 from refs.recurrent_numpy import RecurrentModel
 
 FIX = Path(__file__).resolve().parents[1] / "Fixtures"
+sys.path.insert(0, str(FIX / "train"))
+import gguf_export  # noqa: E402
 FORECASTER = FIX / "aaren-forecaster.gguf"
 LM = FIX / "linear-lm.gguf"
 
@@ -171,3 +174,41 @@ def test_forecaster_runs_with_w8_w4_w2_weights(host_bins, run_cli, tmp_path):
     assert got["w8"][0] < 0.1 and got["w8"][1] < 1.02 * mae(f32), got
     assert got["w4"][1] < 1.10 * mae(f32), got
     assert got["w2g32"][1] < np.mean(np.abs(y[t] - y[t + 1])), got  # still better than the last value
+
+
+@pytest.fixture(scope="module")
+def hybrid_model(tmp_path_factory):
+    """A random hybrid stack (linear, softmax, aaren, softmax layers) with the byte vocabulary."""
+    rng = np.random.default_rng(5)
+    d, H, hd, ff, V = 64, 4, 16, 96, 256
+    kinds = ["linear", "softmax", "aaren", "softmax"]
+    m = lambda r, c, s=1.0: (rng.normal(0, s / np.sqrt(c), (r, c))).astype(np.float32)  # noqa: E731
+    t = {"token_embd.weight": m(V, d, 8.0), "output_norm.weight": 1 + 0.1 * rng.normal(size=d)}
+    for l, kind in enumerate(kinds):
+        b = f"blk.{l}."
+        t.update({b + "attn_norm.weight": 1 + 0.1 * rng.normal(size=d), b + "attn_k.weight": m(H * hd, d, 2.0),
+                  b + "attn_v.weight": m(H * hd, d), b + "attn_output.weight": m(d, H * hd),
+                  b + "ffn_norm.weight": 1 + 0.1 * rng.normal(size=d), b + "ffn_gate.weight": m(ff, d),
+                  b + "ffn_up.weight": m(ff, d), b + "ffn_down.weight": m(d, ff)})
+        if kind == "aaren":
+            t[b + "attn_query"] = rng.normal(0, 1, (H, hd))
+        else:
+            t[b + "attn_q.weight"] = m(H * hd, d, 2.0)
+        if kind == "linear":
+            t[b + "attn_decay"] = np.array([0.5, 0.8, 0.95, 0.99])
+            t[b + "attn_gate.weight"] = m(H * hd, d)
+            t[b + "attn_out_norm.weight"] = 1 + 0.1 * rng.normal(size=hd)
+    path = tmp_path_factory.mktemp("hybrid") / "hybrid.gguf"
+    gguf_export.write(str(path), n_embd=d, n_ff=ff, n_head=H, head_dim=hd, kinds=kinds, tensors=t, ctx=512,
+                      linear={"feature_map": "elu1", "chunk": 16},
+                      tokenizer={"model": "gpt2", "tokens": gguf_export.byte_tokens(), "types": [1] * 256})
+    return path
+
+
+def test_hybrid_stack_matches_reference_at_any_batch(hybrid_model, cli_logits):
+    ids = list(b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer")
+    want = RecurrentModel(str(hybrid_model)).logits(ids)
+    for batch in (1, 7, 64):  # recurrence, chunks crossing query batches, one chunked prefill
+        ours = cli_logits(str(hybrid_model), ids, batch=batch, kv_bits=32)
+        err = np.max(np.abs(ours - want)) / np.max(np.abs(want))
+        assert err < 1e-4, f"batch {batch}: hybrid logits differ from the reference by {err:.2e} (relative)"

@@ -10,6 +10,7 @@ import numpy as np
 import gguf
 
 from .common import gguf_field
+from .llama_numpy import rope_normal
 
 
 class RecurrentModel:
@@ -24,6 +25,7 @@ class RecurrentModel:
         self.eps = float(gguf_field(r, a + "attention.layer_norm_rms_epsilon"))
         self.kinds = list(gguf_field(r, a + "layer_kinds"))
         self.feature_map = gguf_field(r, a + "linear.feature_map") or "none"
+        self.rope_base = float(gguf_field(r, a + "rope.freq_base") or 10000.0)
         lags = gguf_field(r, a + "series.lags")
         self.series = None
         if lags is not None:
@@ -55,8 +57,10 @@ class RecurrentModel:
                 st.append({"m": np.full(H, -np.inf), "c": np.zeros(H), "a": np.zeros((H, hd))})
             elif kind == "linear":
                 st.append({"S": np.zeros((H, hd, hd))})
+            elif kind == "softmax":  # hybrids: a plain growing KV cache, keys after RoPE
+                st.append({"K": [], "V": [], "pos": 0})
             else:
-                raise ValueError(f"the reference covers recurrent layers only, not {kind}")
+                raise ValueError(f"unknown layer kind {kind}")
         return st
 
     def step(self, x, st):
@@ -79,6 +83,18 @@ class RecurrentModel:
                     s["a"][h] = s["a"][h] * decay + v[h] * np.exp(sc - m_new)
                     s["m"][h] = m_new
                     o[h] = s["a"][h] / s["c"][h]
+            elif kind == "softmax":
+                q = (self.w[p + "attn_q.weight"] @ xb).reshape(H, hd)
+                pos = np.array([s["pos"]])
+                q = rope_normal(q[None], pos, hd, self.rope_base)[0]
+                s["K"].append(rope_normal(k[None], pos, hd, self.rope_base)[0])
+                s["V"].append(v)
+                s["pos"] += 1
+                K, Vs = np.stack(s["K"]), np.stack(s["V"])          # (t, H, hd)
+                sc = np.einsum("hd,thd->ht", q, K) / np.sqrt(hd)
+                w = np.exp(sc - sc.max(1, keepdims=True))
+                w /= w.sum(1, keepdims=True)
+                o = np.einsum("ht,thd->hd", w, Vs)
             else:
                 q = self.fmap((self.w[p + "attn_q.weight"] @ xb).reshape(H, hd))
                 k = self.fmap(k)
