@@ -23,10 +23,16 @@ func eprint(_ msg: String) {
     FileHandle.standardError.write((msg + "\n").data(using: .utf8)!)
 }
 
+/// Loads a text model (every command that takes -m reads or writes tokens).
 func loadModel(_ path: String) -> Model {
-    do { return try Model(path: path) } catch {
+    let model: Model
+    do { model = try Model(path: path) } catch {
         die("\(error.status.text): \(error.message)")
     }
+    if model.hp.series != nil {
+        die("\(Status.modelKind.text): \(path) is a series model (numbers in, forecasts out): run it with examples/stream or ea_session_eval_series")
+    }
+    return model
 }
 
 func writeStdout(_ bytes: [UInt8]) {

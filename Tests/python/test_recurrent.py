@@ -150,7 +150,10 @@ def test_linear_lm_generates_the_same_text_on_host_and_board(host_bins, aarch64_
     assert b.stdout == h.stdout
 
 
-def test_series_and_text_calls_do_not_mix(host_bins):
+def test_series_and_text_calls_do_not_mix(host_bins, run_cli):
+    for args in (["bench", "-m", FORECASTER, "--reps", "1"], ["run", "-m", FORECASTER, "-p", "x", "-n", "1"]):
+        r = run_cli(args, check=False, timeout=60)
+        assert r.returncode == 1 and b"EA_ERR_MODEL_KIND" in r.stderr, (args, r.stderr)
     r = run([host_bins / "stream", "-m", LM], input=b"1\n")
     assert r.returncode == 1 and "EA_ERR_MODEL_KIND" in r.stderr.decode()
     r = run([host_bins / "generate", "-m", FORECASTER, "-p", "x", "-n", "1"])

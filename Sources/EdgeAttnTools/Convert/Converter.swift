@@ -146,6 +146,9 @@ func readText(_ path: String) throws -> String {
 }
 
 func calibrate(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throws -> Calibration {
+    if model.hp.series != nil {
+        throw ConvertError("calibration texts need a text model; convert series models with --quantizer rtn or search")
+    }
     var text = ""
     for f in o.calibFiles { text += try readText(f) + "\n" }
     var bytes = Array(text.utf8)
