@@ -2,7 +2,7 @@
  * stream.c - online forecasting with a series model (e.g. Tests/Fixtures/aaren-forecaster.gguf):
  * one sample in, one forecast out, forever, in constant memory.
  *
- *   stream -m MODEL [-t THREADS] [--checkpoint FILE] [--checkpoint-every N]
+ *   stream -m MODEL [-t THREADS] [--checkpoint FILE] [--checkpoint-every N] [--stats-every N]
  *
  * Reads samples from stdin, one number per line (blank lines are skipped), and after each sample
  * prints the model's forecast of the next value on its own line ("%.9g", several outputs separated
@@ -15,7 +15,7 @@
  * A resumed stream prints exactly what the uninterrupted stream would have printed.
  *
  * stderr receives: "stream: resumed after K samples" when a checkpoint was loaded, and at the end
- * "stream: N samples, state B bytes, peak RSS R kB". Errors print "stream: <status>: <detail>" and
+ * (and every N samples with --stats-every N) "stream: N samples, state B bytes, peak RSS R kB". Errors print "stream: <status>: <detail>" and
  * exit with status 1 (2 for usage errors; a malformed input line is an error).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -39,7 +39,8 @@ static void usage(FILE *f) {
             "  -m MODEL               series model (GGUF with edgeattn.series.* metadata)\n"
             "  -t THREADS             threads (0 = all cores; default 1)\n"
             "  --checkpoint FILE      resume from FILE if it exists; save to it at the end / on SIGINT, SIGTERM\n"
-            "  --checkpoint-every N   also save every N samples (default 0 = only at the end)\n");
+            "  --checkpoint-every N   also save every N samples (default 0 = only at the end)\n"
+            "  --stats-every N        print the sample count and peak RSS to stderr every N samples\n");
 }
 
 static long peak_rss_kb(void) {
@@ -90,7 +91,7 @@ static int read_checkpoint(const char *path, void *buf, size_t size, size_t *got
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *ckpt = NULL;
-    long long threads = 1, every = 0;
+    long long threads = 1, every = 0, stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "-t")) { if (!parse_int(v, 0, 1024, &threads)) { fprintf(stderr, "stream: bad -t %s\n", v); return 2; } }
         else if (!strcmp(a, "--checkpoint-every")) { if (!parse_int(v, 0, INT64_MAX, &every)) { fprintf(stderr, "stream: bad --checkpoint-every %s\n", v); return 2; } }
+        else if (!strcmp(a, "--stats-every")) { if (!parse_int(v, 0, INT64_MAX, &stats)) { fprintf(stderr, "stream: bad --stats-every %s\n", v); return 2; } }
         else { fprintf(stderr, "stream: unknown option %s\n", a); usage(stderr); return 2; }
         i++;
     }
@@ -181,6 +183,8 @@ int main(int argc, char **argv) {
         putchar('\n');
         fflush(stdout);
         n++;
+        if (stats > 0 && n % stats == 0)
+            fprintf(stderr, "stream: %lld samples, state %zu bytes, peak RSS %ld kB\n", n, state_size, peak_rss_kb());
         if (ckpt && every > 0 && n % every == 0 && !save_checkpoint(s, state, state_size, ckpt)) { rc = 1; break; }
     }
     if (ckpt && rc == 0 && !save_checkpoint(s, state, state_size, ckpt)) rc = 1;

@@ -242,9 +242,11 @@ void ea_session_free(ea_session *session);
 
 /* Bytes this session allocated (equals the estimate). */
 uint64_t ea_session_allocated_bytes(const ea_session *session);
-/* Tokens currently in the KV cache. */
+/* Positions evaluated so far (tokens or series samples); saturates at INT32_MAX for the endless
+ * streams of recurrent-only sessions. */
 int32_t ea_session_n_past(const ea_session *session);
-/* Positions this session can hold: n_ctx, or INT32_MAX for a session whose layers are all Λ. */
+/* Positions this session can hold: n_ctx, or INT32_MAX for a session whose softmax layers are all Λ
+ * (or that has none: recurrent-only streams never fill up). */
 int32_t ea_session_n_ctx(const ea_session *session);
 /* Empties the KV cache and recurrent state (keeps the memory). NULL is ignored. */
 void ea_session_reset(ea_session *session);

@@ -114,18 +114,26 @@ def test_stream_rejects_damaged_checkpoints(host_bins, tmp_path):
 
 
 def test_stream_memory_is_flat_over_a_million_samples(host_bins, tmp_path):
-    def peak(n):
-        f = tmp_path / f"in{n}.txt"
-        f.write_bytes(lines(series(n, seed=4)))
-        with open(f, "rb") as fin:
-            r = subprocess.run([str(host_bins / "stream"), "-m", str(FORECASTER)], stdin=fin,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=1800)
-        err = r.stderr.decode()
-        assert r.returncode == 0, err
-        assert f"stream: {n} samples" in err, err
-        return int(err.rsplit("peak RSS", 1)[1].split()[0])
-    small, big = peak(10_000), peak(1_000_000)
-    assert big <= small + 64, f"peak RSS grew from {small} kB (10K samples) to {big} kB (1M samples)"
+    """One process, 1,000,000 samples: its peak RSS (VmHWM, which never decreases) is read every
+    10,000 samples and must not move from 20,000 samples to 1,000,000. (Across processes the figure varies by
+    a few hundred kB with the loader, so the comparison stays inside one process.)"""
+    f = tmp_path / "in.txt"
+    f.write_bytes(lines(series(1_000_000, seed=4)))
+    with open(f, "rb") as fin:
+        r = subprocess.run([str(host_bins / "stream"), "-m", str(FORECASTER), "--stats-every", "10000"], stdin=fin,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=1800)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    peaks = {}
+    for line in err.splitlines():
+        if "peak RSS" in line:
+            n = int(line.split()[1])
+            peaks[n] = int(line.rsplit("peak RSS", 1)[1].split()[0])
+    assert 10_000 in peaks and 20_000 in peaks and 1_000_000 in peaks, err[-2000:]
+    # the first report itself may touch one more page (stdio formatting): compare from the second on
+    assert peaks[20_000] - peaks[10_000] <= 4, peaks
+    grown = {n: kb for n, kb in peaks.items() if n > 20_000 and kb != peaks[20_000]}
+    assert not grown, f"peak RSS {peaks[20_000]} kB at 20K samples, then {grown}"
 
 
 def test_linear_lm_logits_match_numpy_reference(cli_logits):

@@ -408,12 +408,12 @@ public func _ea_session_allocated_bytes(_ s: OpaquePointer?) -> UInt64 {
 
 @_cdecl("ea_session_n_past")
 public func _ea_session_n_past(_ s: OpaquePointer?) -> Int32 {
-    Int32(handle(s, SessionHandle.self)?.session.nPast ?? 0)
+    Int32(clamping: handle(s, SessionHandle.self)?.session.nPast ?? 0)
 }
 
 @_cdecl("ea_session_n_ctx")
 public func _ea_session_n_ctx(_ s: OpaquePointer?) -> Int32 {
-    Int32(handle(s, SessionHandle.self)?.session.plan.maxPositions ?? 0)
+    Int32(clamping: handle(s, SessionHandle.self)?.session.plan.maxPositions ?? 0)
 }
 
 @_cdecl("ea_session_reset")

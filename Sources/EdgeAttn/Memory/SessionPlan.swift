@@ -122,7 +122,8 @@ public struct SessionPlan {
         // a Λ-only session has no context limit; n_ctx then only bounds nothing but the report
         let nCtx = p.nCtx == 0 ? (allLambda ? p.sinks + p.window : hp.nCtxTrain) : p.nCtx
         if nCtx < 1 || nCtx > 1 << 24 { throw EAError(.invalidArgument, "n_ctx \(nCtx) out of range [1, 2^24]") }
-        let maxPositions = allLambda ? Int(Int32.max) : nCtx
+        // recurrent-only stacks use no positions at all: a stream never ends; Λ needs int32 RoPE positions
+        let maxPositions = nSoftmax == 0 ? Int.max : (allLambda ? Int(Int32.max) : nCtx)
         let nThreads = p.nThreads == 0 ? Int(eak_num_cores()) : p.nThreads
         let nBatch = allLambda ? p.nBatch : min(p.nBatch, nCtx)
         let kvBits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
