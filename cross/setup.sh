@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need_apt=()
-for p in libomp-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user make; do
+for p in libomp-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user make valgrind; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -8,6 +8,7 @@
  * stay in a float ring until it fills. A query at position t reads block b quantized iff the block
  * ends at or before t, so evaluating tokens one by one or in batches gives identical results. */
 #include "ea_kernels.h"
+#include "team.h"
 #include "span.h"
 #include <math.h>
 #include <string.h>
@@ -73,8 +74,9 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
     const int n_items = (b_last - b_first) * c->n_kv_head;
     if (n_items <= 0) return;
     if (n_threads < 1) n_threads = 1;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && n_items > 1)
-    for (int it = 0; it < n_items; ++it) {
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1 && n_items > 1,
+    for (int it = eak_team_lo(n_items), it_end = eak_team_hi(n_items); it < it_end; ++it) {
         const int b = b_first + it / c->n_kv_head, h = it % c->n_kv_head;
         const int p0 = c->n_sink + b * G;
         /* keys: one record per channel over the block's G tokens (ring rows are contiguous in
@@ -89,7 +91,7 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
             uint8_t *vq = c->vq + (((size_t)(bs * G + t) * c->n_kv_head + h) * (size_t)(d / G)) * rb;
             for (int g = 0; g < d / G; ++g) make_record(vr + g * G, 1, G, c->bits, vq + (size_t)g * rb);
         }
-    }
+    });
 }
 
 /* y[i] = y[i] + a * code_i (with_b == 0, key scores) or y[i] + (a * code_i + b) (values) for the G
@@ -146,14 +148,12 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const int n_work = n_tok * n_head;
     if (d > 512 || G > 256) return; /* validated by the planner */
     if (n_threads < 1) n_threads = 1;
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
-    for (int wi = 0; wi < n_work; ++wi) {
+#define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1 && n_work > 1,
+    for (int wi = eak_team_id(); wi < n_work; wi += eak_team_size()) {
         const int t = wi / n_head, h = wi % n_head, kvh = h / grp, p = pos0 + t;
-#ifdef _OPENMP
-        float *s = scratch + (size_t)omp_get_thread_num() * stride;
-#else
-        float *s = scratch;
-#endif
+        float *s = scratch + (size_t)eak_team_id() * stride;
         const float *qh = q + (size_t)t * q_stride + (size_t)h * d;
         const int nbq = p + 1 > S ? (p + 1 - S) / G : 0; /* blocks this query reads quantized */
         const int qend = S + nbq * G;                     /* first position read from the ring */
@@ -162,7 +162,6 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
         int ns = 0, w0 = 0, nk;
         if (lst) nk = span_upper(lst, span->n_keys, p);
         else nk = span_range(AS, W, p, &ns, &w0);
-#define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
         float mx = -INFINITY;
         if (lst) {
             for (int k = 0; k < nk; ++k) {
@@ -238,6 +237,6 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
                 }
             }
         }
+    });
 #undef POS
-    }
 }

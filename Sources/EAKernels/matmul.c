@@ -3,6 +3,7 @@
  * once per batch. Parallel over output rows. The dot product has a generic version and SIMD versions
  * (AVX2 on x86_64, NEON on aarch64) chosen at run time, all with one summation order. */
 #include "ea_kernels.h"
+#include "team.h"
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -137,8 +138,9 @@ void eak_matmul(int type, const void *w, size_t row_bytes, int rows, int cols, c
     const dot1_fn dot1 = g_dot1;
     /* a segment holds a whole number of blocks */
     const int seg = (int)(SEG / be * be);
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
-    for (int r = 0; r < rows; ++r) {
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1,
+    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
         float buf[SEG];
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r] = 0.0f;
@@ -160,5 +162,5 @@ void eak_matmul(int type, const void *w, size_t row_bytes, int rows, int cols, c
             }
             for (; t < n_tok; ++t) y[(size_t)t * rows + r] += dot1(wf, x + (size_t)t * cols + c0, n);
         }
-    }
+    });
 }

@@ -1,6 +1,7 @@
 /* Small per-token kernels: normalisation, rotary embedding, causal attention over a float KV cache,
  * gated activations, and top-k selection for samplers. */
 #include "ea_kernels.h"
+#include "team.h"
 #include "span.h"
 #include <math.h>
 #include <string.h>
@@ -212,15 +213,13 @@ static void attention_driver(const float *q, const void *k_cache, const void *v_
     const char *kc = k_cache, *vc = v_cache;
     const size_t step = kv_stride * elem_bytes;
     const int n_work = n_tok * n_head;
-/* static,1 interleaves (t, h) items across threads; dynamic schedules need a newer libomp than Debian 12 ships */
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1) if (n_threads > 1 && n_work > 1)
-    for (int wi = 0; wi < n_work; ++wi) {
+/* (t, h) items interleaved across threads (cyclic); dynamic schedules need a newer libomp than Debian 12 ships */
+#define SLOT(k) (lst ? lst[k] : (k) < ns ? (k) : (R > 0 ? S + (w0 + (k) - ns - S) % R : w0 + (k) - ns))
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1 && n_work > 1,
+    for (int wi = eak_team_id(); wi < n_work; wi += eak_team_size()) {
         int t = wi / n_head, h = wi % n_head;
-#ifdef _OPENMP
-        float *s = scratch + (size_t)omp_get_thread_num() * stride;
-#else
-        float *s = scratch;
-#endif
+        float *s = scratch + (size_t)eak_team_id() * stride;
         float qh[512];
         const float *qsrc = q + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) qh[d] = round_half ? h2f[eak_f32_to_f16(qsrc[d])] : qsrc[d];
@@ -231,7 +230,6 @@ static void attention_driver(const float *q, const void *k_cache, const void *v_
         if (lst) nk = span_upper(lst, span->n_keys, p);
         else nk = span_range(S, span ? span->window : 0, p, &ns, &w0);
         /* slot of key ordinal k */
-#define SLOT(k) (lst ? lst[k] : (k) < ns ? (k) : (R > 0 ? S + (w0 + (k) - ns - S) % R : w0 + (k) - ns))
         float mx = -INFINITY;
         for (int k = 0; k < nk; ++k) {
             if (sink_k && k < ns)
@@ -247,8 +245,8 @@ static void attention_driver(const float *q, const void *k_cache, const void *v_
             const float pw = round_half ? h2f[eak_f32_to_f16(s[k] * inv)] : s[k] * inv;
             pv(o, pw, vc + (size_t)SLOT(k) * step + row, head_dim, h2f);
         }
+    });
 #undef SLOT
-    }
 }
 
 void eak_attention(const float *q, const float *k_cache, const float *v_cache, float *out,

@@ -5,6 +5,7 @@
  * are exact int32 sums of four, accumulated in eight float lanes in one fixed order, so the AVX2,
  * NEON, NEON dotprod and generic versions give bit-identical results. */
 #include "ea_kernels.h"
+#include "team.h"
 #include <math.h>
 #include <string.h>
 #include <stdio.h>
@@ -340,8 +341,9 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     const uint32_t bb = eak_type_block_bytes(type);
     const int has_min = type == EAK_Q4_1 || type == EAK_Q5_1;
     if (n_threads < 1) n_threads = 1;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
-    for (int r = 0; r < rows; ++r) {
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1,
+    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
@@ -380,7 +382,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                 y[(size_t)t * rows + r] += v;
             }
         }
-    }
+    });
 }
 
 /* ---- W2 rows -------------------------------------------------------------------------------------
@@ -488,8 +490,9 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
 #endif
     }
     if (n_threads < 1) n_threads = 1;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
-    for (int r = 0; r < rows; ++r) {
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1,
+    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         if (n_tok == 1 && fused) {
             y[r] = fused(row, xq, ng, cpg, h2f);
@@ -515,7 +518,7 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
                 y[(size_t)t * rows + r] += v + m;
             }
         }
-    }
+    });
 }
 
 /* ---- self test: the dispatched SIMD kernels against the generic ones, on this CPU --------------- */

@@ -7,6 +7,7 @@
  * take whole heads. So host and board (and 1 or 4 threads) print the same numbers.
  */
 #include "ea_kernels.h"
+#include "team.h"
 #include <math.h>
 #include <string.h>
 #include <omp.h>
@@ -82,8 +83,9 @@ void eak_aaren(const float *query, const float *k, const float *v, int32_t n, in
     }
     /* 1. each block's own total, from the empty tuple (parallel over blocks x heads) */
     const int32_t items = nb * n_head;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static, 1)
-    for (int32_t it = 0; it < items; it++) {
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1,
+    for (int32_t it = eak_team_id(); it < items; it += eak_team_size()) {
         int32_t b = it / n_head, h = it % n_head;
         float *st = scratch + (int64_t)it * tw;
         st[0] = -INFINITY;
@@ -91,7 +93,7 @@ void eak_aaren(const float *query, const float *k, const float *v, int32_t n, in
         memset(st + 2, 0, (size_t)d * sizeof(float));
         int32_t t0 = b * AAREN_BLOCK, t1 = t0 + AAREN_BLOCK < n ? t0 + AAREN_BLOCK : n;
         aaren_run(query, k, v, t0, t1, h, n_head, d, scale, st, NULL);
-    }
+    });
     /* 2. exclusive prefix of the block totals, seeded with the carried state (serial, nb steps per
      *    head): slot (b, h) becomes the tuple before block b; the state becomes the tuple after all */
     float tmp[514];
@@ -105,12 +107,12 @@ void eak_aaren(const float *query, const float *k, const float *v, int32_t n, in
         }
     }
     /* 3. every block again from its carried-in tuple, writing outputs (parallel) */
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static, 1)
-    for (int32_t it = 0; it < items; it++) {
+    EAK_PARALLEL(n_threads > 1,
+    for (int32_t it = eak_team_id(); it < items; it += eak_team_size()) {
         int32_t b = it / n_head, h = it % n_head;
         int32_t t0 = b * AAREN_BLOCK, t1 = t0 + AAREN_BLOCK < n ? t0 + AAREN_BLOCK : n;
         aaren_run(query, k, v, t0, t1, h, n_head, d, scale, scratch + (int64_t)it * tw, out);
-    }
+    });
 }
 
 /* ---- Decayed linear attention --------------------------------------------------------------------- */
@@ -121,8 +123,9 @@ void eak_linear_attention(const float *q, const float *k, const float *v, int32_
     const int32_t d = head_dim;
     const int64_t row = (int64_t)n_head * d;
     if (chunk < 1) chunk = 1;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static, 1)
-    for (int32_t h = 0; h < n_head; h++) {
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1 && n_head > 1,
+    for (int32_t h = eak_team_id(); h < n_head; h += eak_team_size()) {
         const float lam = decay[h];
         float *S = state + (int64_t)h * d * d; /* S[i][j] = sum_s lam^(t-s) k_s[i] v_s[j] */
         for (int32_t c0 = 0; c0 < n; c0 += chunk) {
@@ -162,7 +165,7 @@ void eak_linear_attention(const float *q, const float *k, const float *v, int32_
                 }
             }
         }
-    }
+    });
 }
 
 /* ---- Elementwise helpers of the recurrent layers --------------------------------------------------- */

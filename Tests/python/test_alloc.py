@@ -1,0 +1,36 @@
+"""Allocation and concurrency guarantees, counted by Tests/c/test_alloc.c (malloc, calloc, realloc,
+free and the aligned allocators interposed): zero heap calls per decoded token for every attention
+policy and layer kind, the session arena == ea_estimate_session_bytes, 8 threads sharing one model
+== one session alone, peak RSS within the models + planned sessions + 32 MiB.
+
+    pytest Tests/python/test_alloc.py
+"""
+from pathlib import Path
+
+from c_harness import QEMU_TIMEOUT, qemu, run
+from c_harness import aarch64_bins, host_bins, model_path  # noqa: F401 (fixtures)
+
+FIX = Path(__file__).resolve().parents[1] / "Fixtures"
+
+
+def _check(r, where):
+    out = r.stdout.decode(errors="replace")
+    failed = [l for l in out.splitlines() if l.startswith("not ok")]
+    summary = out.strip().splitlines()[-1] if out.strip() else ""
+    assert r.returncode == 0 and summary.endswith(" 0 failed"), "%s:\n%s\n%s\n%s" % (
+        where, "\n".join(failed), summary, r.stderr.decode(errors="replace")[-2000:])
+    assert int(summary.split()[0]) >= 50, summary
+
+
+def test_alloc_host(host_bins, model_path):
+    r = run([host_bins / "test_alloc", model_path, FIX / "linear-lm.gguf", FIX / "aaren-forecaster.gguf", "1000"],
+            timeout=1800)
+    _check(r, "host (libomp)")
+
+
+def test_alloc_board(aarch64_bins, model_path):
+    # the board build uses GCC's libgomp: the same promise with another OpenMP runtime (fewer steps:
+    # emulation runs about 3 tokens/s)
+    r = run(qemu("cortex-a72", [aarch64_bins / "test_alloc", model_path, FIX / "linear-lm.gguf",
+                                FIX / "aaren-forecaster.gguf", "24"]), timeout=QEMU_TIMEOUT)
+    _check(r, "qemu cortex-a72 (libgomp)")
