@@ -190,7 +190,9 @@ typedef struct ea_session_params {
     uint32_t size;          /* sizeof(ea_session_params)                                          */
     uint32_t n_ctx;         /* tokens the KV cache holds; 0 = the model's training context         */
     uint32_t n_batch;       /* tokens evaluated together in prefill (scratch scales with it); 32  */
-    uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores            */
+    uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores. 1 never
+                               starts an OpenMP team: several single-threaded sessions on their own
+                               threads do not oversubscribe the cores                              */
     uint64_t memory_budget; /* bytes the session may allocate; 0 = no limit                         */
     uint32_t kv_bits;       /* bits per cached key/value element: 32 (float), 16 (IEEE half), 8 or 4
                                (quantized, KIVI-style: keys per channel over kv_group tokens, values
