@@ -218,6 +218,16 @@ typedef struct ea_session_params {
     uint32_t n_layer_attention; /* entries in layer_attention (<= the model's layer count)        */
     const uint8_t *layer_attention; /* NULL, or per-layer ea_attention values for layers
                                0..n_layer_attention-1 (read during create only; caller keeps it)   */
+    uint32_t auto_fit;      /* non-zero: when the session exceeds memory_budget (or workspace_size),
+                               shrink it instead of failing: kv_bits (to 8, then 4), then n_batch
+                               (halved to 1), then n_ctx (dense/DHSA) or attn_window (Λ-only), the
+                               largest that fits; ea_session_get_params reports the choice.
+                               EA_ERR_BUDGET if even n_ctx/window 16 does not fit. Default 0      */
+    void *workspace;        /* NULL, or caller memory for the session's buffers: 64-byte aligned,
+                               workspace_size >= the estimate (else EA_ERR_BUDGET); the session
+                               then allocates no buffer of its own. The caller keeps it alive until
+                               ea_session_free and frees it after. Default NULL                     */
+    uint64_t workspace_size;/* bytes at workspace                                                  */
 } ea_session_params;
 
 /* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0,
@@ -242,7 +252,10 @@ ea_status ea_session_create(const ea_model *model, const ea_session_params *para
 /* Frees a session. NULL is ignored. */
 void ea_session_free(ea_session *session);
 
-/* Bytes this session allocated (equals the estimate). */
+/* The parameters the session runs with: the caller's, or what auto_fit chose (n_ctx, n_batch,
+ * kv_bits, attn_window, dhsa_budget as planned; layer_attention is returned as given). */
+ea_status ea_session_get_params(const ea_session *session, ea_session_params *out_params);
+/* Bytes of the session's buffers (equals the estimate; inside the workspace when one was given). */
 uint64_t ea_session_allocated_bytes(const ea_session *session);
 /* Positions evaluated so far (tokens or series samples); saturates at INT32_MAX for the endless
  * streams of recurrent-only sessions. */

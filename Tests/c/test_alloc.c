@@ -215,6 +215,34 @@ static void test_threads(const ea_model *m) {
     check(same, "threads: 8 sessions of one model on 8 threads each give the lone session's tokens", "a thread differed");
 }
 
+/* With a caller workspace the session allocates no buffer: only its small tables. */
+static void test_workspace(const ea_model *m) {
+    ea_session_params p = ea_session_default_params();
+    p.n_ctx = 512;
+    p.n_threads = 2;
+    uint64_t est = 0;
+    ea_estimate_session_bytes(m, &p, &est);
+    void *ws = NULL;
+    if (posix_memalign(&ws, 64, (size_t)est) != 0) { check(0, "workspace: allocation", ""); return; }
+    p.workspace = ws;
+    p.workspace_size = est;
+    ea_session *s = NULL;
+    count_start();
+    ea_status st = ea_session_create(m, &p, &s);
+    count_stop();
+    long largest = atomic_load(&g_largest), live = atomic_load(&g_live);
+    check(st == EA_OK && largest < 65536 && live < 8192 + 512L * ea_model_n_layers(m),
+          "workspace: create allocates no buffer, only small tables", "status %d, largest %ld, held %ld", st, largest, live);
+    int fails = ea_session_prefill(s, k_prompt, 5) != EA_OK;
+    count_start();
+    for (int i = 0; i < 32; i++) fails += ea_session_decode(s, (ea_token)(100 + i), NULL) != EA_OK;
+    count_stop();
+    check(fails == 0 && atomic_load(&g_calls) == 0, "workspace: decoding in caller memory makes no heap calls",
+          "%d failures, %ld calls", fails, atomic_load(&g_calls));
+    ea_session_free(s);
+    free(ws);
+}
+
 static long peak_rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return -1;
@@ -270,6 +298,7 @@ int main(int argc, char **argv) {
         x.dhsa_budget = 256;
         decode_without_allocating(m, x, "per-layer dense/lambda/DHSA", 0);
         test_threads(m);
+        test_workspace(m);
     }
     if (lm) {
         ea_session_params p = ea_session_default_params();

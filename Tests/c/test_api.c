@@ -1207,6 +1207,90 @@ out:
     ea_model_free(m);
 }
 
+/* A caller workspace replaces the session's own arena; auto_fit shrinks a session into its budget. */
+static void test_workspace_and_auto_fit(const ea_model *m) {
+    ea_session_params p = small_session(256);
+    uint64_t est = 0;
+    if (!expect(ea_estimate_session_bytes(m, &p, &est), EA_OK, "workspace: estimate", ea_last_error())) return;
+    void *wsv = NULL;
+    if (posix_memalign(&wsv, 64, (size_t)est + 64) != 0) { check(0, "workspace: allocation", ""); return; }
+    unsigned char *ws = wsv;
+    ea_session *a = NULL, *b = NULL, *c = NULL;
+    p.workspace = ws;
+    p.workspace_size = est;
+    if (expect(ea_session_create(m, &p, &a), EA_OK, "workspace: session in caller memory", ea_last_error())) {
+        check(ea_session_allocated_bytes(a) == est, "workspace: the session's bytes are the estimate", "");
+        ea_session_params q = small_session(256);
+        const float *la = NULL, *lb = NULL;
+        if (expect(ea_session_create(m, &q, &b), EA_OK, "workspace: reference session", ea_last_error())) {
+            ea_session_prefill(a, k_prompt_ids, N_PROMPT_IDS);
+            ea_session_prefill(b, k_prompt_ids, N_PROMPT_IDS);
+            ea_session_decode(a, 42, &la);
+            ea_session_decode(b, 42, &lb);
+            check(la && lb && memcmp(la, lb, sizeof(float) * (size_t)ea_model_vocab_size(m)) == 0,
+                  "workspace: same logits as an owned arena", "");
+            check((const unsigned char *)la >= ws && (const unsigned char *)la < ws + est,
+                  "workspace: the logits live in the caller's memory", "");
+        }
+        ea_session_free(a);
+        a = NULL;
+    }
+    p.workspace_size = est - 64;
+    expect(ea_session_create(m, &p, &a), EA_ERR_BUDGET, "workspace: too small -> EA_ERR_BUDGET", ea_last_error());
+    p.workspace = ws + 8;
+    p.workspace_size = est;
+    expect(ea_session_create(m, &p, &a), EA_ERR_INVALID_ARGUMENT, "workspace: misaligned", ea_last_error());
+    p.workspace = NULL;
+    expect(ea_session_create(m, &p, &a), EA_ERR_INVALID_ARGUMENT, "workspace: NULL with a size", ea_last_error());
+    ea_session_free(a);
+    a = NULL;
+
+    /* auto_fit: a budget between the KV4 and KV16 sizes chooses KV4 and keeps the context */
+    ea_session_params f = small_session(2048);
+    uint64_t e16 = 0, e4 = 0;
+    ea_estimate_session_bytes(m, &f, &e16);
+    f.kv_bits = 4;
+    ea_estimate_session_bytes(m, &f, &e4);
+    f.kv_bits = 16;
+    f.memory_budget = (e4 + e16) / 2;
+    expect(ea_session_create(m, &f, &a), EA_ERR_BUDGET, "auto_fit off: over budget fails", ea_last_error());
+    f.auto_fit = 1;
+    ea_session_params got;
+    if (expect(ea_session_create(m, &f, &a), EA_OK, "auto_fit: fits by KV bits", ea_last_error()) &&
+        expect(ea_session_get_params(a, &got), EA_OK, "auto_fit: get_params", ea_session_last_error(a))) {
+        check(got.kv_bits < 16 && got.n_ctx == 2048 && ea_session_allocated_bytes(a) <= f.memory_budget,
+              "auto_fit: chose fewer KV bits, kept n_ctx 2048, within budget", "kv_bits %u n_ctx %u bytes %llu",
+              got.kv_bits, got.n_ctx, (unsigned long long)ea_session_allocated_bytes(a));
+    }
+    /* a budget too small for any KV format at 2048: the context shrinks, and the session still works */
+    f.memory_budget = e4 / 3;
+    if (expect(ea_session_create(m, &f, &b), EA_OK, "auto_fit: fits by context", ea_last_error()) &&
+        expect(ea_session_get_params(b, &got), EA_OK, "auto_fit: get_params (context)", ea_session_last_error(b))) {
+        check(got.n_ctx < 2048 && got.n_ctx >= 16 && got.kv_bits == 4 && ea_session_allocated_bytes(b) <= f.memory_budget,
+              "auto_fit: KV4, smaller batch/context, within budget", "kv_bits %u n_ctx %u n_batch %u bytes %llu",
+              got.kv_bits, got.n_ctx, got.n_batch, (unsigned long long)ea_session_allocated_bytes(b));
+        /* largest: one more context token would not fit */
+        ea_session_params more = got;
+        more.n_ctx = got.n_ctx + 1;
+        more.auto_fit = 0;
+        more.workspace = NULL;
+        more.workspace_size = 0;
+        uint64_t e_more = 0;
+        ea_estimate_session_bytes(m, &more, &e_more);
+        check(e_more > f.memory_budget, "auto_fit: the chosen context is the largest that fits", "n_ctx+1 needs %llu",
+              (unsigned long long)e_more);
+        check(ea_session_prefill(b, k_prompt_ids, N_PROMPT_IDS) == EA_OK, "auto_fit: the fitted session runs", "%s",
+              ea_session_last_error(b));
+    }
+    f.memory_budget = 4096;
+    expect(ea_session_create(m, &f, &c), EA_ERR_BUDGET, "auto_fit: impossible budget -> EA_ERR_BUDGET", ea_last_error());
+    check(strstr(ea_last_error(), "auto_fit") != NULL, "auto_fit: the message says what it tried", "%s", ea_last_error());
+    ea_session_free(a);
+    ea_session_free(b);
+    ea_session_free(c);
+    free(ws);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3 && argc != 4) {
         fprintf(stderr, "usage: %s MODEL_PATH CORRUPT_DIR [SERIES_MODEL_PATH]\n", argv[0]);
@@ -1238,6 +1322,7 @@ int main(int argc, char **argv) {
         test_generation(m);
         test_chat_format(m);
         test_state_snapshots(m);
+        test_workspace_and_auto_fit(m);
         if (argc == 4) test_series_model(argv[3], m);
     }
     ea_model_free(m);

@@ -319,7 +319,8 @@ public func _ea_session_default_params() -> ea_session_params {
                              attn_window: 1020, attn_pos_mode: 0, dhsa_budget: 0, dhsa_global: UInt32(d.global),
                              dhsa_local: UInt32(d.local), dhsa_chunk_min: UInt32(d.minChunk),
                              dhsa_chunk_max: UInt32(d.maxChunk), dhsa_chunk_threshold: d.threshold,
-                             dhsa_query_block: UInt32(d.queryBlock), n_layer_attention: 0, layer_attention: nil)
+                             dhsa_query_block: UInt32(d.queryBlock), n_layer_attention: 0, layer_attention: nil,
+                             auto_fit: 0, workspace: nil, workspace_size: 0)
 }
 
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
@@ -358,6 +359,14 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.dhsa.maxChunk = Int(c.dhsa_chunk_max)
     s.dhsa.threshold = c.dhsa_chunk_threshold
     s.dhsa.queryBlock = Int(c.dhsa_query_block)
+    s.autoFit = c.auto_fit != 0
+    if let ws = c.workspace {
+        if c.workspace_size > UInt64(Int.max) { throw EAError(.invalidArgument, "workspace_size \(c.workspace_size) is too large") }
+        s.workspace = ws
+        s.workspaceSize = Int(c.workspace_size)
+    } else if c.workspace_size != 0 {
+        throw EAError(.invalidArgument, "workspace is NULL but workspace_size is \(c.workspace_size)")
+    }
     if c.n_layer_attention > 0 {
         guard let la = c.layer_attention else {
             throw EAError(.invalidArgument, "layer_attention is NULL but n_layer_attention is \(c.n_layer_attention)")
@@ -452,6 +461,37 @@ public func _ea_session_decode(_ s: OpaquePointer?, _ token: Int32,
     } catch {
         return fail(error, h.error)
     }
+}
+
+@_cdecl("ea_session_get_params")
+public func _ea_session_get_params(_ s: OpaquePointer?, _ out: UnsafeMutablePointer<ea_session_params>?) -> ea_status {
+    guard let h = handle(s, SessionHandle.self) else { return invalid("ea_session_get_params: session is NULL") }
+    guard let out = out else { return invalid("ea_session_get_params: out_params is NULL", h.error) }
+    let p = h.session.params, plan = h.session.plan
+    var c = _ea_session_default_params()
+    c.n_ctx = UInt32(clamping: plan.nCtx)
+    c.n_batch = UInt32(plan.nBatch)
+    c.n_threads = UInt32(plan.nThreads)
+    c.memory_budget = p.memoryBudget
+    c.kv_bits = UInt32(plan.kvBits)
+    c.kv_group = UInt32(plan.kvGroup)
+    c.kv_sinks = UInt32(p.kvSinks)
+    c.attention = UInt32(p.attention.rawValue)
+    c.attn_sinks = UInt32(p.sinks)
+    c.attn_window = UInt32(p.window)
+    c.attn_pos_mode = UInt32(p.positionMode.rawValue)
+    c.dhsa_budget = UInt32(clamping: plan.dhsa.budget)
+    c.dhsa_global = UInt32(p.dhsa.global)
+    c.dhsa_local = UInt32(p.dhsa.local)
+    c.dhsa_chunk_min = UInt32(p.dhsa.minChunk)
+    c.dhsa_chunk_max = UInt32(p.dhsa.maxChunk)
+    c.dhsa_chunk_threshold = p.dhsa.threshold
+    c.dhsa_query_block = UInt32(p.dhsa.queryBlock)
+    c.auto_fit = p.autoFit ? 1 : 0
+    c.workspace = p.workspace
+    c.workspace_size = UInt64(p.workspaceSize)
+    out.pointee = c
+    return Status.ok.rawValue
 }
 
 @_cdecl("ea_session_eval_series")

@@ -1,10 +1,12 @@
 import EAKernels
 
 /// A 64-byte aligned block from the C allocator, freed with its owner. Used for every buffer the
-/// library owns, so that planned sizes are exactly the sizes requested from the system.
+/// library owns, so that planned sizes are exactly the sizes requested from the system. A buffer
+/// made `external` wraps caller memory (a session workspace) and never frees it.
 public final class AlignedBuffer {
     public let raw: UnsafeMutableRawPointer
     public let byteCount: Int
+    let owned: Bool
 
     // Throwing initializers are convenience initializers that fail before delegating: a failed
     // designated initializer leaks its partially built instance in Embedded Swift.
@@ -15,12 +17,17 @@ public final class AlignedBuffer {
         self.init(raw: p, byteCount: byteCount)
     }
 
-    init(raw: UnsafeMutableRawPointer, byteCount: Int) {
+    init(raw: UnsafeMutableRawPointer, byteCount: Int, owned: Bool = true) {
         self.raw = raw
         self.byteCount = byteCount
+        self.owned = owned
     }
 
-    deinit { eak_free(raw) }
+    static func external(_ raw: UnsafeMutableRawPointer, byteCount: Int) -> AlignedBuffer {
+        AlignedBuffer(raw: raw, byteCount: byteCount, owned: false)
+    }
+
+    deinit { if owned { eak_free(raw) } }
 
     public func floats(at offset: Int) -> UnsafeMutablePointer<Float> {
         (raw + offset).assumingMemoryBound(to: Float.self)

@@ -25,7 +25,65 @@ public struct SessionParams {
     public var sinks: Int = 4, window: Int = 1020
     public var positionMode: PositionMode = .streaming
     public var dhsa = DHSAParams()
+    /// Caller memory for the session's arena (64-byte aligned, at least the planned bytes); the
+    /// session then allocates no buffer of its own and never frees this one.
+    public var workspace: UnsafeMutableRawPointer? = nil
+    public var workspaceSize = 0
+    /// When the plan exceeds the budget (memoryBudget, or the workspace size), shrink it instead of
+    /// failing: KV bits, then n_batch, then the context (dense/DHSA) or the Λ window.
+    public var autoFit = false
     public init() {}
+
+    /// The byte limit a session must respect: the budget, the workspace, or the smaller of both.
+    var byteLimit: Int? {
+        var lim: Int? = memoryBudget == 0 ? nil : Int(clamping: memoryBudget)
+        if workspace != nil { lim = min(lim ?? Int.max, workspaceSize) }
+        return lim
+    }
+}
+
+extension SessionPlan {
+    /// auto_fit: the largest configuration within `limit`, in this order of sacrifice: KV cache bits
+    /// (16/32 -> 8 -> 4), prefill batch (halved down to 1), then the context of dense and DHSA
+    /// layers (a DHSA budget left at 0 follows it) or, for Λ-only sessions, the window (largest that
+    /// fits, by bisection, not below 16). Returns the plan and the params it was made from.
+    public static func fit(_ hp: Hyperparams, _ p0: SessionParams, limit: Int) throws(EAError) -> (SessionPlan, SessionParams) {
+        var p = p0
+        func attempt(_ q: SessionParams) -> SessionPlan? {
+            guard let plan = try? SessionPlan.make(hp, q) else { return nil }
+            return plan.totalBytes <= limit ? plan : nil
+        }
+        if let plan = attempt(p) { return (plan, p) }
+        let bits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
+        for b in [8, 4] where b < bits {
+            p.kvBits = b
+            if let plan = attempt(p) { return (plan, p) }
+        }
+        while p.nBatch > 1 {
+            p.nBatch = max(1, p.nBatch / 2)
+            if let plan = attempt(p) { return (plan, p) }
+        }
+        let full = try SessionPlan.make(hp, p)
+        let lambdaOnly = full.maxPositions > full.nCtx && full.policies.contains(.lambda)
+        var lo = 16, hi = lambdaOnly ? p.window : full.nCtx
+        var best: (SessionPlan, SessionParams)? = nil
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            var q = p
+            if lambdaOnly { q.window = mid } else { q.nCtx = mid }
+            if let plan = attempt(q) {
+                best = (plan, q)
+                lo = mid + 1
+            } else {
+                hi = mid - 1
+            }
+        }
+        if let b = best { return b }
+        var smallest = p
+        if lambdaOnly { smallest.window = 16 } else { smallest.nCtx = 16 }
+        let need = (try? SessionPlan.make(hp, smallest))?.totalBytes ?? full.totalBytes
+        throw EAError(.budget, "auto_fit: even KV \(p.kvBits == 0 ? bits : p.kvBits) bits, n_batch 1 and a \(lambdaOnly ? "window" : "context") of 16 need \(need) bytes; the limit is \(limit) bytes")
+    }
 }
 
 /// Every buffer a session owns, laid out in one arena. The planner is the allocator's only input:

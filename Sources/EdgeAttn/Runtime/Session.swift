@@ -5,6 +5,8 @@ import EAKernels
 public final class Session {
     public let model: Model
     public let plan: SessionPlan
+    /// The parameters the plan was made from (after auto_fit, what it chose).
+    public let params: SessionParams
     let arena: AlignedBuffer
     public internal(set) var nPast = 0
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
@@ -20,17 +22,30 @@ public final class Session {
     public var selectionObserver: ((Int, Int, Int, [[Int32]]) -> Void)? = nil
 
     public convenience init(model: Model, params: SessionParams) throws(EAError) {
-        let plan = try SessionPlan.make(model.hp, params)
-        if params.memoryBudget != 0 && UInt64(plan.totalBytes) > params.memoryBudget {
-            var largest = ("", 0)
-            for r in plan.regions where r.1 > largest.1 { largest = r }
-            throw EAError(.budget, "session needs \(plan.totalBytes) bytes (largest: \(largest.0) \(largest.1) bytes for n_ctx \(plan.nCtx)) but the budget is \(params.memoryBudget) bytes")
+        var plan = try SessionPlan.make(model.hp, params)
+        var used = params
+        if let limit = params.byteLimit, plan.totalBytes > limit {
+            if params.autoFit {
+                (plan, used) = try SessionPlan.fit(model.hp, params, limit: limit)
+            } else {
+                var largest = ("", 0)
+                for r in plan.regions where r.1 > largest.1 { largest = r }
+                let what = params.workspace != nil && params.workspaceSize == limit ? "the workspace holds" : "the budget is"
+                throw EAError(.budget, "session needs \(plan.totalBytes) bytes (largest: \(largest.0) \(largest.1) bytes for n_ctx \(plan.nCtx)) but \(what) \(limit) bytes")
+            }
         }
-        let arena = try AlignedBuffer(byteCount: plan.totalBytes)
-        self.init(model: model, plan: plan, arena: arena)
+        let arena: AlignedBuffer
+        if let ws = params.workspace {
+            if Int(bitPattern: ws) % 64 != 0 { throw EAError(.invalidArgument, "workspace must be 64-byte aligned") }
+            arena = AlignedBuffer.external(ws, byteCount: plan.totalBytes)
+        } else {
+            arena = try AlignedBuffer(byteCount: plan.totalBytes)
+        }
+        self.init(model: model, plan: plan, arena: arena, params: used)
     }
 
-    init(model: Model, plan: SessionPlan, arena: AlignedBuffer) {
+    init(model: Model, plan: SessionPlan, arena: AlignedBuffer, params: SessionParams) {
+        self.params = params
         self.model = model
         self.plan = plan
         self.arena = arena
