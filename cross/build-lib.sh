@@ -3,7 +3,13 @@
 # Swift (no Swift runtime needed by the C program) plus the C kernels, bundled into one relocatable
 # object whose only global symbols are the public ea_* API.
 #
-# Usage: cross/build-lib.sh [x86_64|aarch64|all]   (default: all)
+# Usage: cross/build-lib.sh [x86_64|aarch64|all|sanitize|fuzz]   (default: all)
+#   sanitize: build/x86_64-linux-gnu-sanitize/libedgeattn.a, the host library with the C kernels
+#   under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g), for examples/Makefile's
+#   `sanitize` and `fuzz` targets (the Swift core is not instrumented; ASan still guards every
+#   heap block it allocates, since ASan replaces the allocator).
+#   fuzz: build/x86_64-linux-gnu-fuzz/libedgeattn.a, the same with libFuzzer coverage and ASan in the
+#   Swift core too (the GGUF parser is Swift), for `make -C examples fuzz`.
 # Env:   SWIFT_BIN (default: dir of `swiftc` on PATH, else /opt/swift/usr/bin), OUT (default build/)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,10 +25,19 @@ mapfile -t swift_srcs < <(find "$root/Sources/EdgeAttn" -name '*.swift' | sort)
 c_srcs=("$root"/Sources/EAKernels/*.c)
 
 build_one() { # arch
-  local arch=$1 triple swift_target cc cflags
+  local arch=$1 triple swift_target cc cflags opt=-O3 swiftflags=()
   case $arch in
     x86_64) triple=x86_64-linux-gnu; swift_target=x86_64-unknown-linux-gnu
             cc="$SWIFT_BIN/clang"; cflags=(-fopenmp -idirafter "$omp_inc") ;;
+    sanitize) triple=x86_64-linux-gnu-sanitize; swift_target=x86_64-unknown-linux-gnu; opt=-O1
+            cc="$SWIFT_BIN/clang"
+            # globals are not instrumented: their registration does not survive the ld -r + localize step
+            cflags=(-fopenmp -idirafter "$omp_inc" -g -fno-omit-frame-pointer -fsanitize=address,undefined -mllvm -asan-globals=0
+                    -fno-sanitize-recover=undefined) ;;
+    fuzz) triple=x86_64-linux-gnu-fuzz; swift_target=x86_64-unknown-linux-gnu; opt=-O1
+            cc="$SWIFT_BIN/clang"; swiftflags=(-sanitize=address,fuzzer -Xllvm -asan-globals=0)
+            cflags=(-fopenmp -idirafter "$omp_inc" -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link
+                    -mllvm -asan-globals=0 -fno-sanitize-recover=undefined) ;;
     aarch64) triple=aarch64-linux-gnu; swift_target=aarch64-none-none-elf
             # baseline armv8-a: the dotprod kernel is enabled per function and chosen at run time
             cc=aarch64-linux-gnu-gcc; cflags=(-fopenmp -march=armv8-a) ;;
@@ -31,12 +46,12 @@ build_one() { # arch
   rm -rf "$obj"; mkdir -p "$obj"
   echo "build-lib: $triple: swift core (embedded)" >&2
   "$swiftc" -enable-experimental-feature Embedded -wmo -parse-as-library -O \
-    -target "$swift_target" -module-name EdgeAttn \
+    -target "$swift_target" -module-name EdgeAttn "${swiftflags[@]}" \
     -I "$root/Sources/EAKernels/include" -Xcc -ffreestanding \
     -c "${swift_srcs[@]}" -o "$obj/core.o"
   echo "build-lib: $triple: kernels" >&2
   for c in "${c_srcs[@]}"; do
-    "$cc" -O3 -ffp-contract=off -fPIC -std=gnu11 -Wall -I "$root/Sources/EAKernels/include" "${cflags[@]}" \
+    "$cc" $opt -ffp-contract=off -fPIC -std=gnu11 -Wall -I "$root/Sources/EAKernels/include" "${cflags[@]}" \
       -c "$c" -o "$obj/$(basename "${c%.c}").o"
   done
   local unicode=$toolchain/lib/swift/embedded/$swift_target/libswiftUnicodeDataTables.a
@@ -52,7 +67,7 @@ build_one() { # arch
 }
 
 case $want in
-  x86_64|aarch64) build_one "$want" ;;
+  x86_64|aarch64|sanitize|fuzz) build_one "$want" ;;
   all) build_one x86_64; build_one aarch64 ;;
-  *) echo "usage: build-lib.sh [x86_64|aarch64|all]" >&2; exit 2 ;;
+  *) echo "usage: build-lib.sh [x86_64|aarch64|all|sanitize|fuzz]" >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@
  * by 2^n. Plain IEEE double operations, no contraction (-ffp-contract=off): bit-identical results. */
 float eak_exp(float xf) {
     double x = (double)xf;
+    if (x != x) return xf; /* NaN in, NaN out (converting floor(NaN) to int would be undefined) */
     if (x > 88.8) return INFINITY;
     if (x < -104.0) return 0.0f;
     double n = floor(x * 1.4426950408889634 + 0.5);

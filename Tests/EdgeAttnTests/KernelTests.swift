@@ -129,6 +129,8 @@ final class KernelTests: XCTestCase {
             x += 0.37
         }
         XCTAssertEqual(eak_exp(-200), 0)
+        // found by the GGUF fuzzer: NaN logits reached exp, and converting floor(NaN) to int is undefined
+        XCTAssertTrue(eak_exp(.nan).isNaN)
         XCTAssertEqual(eak_exp(100), .infinity)
     }
 

@@ -1233,7 +1233,8 @@ static void test_workspace_and_auto_fit(const ea_model *m) {
                   "workspace: the logits live in the caller's memory", "");
         }
         ea_session_free(a);
-        a = NULL;
+        ea_session_free(b);
+        a = b = NULL;
     }
     p.workspace_size = est - 64;
     expect(ea_session_create(m, &p, &a), EA_ERR_BUDGET, "workspace: too small -> EA_ERR_BUDGET", ea_last_error());

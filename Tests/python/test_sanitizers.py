@@ -1,0 +1,79 @@
+"""AddressSanitizer + UndefinedBehaviorSanitizer builds (cross/build-lib.sh sanitize, make -C examples
+sanitize) of the C programs, and a bounded libFuzzer run of the GGUF loader (cross/build-lib.sh
+fuzz, Tests/fuzz/fuzz_gguf.c) seeded with the crafted files and the fixtures.
+
+    pytest Tests/python/test_sanitizers.py       (FUZZ_SECONDS=600 for a longer run)
+"""
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from c_harness import BUILD, HOST, run
+from c_harness import corrupt_dir, model_path  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = ROOT / "Tests" / "Fixtures"
+SAN = BUILD / (HOST + "-sanitize") / "bin"
+FUZZ = BUILD / (HOST + "-fuzz") / "bin" / "fuzz_gguf"
+ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+
+
+def _need(path):
+    if not Path(path).is_file():
+        pytest.fail("%s is missing: bash cross/build-lib.sh sanitize && bash cross/build-lib.sh fuzz && "
+                    "make -C examples sanitize fuzz" % path, pytrace=False)
+
+
+def _clean(r, what, want_rc=0):
+    err = r.stderr.decode(errors="replace")
+    assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err and \
+        "ERROR: LeakSanitizer" not in err, "%s:\n%s" % (what, err[-6000:])
+    assert r.returncode == want_rc, "%s: exit %d\n%s" % (what, r.returncode, err[-3000:])
+
+
+def test_api_under_asan_ubsan(model_path, corrupt_dir):
+    _need(SAN / "test_api")
+    r = run([SAN / "test_api", model_path, corrupt_dir, FIX / "aaren-forecaster.gguf"], timeout=1800, env=ENV)
+    _clean(r, "test_api")
+    assert r.stdout.decode().strip().splitlines()[-1].endswith(" 0 failed")
+
+
+def test_examples_under_asan_ubsan(model_path, tmp_path):
+    _need(SAN / "generate")
+    _clean(run([SAN / "generate", "-m", model_path, "-p", "The capital of France is", "-n", "8", "-t", "2",
+                "--attn", "dhsa", "--budget-tokens", "4", "--dhsa-global", "1", "--dhsa-local", "1",
+                "--query-block", "2", "--chunk-min", "1", "--chunk-max", "2"], env=ENV), "generate DHSA")
+    _clean(run([SAN / "generate", "-m", model_path, "-p", "Once upon a time", "-n", "8", "--attn", "lambda",
+                "--sinks", "2", "--window", "3", "--kv-bits", "4"], env=ENV), "generate Λ KV4")
+    _clean(run([SAN / "generate", "-m", FIX / "linear-lm.gguf", "-p", "KING:", "-n", "64"], env=ENV), "generate LM")
+    ck = tmp_path / "ck.bin"
+    data = "".join("%.2f\n" % (340 + i * 0.1) for i in range(300)).encode()
+    _clean(run([SAN / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], input=data, env=ENV), "stream")
+    ck.write_bytes(ck.read_bytes()[:-3])
+    _clean(run([SAN / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], input=b"1\n", env=ENV),
+           "stream with a damaged checkpoint", want_rc=1)
+
+
+def test_fuzz_gguf_loader(corrupt_dir, tmp_path):
+    _need(FUZZ)
+    seeds = tmp_path / "seeds"
+    corpus = tmp_path / "corpus"
+    seeds.mkdir()
+    corpus.mkdir()
+    for f in corrupt_dir.glob("syn_*.gguf"):
+        shutil.copy(f, seeds)
+    shutil.copy(FIX / "aaren-forecaster.gguf", seeds)
+    secs = int(os.environ.get("FUZZ_SECONDS", "60"))
+    r = run([FUZZ, "-max_total_time=%d" % secs, "-rss_limit_mb=2048", "-max_len=131072", "-print_final_stats=1",
+             "-artifact_prefix=%s/" % tmp_path, corpus, seeds], timeout=secs + 600, cwd=tmp_path)
+    err = r.stderr.decode(errors="replace")
+    execs = re.search(r"stat::number_of_executed_units: (\d+)", err)
+    cov = re.findall(r"cov: (\d+)", err)
+    print("fuzz: %s executions in %d s, coverage %s edges" % (execs.group(1) if execs else "?", secs,
+                                                               cov[-1] if cov else "?"))
+    crashes = list(tmp_path.glob("crash-*")) + list(tmp_path.glob("leak-*")) + list(tmp_path.glob("oom-*"))
+    assert r.returncode == 0 and not crashes, "fuzzer finding %s:\n%s" % (crashes, err[-6000:])
+    assert execs and int(execs.group(1)) > 1000, err[-3000:]
