@@ -7,7 +7,8 @@
 #   sanitize: build/x86_64-linux-gnu-sanitize/libedgeattn.a, the host library with the C kernels
 #   under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g), for examples/Makefile's
 #   `sanitize` and `fuzz` targets (the Swift core is not instrumented; ASan still guards every
-#   heap block it allocates, since ASan replaces the allocator).
+#   heap block it allocates, since ASan replaces the allocator). It is also the debug build:
+#   EA_DEBUG_HANDLES quarantines freed handles so that using one is an error, not a crash.
 #   fuzz: build/x86_64-linux-gnu-fuzz/libedgeattn.a, the same with libFuzzer coverage and ASan in the
 #   Swift core too (the GGUF parser is Swift), for `make -C examples fuzz`.
 # Env:   SWIFT_BIN (default: dir of `swiftc` on PATH, else /opt/swift/usr/bin), OUT (default build/)
@@ -30,7 +31,8 @@ build_one() { # arch
     x86_64) triple=x86_64-linux-gnu; swift_target=x86_64-unknown-linux-gnu
             cc="$SWIFT_BIN/clang"; cflags=(-fopenmp -idirafter "$omp_inc") ;;
     sanitize) triple=x86_64-linux-gnu-sanitize; swift_target=x86_64-unknown-linux-gnu; opt=-O1
-            cc="$SWIFT_BIN/clang"
+            # a debug build: freed handles are quarantined and a later use returns an error
+            cc="$SWIFT_BIN/clang"; swiftflags=(-D EA_DEBUG_HANDLES)
             # globals are not instrumented: their registration does not survive the ld -r + localize step
             cflags=(-fopenmp -idirafter "$omp_inc" -g -fno-omit-frame-pointer -fsanitize=address,undefined -mllvm -asan-globals=0
                     -fno-sanitize-recover=undefined) ;;

@@ -16,9 +16,13 @@
  *   change fields. The library reads only the fields that existed when `size` was set.
  * - One model may be shared by many sessions on different threads (it is read-only after load). A
  *   session (and a sampler) is used by one thread at a time.
+ * - Using a handle after its ea_*_free is undefined behaviour. The debug build of the library
+ *   (cross/build-lib.sh sanitize) quarantines freed handles instead, so such a call returns
+ *   EA_ERR_INVALID_ARGUMENT saying the handle was freed, and a second free does nothing.
  * - Memory: ea_estimate_session_bytes() returns, before anything is allocated, the exact number of
  *   bytes a session will allocate; ea_session_create() refuses with EA_ERR_BUDGET when that exceeds
- *   the caller's budget. Decoding a token allocates nothing.
+ *   the caller's budget (or, with auto_fit, shrinks the session until it fits). Decoding a token
+ *   allocates nothing (see README "Guarantees").
  */
 #ifndef EDGEATTN_H
 #define EDGEATTN_H

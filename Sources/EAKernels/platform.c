@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "ea_kernels.h"
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -104,6 +105,27 @@ void eak_tls_error_set(const char *msg, size_t len) {
 }
 
 const char *eak_tls_error_get(void) { return tls_error; }
+
+/* Debug builds' handle quarantine: freed handles stay allocated (and reachable from here, so leak
+ * checkers do not report them) so that a later use can be recognised instead of touching freed
+ * memory. Never used by release builds. */
+static void **quarantine;
+static size_t quarantine_n, quarantine_cap;
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void eak_quarantine_push(void *p) {
+    pthread_mutex_lock(&quarantine_lock);
+    if (quarantine_n == quarantine_cap) {
+        size_t cap = quarantine_cap ? quarantine_cap * 2 : 64;
+        void **q = realloc(quarantine, cap * sizeof *q);
+        if (q) {
+            quarantine = q;
+            quarantine_cap = cap;
+        }
+    }
+    if (quarantine_n < quarantine_cap) quarantine[quarantine_n++] = p;
+    pthread_mutex_unlock(&quarantine_lock);
+}
 
 int32_t eak_load_flag(const volatile int32_t *flag) {
     return atomic_load_explicit((const volatile _Atomic int32_t *)flag, memory_order_acquire);

@@ -243,6 +243,45 @@ static void test_workspace(const ea_model *m) {
     free(ws);
 }
 
+/* The arena equals the estimate across threads, contexts, KV formats, windows and budgets (create
+ * only: cheap, so the sweep is wide). */
+static void sweep_estimates(const ea_model *m) {
+    const uint32_t threads[] = {1, 2, 4, 8}, ctxs[] = {16, 100, 1000, 4096}, bits[] = {32, 16, 8, 4};
+    const uint32_t pols[] = {EA_ATTN_DENSE, EA_ATTN_LAMBDA, EA_ATTN_DHSA};
+    int n = 0, bad = 0;
+    char detail[256] = "";
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t c = 0; c < 4; c++)
+                for (size_t d = 0; d < 3; d++) {
+                    ea_session_params p = ea_session_default_params();
+                    p.n_threads = threads[a];
+                    p.n_ctx = ctxs[b];
+                    p.kv_bits = bits[c];
+                    p.attention = pols[d];
+                    p.attn_window = ctxs[b] / 2 + 1;
+                    p.dhsa_budget = ctxs[b] >= 512 ? ctxs[b] / 4 : 0;
+                    p.n_batch = 1 + (uint32_t)(a * 7 + b * 3) % 64;
+                    uint64_t est = 0;
+                    if (ea_estimate_session_bytes(m, &p, &est) != EA_OK) continue;
+                    ea_session *s = NULL;
+                    count_start();
+                    ea_status st = ea_session_create(m, &p, &s);
+                    count_stop();
+                    n++;
+                    if (st != EA_OK || (uint64_t)atomic_load(&g_largest) != est || ea_session_allocated_bytes(s) != est) {
+                        bad++;
+                        snprintf(detail, sizeof detail, "threads %u ctx %u kv %u policy %u: status %d, largest %ld, estimate %llu",
+                                 p.n_threads, p.n_ctx, p.kv_bits, p.attention, st, atomic_load(&g_largest),
+                                 (unsigned long long)est);
+                    }
+                    ea_session_free(s);
+                }
+    char name[128];
+    snprintf(name, sizeof name, "estimate == arena over %d configurations (threads, n_ctx, KV bits, policy, batch)", n);
+    check(bad == 0 && n > 150, name, "%d wrong; last: %s", bad, detail);
+}
+
 static long peak_rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return -1;
@@ -299,6 +338,7 @@ int main(int argc, char **argv) {
         decode_without_allocating(m, x, "per-layer dense/lambda/DHSA", 0);
         test_threads(m);
         test_workspace(m);
+        sweep_estimates(m);
     }
     if (lm) {
         ea_session_params p = ea_session_default_params();

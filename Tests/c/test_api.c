@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +300,31 @@ static void test_missing_and_directory(const char *dir) {
 }
 
 /* Every line of CORRUPT_DIR/expected.txt, loaded with mmap and with read(). */
+/* NaN/Inf weights: a plain load accepts them (checking every float costs a full read), generation
+ * then runs on NaN without crashing; validate_data finds them. */
+static void test_nan_weights(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/syn_nan_weights.gguf", dir);
+    ea_model_params mp = ea_model_default_params();
+    mp.validate_data = 1;
+    ea_model *m = NULL;
+    ea_status st = ea_model_load(path, &mp, &m);
+    expect(st, EA_ERR_CORRUPT, "NaN weights: validate_data -> EA_ERR_CORRUPT", ea_last_error());
+    check(st != EA_OK || strstr(ea_last_error(), "non-finite") != NULL, "NaN weights: the message names it", "%s",
+          ea_last_error());
+    if (st == EA_OK) ea_model_free(m);
+    m = NULL;
+    if (!expect(ea_model_load(path, NULL, &m), EA_OK, "NaN weights: plain load", ea_last_error())) return;
+    ea_session *s = NULL;
+    const float *lg = NULL;
+    if (ea_session_create(m, NULL, &s) == EA_OK) {
+        ea_status d = ea_session_decode(s, 1, &lg);
+        check(d == EA_OK && lg != NULL, "NaN weights: decoding runs (NaN logits, no crash)", "%s", status_name(d));
+        ea_session_free(s);
+    }
+    ea_model_free(m);
+}
+
 static void test_corrupt_files(const char *dir) {
     char path[4096], line[1024], name[256], want_name[64], check_name[512];
     snprintf(path, sizeof path, "%s/expected.txt", dir);
@@ -486,6 +512,20 @@ static void test_params_size_zero(const ea_model *m, const char *model_path) {
         check(s == NULL, "ea_session_create(params.size 0) sets *out_session to NULL", "left %p",
               (void *)s);
         if (st == EA_OK && s && s != (ea_session *)&g_passed) ea_session_free(s);
+        /* a caller built against 0.2 (struct ends before auto_fit): accepted, new fields default;
+         * the garbage after its struct end is not read */
+        p = small_session(32);
+        p.size = (uint32_t)offsetof(ea_session_params, auto_fit);
+        p.auto_fit = 7;
+        p.workspace = (void *)&g_failed;
+        p.workspace_size = 1;
+        s = NULL;
+        st = ea_session_create(m, &p, &s);
+        expect(st, EA_OK, "ea_session_create with a 0.2-sized params struct", ea_last_error());
+        ea_session_params got;
+        if (st == EA_OK && ea_session_get_params(s, &got) == EA_OK)
+            check(got.auto_fit == 0 && got.workspace == NULL, "0.2-sized params: fields beyond it not read", "");
+        ea_session_free(s);
     }
     {
         ea_sampler_params sp = ea_sampler_default_params();
@@ -1305,6 +1345,7 @@ int main(int argc, char **argv) {
     test_null_arguments_without_model();
     test_missing_and_directory(dir);
     test_corrupt_files(dir);
+    test_nan_weights(dir);
     test_synthetic(dir);
 
     ea_model *m = NULL;

@@ -226,11 +226,13 @@ def synthetic_tensors(n_vocab, rng):
 
 
 def write_synthetic(path, arch="llama", drop_keys=(), string_keys=(), drop_tensors=(),
-                    replace_tensors=None):
+                    replace_tensors=None, merges=None, types_cut=0, bos=None):
     """Writes the synthetic model, optionally wrong in one way.
-    drop_keys: metadata keys left out; string_keys: integer keys written as strings;
-    drop_tensors: tensors left out; replace_tensors: name -> array written instead."""
+    drop_keys: metadata keys left out; string_keys: integer or float keys written as strings;
+    drop_tensors: tensors left out; replace_tensors: name -> array written instead; merges: the
+    merge list written instead of MERGES; types_cut: token types left off the end; bos: BOS id."""
     tokens, types = synthetic_vocab()
+    types = types[:len(types) - types_cut]
     rng = np.random.default_rng(1234)
     tensors = synthetic_tensors(len(tokens), rng)
     for name, arr in (replace_tensors or {}).items():
@@ -254,13 +256,16 @@ def write_synthetic(path, arch="llama", drop_keys=(), string_keys=(), drop_tenso
         else:
             w.add_uint32(key, val)
     w.add_float32(a + "rope.freq_base", 10000.0)
-    w.add_float32(a + "attention.layer_norm_rms_epsilon", 1e-5)
+    if a + "attention.layer_norm_rms_epsilon" in string_keys:
+        w.add_string(a + "attention.layer_norm_rms_epsilon", "1e-5")
+    else:
+        w.add_float32(a + "attention.layer_norm_rms_epsilon", 1e-5)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "smollm")
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges(MERGES)
-    w.add_uint32("tokenizer.ggml.bos_token_id", tokens.index("<|endoftext|>"))
+    w.add_token_merges(MERGES if merges is None else merges)
+    w.add_uint32("tokenizer.ggml.bos_token_id", tokens.index("<|endoftext|>") if bos is None else bos)
     w.add_uint32("tokenizer.ggml.eos_token_id", tokens.index("<|im_end|>"))
     w.add_bool("tokenizer.ggml.add_bos_token", False)
     for name, arr in tensors.items():
@@ -392,6 +397,27 @@ def main(argv):
     emit_written("syn_block_count_string.gguf", "EA_ERR_METADATA",
                  "llama.block_count written as the string \"2\"",
                  string_keys={"llama.block_count"})
+    emit_written("syn_eps_string.gguf", "EA_ERR_METADATA",
+                 "llama.attention.layer_norm_rms_epsilon (a float) written as the string \"1e-5\"",
+                 string_keys={"llama.attention.layer_norm_rms_epsilon"})
+    # vocabulary and merges inconsistent with each other
+    emit_written("syn_merge_unknown_token.gguf", "EA_ERR_TOKENIZER",
+                 "a merge 'q zz' whose right side is not a token", merges=MERGES + ["q zz"])
+    emit_written("syn_merge_result_missing.gguf", "EA_ERR_TOKENIZER",
+                 "a merge 'x y' of two tokens whose concatenation 'xy' is not in the vocabulary",
+                 merges=MERGES + ["x y"])
+    emit_written("syn_token_types_short.gguf", "EA_ERR_TOKENIZER",
+                 "tokenizer.ggml.token_type one entry shorter than the vocabulary", types_cut=1)
+    emit_written("syn_bos_out_of_range.gguf", "EA_ERR_TOKENIZER",
+                 "tokenizer.ggml.bos_token_id = 100000 (the vocabulary has 262 tokens)", bos=100000)
+    # NaN weights load (checking every float would cost a full read at each load); validate_data
+    # finds them: test_api checks that with this file
+    nan_q = np.zeros((N_HEAD * HEAD_DIM, N_EMBD), np.float32)
+    nan_q[3, 5] = np.nan
+    nan_q[7, 1] = np.inf
+    emit_written("syn_nan_weights.gguf", "EA_OK",
+                 "blk.0.attn_q.weight holds a NaN and an Inf (found with validate_data: test_api)",
+                 replace_tensors={"blk.0.attn_q.weight": nan_q})
     emit_written("syn_arch_foo.gguf", "EA_ERR_UNSUPPORTED_ARCH",
                  "general.architecture 'foo' (keys foo.*)", arch="foo")
     arch_e = h.kv["general.architecture"]

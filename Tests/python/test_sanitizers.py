@@ -41,6 +41,13 @@ def test_api_under_asan_ubsan(model_path, corrupt_dir):
     assert r.stdout.decode().strip().splitlines()[-1].endswith(" 0 failed")
 
 
+def test_debug_build_guards_freed_handles(model_path):
+    _need(SAN / "test_debug")
+    r = run([SAN / "test_debug", model_path], env=ENV)
+    _clean(r, "test_debug")
+    assert r.stdout.decode().strip().splitlines()[-1] == "8 passed, 0 failed", r.stdout.decode()
+
+
 def test_examples_under_asan_ubsan(model_path, tmp_path):
     _need(SAN / "generate")
     _clean(run([SAN / "generate", "-m", model_path, "-p", "The capital of France is", "-n", "8", "-t", "2",

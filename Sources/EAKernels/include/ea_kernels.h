@@ -37,6 +37,8 @@ const char *eak_isa_name(void);
 /* Thread-local last-error text (ea_last_error). The setter copies at most size-1 bytes. */
 void eak_tls_error_set(const char *msg, size_t len);
 const char *eak_tls_error_get(void);
+/* Debug builds (EA_DEBUG_HANDLES): keeps a freed handle's memory, reachable (see platform.c). */
+void eak_quarantine_push(void *p);
 /* Atomic acquire load of a caller's abort flag. */
 int32_t eak_load_flag(const volatile int32_t *flag);
 /* Writes bytes to a file descriptor (host CLI / diagnostics); returns 0 on success. */

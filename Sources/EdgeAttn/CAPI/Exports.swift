@@ -22,7 +22,15 @@ final class ErrorText {
     }
 }
 
-final class ModelHandle {
+/// Every C handle. `freed` is only used by debug builds (EA_DEBUG_HANDLES), where ea_*_free
+/// quarantines the handle instead of releasing it, so that a later use is reported as an error
+/// instead of touching freed memory. Release builds free at once (use after free is undefined).
+protocol GuardedHandle: AnyObject {
+    var freed: Bool { get set }
+}
+
+final class ModelHandle: GuardedHandle {
+    var freed = false
     let model: Model
     let error = ErrorText()
     let arch: UnsafeMutablePointer<CChar>
@@ -36,29 +44,53 @@ final class ModelHandle {
     deinit { arch.deallocate() }
 }
 
-final class SessionHandle {
+final class SessionHandle: GuardedHandle {
+    var freed = false
     let session: Session
     let error = ErrorText()
     init(_ s: Session) { session = s }
 }
 
-final class SamplerHandle {
+final class SamplerHandle: GuardedHandle {
+    var freed = false
     let sampler: Sampler
     init(_ s: Sampler) { sampler = s }
 }
 
-@inline(__always) func handle<T: AnyObject>(_ p: OpaquePointer?, _: T.Type) -> T? {
+@inline(__always) func handle<T: GuardedHandle>(_ p: OpaquePointer?, _: T.Type) -> T? {
     guard let p = p else { return nil }
-    return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    let h = Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    #if EA_DEBUG_HANDLES
+    if h.freed {
+        usedFreedHandle = true
+        return nil
+    }
+    #endif
+    return h
 }
+
+#if EA_DEBUG_HANDLES
+/// Set when the last handle lookup on this call found a freed handle (read by `invalid`). The C API
+/// is called from many threads; a plain global is enough here because only debug builds set it and
+/// it only decorates an error message.
+nonisolated(unsafe) var usedFreedHandle = false
+#endif
 
 @inline(__always) func retain<T: AnyObject>(_ o: T) -> OpaquePointer {
     OpaquePointer(Unmanaged.passRetained(o).toOpaque())
 }
 
-@inline(__always) func release<T: AnyObject>(_ p: OpaquePointer?, _: T.Type) {
+@inline(__always) func release<T: GuardedHandle>(_ p: OpaquePointer?, _: T.Type) {
     guard let p = p else { return }
+    #if EA_DEBUG_HANDLES
+    let h = Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    if !h.freed {
+        h.freed = true
+        eak_quarantine_push(UnsafeMutableRawPointer(p))  // keeps it reachable for leak checkers
+    }
+    #else
     Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).release()
+    #endif
 }
 
 /// Records an error on the calling thread (and on a handle's buffer) and returns its status.
@@ -74,7 +106,13 @@ func fail(_ e: EAError, _ h: ErrorText? = nil) -> ea_status {
 }
 
 func invalid(_ what: String, _ h: ErrorText? = nil) -> ea_status {
-    fail(EAError(.invalidArgument, what), h)
+    #if EA_DEBUG_HANDLES
+    if usedFreedHandle {
+        usedFreedHandle = false
+        return fail(EAError(.invalidArgument, what + " (the handle was freed: use after free, caught by this debug build)"), h)
+    }
+    #endif
+    return fail(EAError(.invalidArgument, what), h)
 }
 
 func string(fromC p: UnsafePointer<CChar>) -> String {
@@ -326,10 +364,18 @@ public func _ea_session_default_params() -> ea_session_params {
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
     var c = _ea_session_default_params()
     if let p = p {
-        if p.pointee.size < UInt32(MemoryLayout<ea_session_params>.size) {
+        // callers built against 0.2 (no auto_fit/workspace fields) get those fields' defaults
+        let v02 = MemoryLayout<ea_session_params>.offset(of: \ea_session_params.auto_fit) ?? Int.max
+        let size = Int(p.pointee.size)
+        if size < v02 {
             throw EAError(.invalidArgument, "params->size is \(p.pointee.size); initialise params with ea_session_default_params()")
         }
-        c = p.pointee
+        if size >= MemoryLayout<ea_session_params>.size {
+            c = p.pointee
+        } else {
+            // copy only the fields the caller's struct has
+            withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: v02)) }
+        }
     }
     var s = SessionParams()
     s.nCtx = Int(c.n_ctx)
