@@ -230,6 +230,14 @@ public final class Model {
             case .softmax: break
             }
         }
+        // every tensor is found and shape-checked before the buffer is allocated, so a small file
+        // claiming huge dimensions fails without allocating for them (found by the fuzzer)
+        var found: [(Int, GGUFTensor)] = []
+        for (i, (name, n, required)) in vecNames.enumerated() {
+            if !required && f.tensor(name) == nil { continue }
+            // the learned Aaren query is a matrix [head_dim, n_head] in the file; the rest are vectors
+            found.append((i, try Model.tensor(f, name, name.hasSuffix(".attn_query") ? [hp.headDim, hp.nHead] : [n])))
+        }
         var vecOffsets: [Int] = [], vecTotal = 0
         for (_, n, _) in vecNames {
             vecOffsets.append(vecTotal)
@@ -237,10 +245,8 @@ public final class Model {
         }
         let vectors = try AlignedBuffer(byteCount: max(vecTotal, 64))
         var vecPtr: [String: UnsafePointer<Float>] = [:]
-        for (i, (name, n, required)) in vecNames.enumerated() {
-            if !required && f.tensor(name) == nil { continue }
-            // the learned Aaren query is a matrix [head_dim, n_head] in the file; the rest are vectors
-            let t = try Model.tensor(f, name, name.hasSuffix(".attn_query") ? [hp.headDim, hp.nHead] : [n])
+        for (i, t) in found {
+            let (name, n, _) = vecNames[i]
             let dst = vectors.floats(at: vecOffsets[i])
             _ = eak_dequantize(t.type, f.data(of: t), dst, Int64(n))
             vecPtr[name] = UnsafePointer(dst)
