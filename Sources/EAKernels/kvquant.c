@@ -15,6 +15,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 size_t eak_kvq_record_bytes(int bits, int group) { return 4 + (size_t)group * (size_t)bits / 8; }
 
@@ -120,6 +123,67 @@ static inline void codes_axpy(float *y, float a, float b, int with_b, const uint
     }
 }
 
+/* ---- KV4 with groups of 32 (the default) on AVX2 ----------------------------------------------
+ * The same operations per element as codes_axpy, in the same order (multiply, then add; no FMA),
+ * so results are bit-identical to the generic loops; what changes is that the 32 codes of a record
+ * are unpacked with byte shuffles and a block's 32 key scores stay in registers over all channels. */
+int eak_generic_forced(void); /* qdot.c */
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static inline void nib32_avx2(const uint8_t *codes, __m256 c[4]) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m4 = _mm_set1_epi8(15);
+    const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+    const __m128i e0 = _mm_unpacklo_epi8(lo, hi), e1 = _mm_unpackhi_epi8(lo, hi); /* codes 0-15, 16-31 */
+    c[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
+    c[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
+    c[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
+    c[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
+}
+
+/* acc[0..31] = scores of one key block (without the offset term), *base = the offset term */
+__attribute__((target("avx2"))) static void kblock4_avx2(const float *qh, const uint8_t *kr, size_t rb, int d,
+                                                       const float *h2f, float *acc, float *base_out) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    float base = 0.0f;
+    for (int ch = 0; ch < d; ++ch) {
+        const uint8_t *r = kr + (size_t)ch * rb;
+        const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+        base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+        __m256 c[4];
+        nib32_avx2(r + 4, c);
+        const __m256 va = _mm256_set1_ps(a);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(va, c[0]));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(va, c[1]));
+        a2 = _mm256_add_ps(a2, _mm256_mul_ps(va, c[2]));
+        a3 = _mm256_add_ps(a3, _mm256_mul_ps(va, c[3]));
+    }
+    _mm256_storeu_ps(acc, a0);
+    _mm256_storeu_ps(acc + 8, a1);
+    _mm256_storeu_ps(acc + 16, a2);
+    _mm256_storeu_ps(acc + 24, a3);
+    *base_out = base;
+}
+
+/* y[i] = y[i] + (a * code_i + b) for one 32-code value record */
+__attribute__((target("avx2"))) static void vrec4_avx2(float *y, float a, float b, const uint8_t *codes) {
+    __m256 c[4];
+    nib32_avx2(codes, c);
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    for (int k = 0; k < 4; ++k)
+        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_loadu_ps(y + 8 * k), _mm256_add_ps(_mm256_mul_ps(va, c[k]), vb)));
+}
+#endif
+
+/* 1 when this call may use the KV4/32 AVX2 loops */
+static int kv4_simd(int bits, int G) {
+    if (bits != 4 || G != 32 || eak_generic_forced()) return 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
 /* Score of position j (>= n_sink, in a complete block) read from its key records one channel at a
  * time: the list (DHSA) form, where selected positions need not fill whole blocks. */
 static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, size_t rb, const float *h2f) {
@@ -147,6 +211,7 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const float *h2f = eak_f16_table();
     const int n_work = n_tok * n_head;
     if (d > 512 || G > 256) return; /* validated by the planner */
+    const int simd4 = kv4_simd(bits, G);
     if (n_threads < 1) n_threads = 1;
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
     const int eak_nt = n_threads;
@@ -190,12 +255,19 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
                 const int p0 = S + b * G;
                 const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
                 float acc[256], base = 0.0f;
-                for (int i = 0; i < G; ++i) acc[i] = 0.0f;
-                for (int ch = 0; ch < d; ++ch) {
-                    const uint8_t *r = kr + (size_t)ch * rb;
-                    const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
-                    base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                    codes_axpy(acc, a, 0.0f, 0, r + 4, bits, G);
+#if defined(__x86_64__)
+                if (simd4) {
+                    kblock4_avx2(qh, kr, rb, d, h2f, acc, &base);
+                } else
+#endif
+                {
+                    for (int i = 0; i < G; ++i) acc[i] = 0.0f;
+                    for (int ch = 0; ch < d; ++ch) {
+                        const uint8_t *r = kr + (size_t)ch * rb;
+                        const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+                        base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                        codes_axpy(acc, a, 0.0f, 0, r + 4, bits, G);
+                    }
                 }
                 for (int i = 0; i < G; ++i) {
                     const int jj = p0 + i;
@@ -213,10 +285,8 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
             }
         }
         float sum = 0.0f;
-        for (int k = 0; k < nk; ++k) {
-            s[k] = eak_exp(s[k] - mx);
-            sum += s[k];
-        }
+        eak_exp_sub(s, nk, mx);
+        for (int k = 0; k < nk; ++k) sum += s[k];
         const float inv = 1.0f / sum;
         float *o = out + (size_t)t * q_stride + (size_t)h * d;
         for (int i = 0; i < d; ++i) o[i] = 0.0f;
@@ -233,6 +303,9 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
                     const uint8_t *r = vq + (size_t)g * rb;
                     const float w1 = pw * h2f[(uint16_t)(r[0] | (r[1] << 8))], w0v = pw * h2f[(uint16_t)(r[2] | (r[3] << 8))];
                     float *og = o + g * G;
+#if defined(__x86_64__)
+                    if (simd4) { vrec4_avx2(og, w1, w0v, r + 4); continue; }
+#endif
                     codes_axpy(og, w1, w0v, 1, r + 4, bits, G);
                 }
             }

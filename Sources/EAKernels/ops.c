@@ -23,7 +23,10 @@ float eak_exp(float xf) {
     if (x != x) return xf; /* NaN in, NaN out (converting floor(NaN) to int would be undefined) */
     if (x > 88.8) return INFINITY;
     if (x < -104.0) return 0.0f;
-    double n = floor(x * 1.4426950408889634 + 0.5);
+    /* floor without the libm call (x86_64's baseline has no rounding instruction): |y| < 200 */
+    const double y = x * 1.4426950408889634 + 0.5;
+    double n = (double)(int64_t)y;
+    if (n > y) n -= 1.0;
     double r = (x - n * 0.6931471805599453) - n * 2.3190468138462996e-17;
     double p = 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -37,7 +40,64 @@ float eak_exp(float xf) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    return (float)ldexp(p, (int)n);
+    /* p * 2^n with 2^n built from its exponent bits: |n| <= 151 keeps 2^n and the product normal
+     * doubles, so this is exactly ldexp(p, n) (a libm call that cost 3% of a decode step) */
+    const uint64_t bits = (uint64_t)((int64_t)n + 1023) << 52;
+    double two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return (float)(p * two_n);
+}
+
+/* s[i] <- eak_exp(s[i] - mx) for i < n. The AVX2 version runs the same double operations four
+ * lanes at a time (conversions, Horner steps, the exponent built from bits), so every result is
+ * bit-identical to eak_exp's; the special cases are blended in afterwards. */
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void exp_sub_avx2(float *s, int n, float mx) {
+    const __m128 vmx = _mm_set1_ps(mx);
+    const __m256d one = _mm256_set1_pd(1.0), hi = _mm256_set1_pd(88.8), lo = _mm256_set1_pd(-104.0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128 xf = _mm_sub_ps(_mm_loadu_ps(s + i), vmx);
+        const __m256d x = _mm256_cvtps_pd(xf);
+        const __m256d y = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), _mm256_set1_pd(0.5));
+        __m256d nn = _mm256_cvtepi32_pd(_mm256_cvttpd_epi32(y));
+        nn = _mm256_sub_pd(nn, _mm256_and_pd(_mm256_cmp_pd(nn, y, _CMP_GT_OQ), one));
+        const __m256d r = _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(nn, _mm256_set1_pd(0.6931471805599453))),
+                                        _mm256_mul_pd(nn, _mm256_set1_pd(2.3190468138462996e-17)));
+        __m256d p = _mm256_set1_pd(1.0 / 39916800.0);
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 3628800.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 362880.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 40320.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 5040.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 720.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 120.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 24.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 6.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(0.5));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), one);
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), one);
+        /* 2^n from its exponent bits (n is in range wherever the result is kept) */
+        const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(nn)),
+                                                             _mm256_set1_epi64x(1023)), 52);
+        __m256d res = _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+        res = _mm256_blendv_pd(res, _mm256_set1_pd(INFINITY), _mm256_cmp_pd(x, hi, _CMP_GT_OQ));
+        res = _mm256_blendv_pd(res, _mm256_setzero_pd(), _mm256_cmp_pd(x, lo, _CMP_LT_OQ));
+        res = _mm256_blendv_pd(res, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q)); /* NaN in, NaN out */
+        _mm_storeu_ps(s + i, _mm256_cvtpd_ps(res));
+    }
+    for (; i < n; ++i) s[i] = eak_exp(s[i] - mx);
+}
+#endif
+
+int eak_generic_forced(void);
+
+void eak_exp_sub(float *s, int n, float mx) {
+#if defined(__x86_64__)
+    static int avx2 = -1;
+    if (avx2 < 0) { __builtin_cpu_init(); avx2 = __builtin_cpu_supports("avx2"); } /* racing stores agree */
+    if (avx2 && !eak_generic_forced()) { exp_sub_avx2(s, n, mx); return; }
+#endif
+    for (int i = 0; i < n; ++i) s[i] = eak_exp(s[i] - mx);
 }
 
 void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
@@ -75,10 +135,8 @@ void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float fr
 /* s[j] <- exp(s[j] - mx) for j in [j0, n); returns 1 / their sum (the softmax normaliser). */
 static float softmax_exp(float *s, int j0, int n, float mx) {
     float sum = 0.0f;
-    for (int j = j0; j < n; ++j) {
-        s[j] = eak_exp(s[j] - mx);
-        sum += s[j];
-    }
+    if (n > j0) eak_exp_sub(s + j0, n - j0, mx);
+    for (int j = j0; j < n; ++j) sum += s[j];
     return 1.0f / sum;
 }
 
@@ -162,7 +220,6 @@ static void pv_neon(float *o, float p, const void *vv, int n, const float *h2f) 
 }
 #endif
 
-int eak_generic_forced(void);
 
 static void pick_half(qk_fn *qk, pv_fn *pv) {
     *qk = qk_generic;
@@ -277,7 +334,13 @@ void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {
             out[i] = 0.5f * x * (1.0f + th) * u[i];
         }
     } else {
-        for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + eak_exp(-g[i])) * u[i];
+        float e[64]; /* exp(-g) for a run of 64, vectorised */
+        for (int64_t i0 = 0; i0 < n; i0 += 64) {
+            const int m = n - i0 < 64 ? (int)(n - i0) : 64;
+            for (int i = 0; i < m; ++i) e[i] = -g[i0 + i];
+            eak_exp_sub(e, m, 0.0f); /* x - 0 == x, also for -0 */
+            for (int i = 0; i < m; ++i) out[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
+        }
     }
 }
 
@@ -332,7 +395,22 @@ void eak_hadamard(float *x, int n_rows, int cols, int block) {
     for (int r = 0; r < n_rows; ++r) {
         for (int b0 = 0; b0 < cols; b0 += block) {
             float *v = x + (size_t)r * cols + b0;
-            for (int h = 1; h < block; h <<= 1)
+            int h = 1;
+            if (block >= 8) {
+                /* stages 1, 2 and 4 inside each run of 8, unrolled (the same sums and differences
+                 * as the loop below, so bit-identical); the wider stages vectorise across j */
+                for (int c = 0; c < block; c += 8) {
+                    float *u = v + c;
+                    const float a0 = u[0] + u[1], a1 = u[0] - u[1], a2 = u[2] + u[3], a3 = u[2] - u[3];
+                    const float a4 = u[4] + u[5], a5 = u[4] - u[5], a6 = u[6] + u[7], a7 = u[6] - u[7];
+                    const float b0_ = a0 + a2, b2 = a0 - a2, b1 = a1 + a3, b3 = a1 - a3;
+                    const float b4 = a4 + a6, b6 = a4 - a6, b5 = a5 + a7, b7 = a5 - a7;
+                    u[0] = b0_ + b4; u[4] = b0_ - b4; u[1] = b1 + b5; u[5] = b1 - b5;
+                    u[2] = b2 + b6; u[6] = b2 - b6; u[3] = b3 + b7; u[7] = b3 - b7;
+                }
+                h = 8;
+            }
+            for (; h < block; h <<= 1)
                 for (int i = 0; i < block; i += 2 * h)
                     for (int j = i; j < i + h; ++j) {
                         const float a = v[j], c = v[j + h];

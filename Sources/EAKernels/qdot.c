@@ -122,6 +122,40 @@ __attribute__((target("avx2"))) static float lanes_avx2(const int8_t *wq, const 
     return eak_reduce8(a);
 }
 
+/* Four tokens against one unpacked row (prefill): for each token exactly lanes_avx2's operations
+ * in its order, plus, when mw is given, the offset term m = sum_b mw[b] * s_b in block order, so
+ * out[k] = lanes + m is bit-identical to the one-token path; |w| is computed once per block for the
+ * four tokens and the eight accumulator chains run independently. x + k * x_stride is token k. */
+__attribute__((target("avx2"))) static void lanes4_avx2(const int8_t *wq, const eak_act_block *x, size_t x_stride,
+                                                      const float *dw, const float *mw, int nb, float out[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
+    const eak_act_block *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    for (int b = 0; b < nb; ++b) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(wq + (size_t)b * 32)), aw = _mm256_sign_epi8(w, w);
+        const float d = dw[b];
+#define LANE4(A, X)                                                                                              \
+        {                                                                                                        \
+            __m256i xv = _mm256_loadu_si256((const __m256i *)X[b].qs);                                          \
+            __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, w)), ones);              \
+            A = _mm256_add_ps(A, _mm256_mul_ps(_mm256_set1_ps(d * X[b].d), _mm256_cvtepi32_ps(l)));              \
+        }
+        LANE4(a0, x0) LANE4(a1, x1) LANE4(a2, x2) LANE4(a3, x3)
+#undef LANE4
+    }
+    if (mw)
+        for (int b = 0; b < nb; ++b) {
+            const float mb = mw[b];
+            m0 = m0 + mb * x0[b].s; m1 = m1 + mb * x1[b].s; m2 = m2 + mb * x2[b].s; m3 = m3 + mb * x3[b].s;
+        }
+    float a[8];
+    _mm256_storeu_ps(a, a0); out[0] = mw ? eak_reduce8(a) + m0 : eak_reduce8(a);
+    _mm256_storeu_ps(a, a1); out[1] = mw ? eak_reduce8(a) + m1 : eak_reduce8(a);
+    _mm256_storeu_ps(a, a2); out[2] = mw ? eak_reduce8(a) + m2 : eak_reduce8(a);
+    _mm256_storeu_ps(a, a3); out[3] = mw ? eak_reduce8(a) + m3 : eak_reduce8(a);
+}
+
 /* Q4_0 / Q4_1 rows: nibbles to bytes, 16 at a time. */
 __attribute__((target("avx2"))) static int unpack_row_avx2(int type, const uint8_t *row, int nb, int8_t *wq) {
     if (type != EAK_Q4_0 && type != EAK_Q4_1) return 0;
@@ -224,6 +258,47 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
     *out = eak_reduce8(a);
     return 1;
 }
+
+/* Four rows of Q4_0 / Q4_1 / Q8_0 at once, each with exactly fused_avx2's operations in its order
+ * (bit-identical), four independent accumulator chains, one activation load per block. */
+__attribute__((target("avx2"))) static int fused4_avx2(int type, const uint8_t *row, size_t row_bytes,
+                                                       const eak_act_block *xa, int nb, const float *h2f, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int bb, qoff;
+    switch (type) {
+    case EAK_Q4_0: bb = 18; qoff = 2; break;
+    case EAK_Q4_1: bb = 20; qoff = 4; break;
+    case EAK_Q8_0: bb = 34; qoff = 2; break;
+    default: return 0;
+    }
+    const __m256i off = _mm256_set1_epi8(type == EAK_Q4_0 ? 8 : 0);
+    for (int b = 0; b < nb; ++b) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+        const float xd = xa[b].d;
+#pragma clang loop unroll(full)
+        for (int k = 0; k < 4; ++k) {
+            const uint8_t *blk = row + (size_t)k * row_bytes + (size_t)b * bb;
+            __m256i w;
+            if (type == EAK_Q8_0) {
+                w = _mm256_loadu_si256((const __m256i *)(blk + qoff));
+            } else {
+                __m128i raw = _mm_loadu_si128((const __m128i *)(blk + qoff));
+                w = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4)), off);
+            }
+            __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+            const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_set1_ps(dw * xd), _mm256_cvtepi32_ps(l)));
+        }
+    }
+    for (int k = 0; k < 4; ++k) {
+        float a[8];
+        _mm256_storeu_ps(a, acc[k]);
+        out[k] = eak_reduce8(a);
+    }
+    return 1;
+}
 #endif
 
 #if defined(__aarch64__)
@@ -272,12 +347,66 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static int fused_dotprod(int t
                                                                          const float *h2f, float *out) {
     FUSED_NEON_BODY(lanes16_dp)
 }
+
+/* Four rows at once, as fused4_avx2: per row the same operations in the same order. */
+#define FUSED4_NEON_BODY(LANES16)                                                                     \
+    int bb, qoff;                                                                                     \
+    switch (type) {                                                                                   \
+    case EAK_Q4_0: bb = 18; qoff = 2; break;                                                          \
+    case EAK_Q4_1: bb = 20; qoff = 4; break;                                                          \
+    case EAK_Q8_0: bb = 34; qoff = 2; break;                                                          \
+    default: return 0;                                                                                \
+    }                                                                                                 \
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                           \
+    const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                       \
+    float32x4_t a[4][2];                                                                              \
+    for (int k = 0; k < 4; ++k) a[k][0] = a[k][1] = vdupq_n_f32(0);                                   \
+    for (int b = 0; b < nb; ++b) {                                                                    \
+        const int8x16_t x0 = vld1q_s8(xa[b].qs), x1 = vld1q_s8(xa[b].qs + 16);                        \
+        const float xd = xa[b].d;                                                                     \
+        for (int k = 0; k < 4; ++k) {                                                                 \
+            const uint8_t *blk = row + (size_t)k * row_bytes + (size_t)b * bb;                        \
+            int8x16_t w0, w1;                                                                         \
+            if (type == EAK_Q8_0) {                                                                   \
+                w0 = vld1q_s8((const int8_t *)(blk + qoff));                                          \
+                w1 = vld1q_s8((const int8_t *)(blk + qoff + 16));                                     \
+            } else {                                                                                  \
+                uint8x16_t raw = vld1q_u8(blk + qoff);                                                \
+                w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off);                           \
+                w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off);                          \
+            }                                                                                         \
+            const float32x4_t sc = vdupq_n_f32(h2f[(uint16_t)(blk[0] | (blk[1] << 8))] * xd);         \
+            a[k][0] = vaddq_f32(a[k][0], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, x0))));              \
+            a[k][1] = vaddq_f32(a[k][1], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, x1))));              \
+        }                                                                                             \
+    }                                                                                                 \
+    for (int k = 0; k < 4; ++k) {                                                                     \
+        float l[8];                                                                                   \
+        vst1q_f32(l, a[k][0]);                                                                        \
+        vst1q_f32(l + 4, a[k][1]);                                                                    \
+        out[k] = eak_reduce8(l);                                                                      \
+    }                                                                                                 \
+    return 1;
+
+static int fused4_neon(int type, const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int nb,
+                       const float *h2f, float *out) {
+    FUSED4_NEON_BODY(lanes16_neon)
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static int fused4_dotprod(int type, const uint8_t *row, size_t row_bytes,
+                                                                          const eak_act_block *xa, int nb,
+                                                                          const float *h2f, float *out) {
+    FUSED4_NEON_BODY(lanes16_dp)
+}
 #endif
 
 typedef int (*unpack_fn)(int, const uint8_t *, int, int8_t *);
+typedef int (*fused4_fn)(int type, const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int nb,
+                         const float *h2f, float *out);
 static lanes_fn g_lanes;
 static unpack_fn g_unpack; /* NULL: scalar unpack only */
 static fused_fn g_fused;   /* NULL: no single-token shortcut */
+static fused4_fn g_fused4; /* NULL: no four-row shortcut */
 static int g_picked;
 static int g_forced_generic = -1;
 void eak_matmul_reset_dispatch(void); /* matmul.c */
@@ -288,6 +417,7 @@ void eak_force_generic(int on) {
     g_lanes = 0;
     g_unpack = 0;
     g_fused = 0;
+    g_fused4 = 0;
     g_picked = 0;
     eak_matmul_reset_dispatch();
 }
@@ -297,22 +427,25 @@ static lanes_fn pick_lanes(void) {
     lanes_fn f = lanes_generic;
     unpack_fn u = 0;
     fused_fn z = 0;
+    fused4_fn z4 = 0;
     if (g_forced_generic != 1) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")) { f = lanes_avx2; u = unpack_row_avx2; z = fused_avx2; }
+        if (__builtin_cpu_supports("avx2")) { f = lanes_avx2; u = unpack_row_avx2; z = fused_avx2; z4 = fused4_avx2; }
 #elif defined(__aarch64__)
         f = lanes_neon;
         u = unpack_row_neon;
         z = fused_neon;
+        z4 = fused4_neon;
 #if defined(__linux__)
-        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = lanes_dotprod; z = fused_dotprod; }
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = lanes_dotprod; z = fused_dotprod; z4 = fused4_dotprod; }
 #endif
 #endif
     }
     g_lanes = f;
     g_unpack = u;
     g_fused = z;
+    g_fused4 = z4;
     g_picked = 1; /* racing first calls store the same values */
     return f;
 }
@@ -336,6 +469,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     const lanes_fn lanes = pick_lanes();
     const unpack_fn unpack = g_unpack;
     const fused_fn fused = g_fused;
+    const fused4_fn fused4 = g_fused4;
     const float *h2f = eak_f16_table();
     const int nb_all = cols / 32;
     const uint32_t bb = eak_type_block_bytes(type);
@@ -347,6 +481,23 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
+        if (n_tok == 1 && fused4 && r + 4 <= r_end && nb_all <= MAXB) {
+            float v4[4];
+            if (fused4(type, row, row_bytes, xq, nb_all, h2f, v4)) {
+                for (int k = 0; k < 4; ++k) {
+                    float v = v4[k];
+                    if (has_min) {
+                        const uint8_t *rk = row + (size_t)k * row_bytes;
+                        float m = 0.0f;
+                        for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(rk[(size_t)b * bb + 2] | (rk[(size_t)b * bb + 3] << 8))] * xq[b].s;
+                        v = v + m;
+                    }
+                    y[r + k] = v;
+                }
+                r += 3;
+                continue;
+            }
+        }
         if (n_tok == 1 && fused && nb_all <= MAXB) {
             float v;
             if (fused(type, row, xq, nb_all, h2f, &v)) {
@@ -371,7 +522,16 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                 dw[b] = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
                 mw[b] = has_min ? h2f[(uint16_t)(blk[2] | (blk[3] << 8))] : 0.0f;
             }
-            for (int t = 0; t < n_tok; ++t) {
+            int t = 0;
+#if defined(__x86_64__)
+            if (lanes == lanes_avx2)
+                for (; t + 4 <= n_tok; t += 4) {
+                    float v4[4];
+                    lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, has_min ? mw : NULL, nb, v4);
+                    for (int k = 0; k < 4; ++k) y[(size_t)(t + k) * rows + r] += v4[k];
+                }
+#endif
+            for (; t < n_tok; ++t) {
                 const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
                 float v = lanes(wq, xa, dw, nb);
                 if (has_min) {
@@ -425,6 +585,45 @@ __attribute__((target("avx2"))) static float w2_fused_avx2(const uint8_t *row, c
     _mm256_storeu_ps(a, acc);
     return eak_reduce8(a) + m;
 }
+
+/* Four rows at once (decode): each row's lanes see exactly the operations of w2_fused_avx2 in the
+ * same order, so results are bit-identical; the four accumulator chains are independent, which hides
+ * the float add latency that bounds the one-row loop, and each activation block is loaded once. */
+__attribute__((target("avx2"))) static void w2_fused4_avx2(const uint8_t *row, size_t row_bytes, const eak_act_block *xa,
+                                                         int ng, int cpg, const float *h2f, float *y) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
+    const uint8_t *r0 = row, *r1 = row + row_bytes, *r2 = row + 2 * row_bytes, *r3 = row + 3 * row_bytes;
+    const size_t gb = 4 + 8 * (size_t)cpg;
+    for (int g = 0, b = 0; g < ng; ++g, r0 += gb, r1 += gb, r2 += gb, r3 += gb) {
+        const float d0 = h2f[(uint16_t)(r0[0] | (r0[1] << 8))], d1 = h2f[(uint16_t)(r1[0] | (r1[1] << 8))];
+        const float d2 = h2f[(uint16_t)(r2[0] | (r2[1] << 8))], d3 = h2f[(uint16_t)(r3[0] | (r3[1] << 8))];
+        for (int c = 0; c < cpg; ++c, ++b) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+            const float xd = xa[b].d;
+            __m256i l0 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r0 + 4 + 8 * c), x), ones);
+            __m256i l1 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r1 + 4 + 8 * c), x), ones);
+            __m256i l2 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r2 + 4 + 8 * c), x), ones);
+            __m256i l3 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r3 + 4 + 8 * c), x), ones);
+            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_set1_ps(d0 * xd), _mm256_cvtepi32_ps(l0)));
+            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_set1_ps(d1 * xd), _mm256_cvtepi32_ps(l1)));
+            acc2 = _mm256_add_ps(acc2, _mm256_mul_ps(_mm256_set1_ps(d2 * xd), _mm256_cvtepi32_ps(l2)));
+            acc3 = _mm256_add_ps(acc3, _mm256_mul_ps(_mm256_set1_ps(d3 * xd), _mm256_cvtepi32_ps(l3)));
+        }
+        const float n0 = h2f[(uint16_t)(r0[2] | (r0[3] << 8))], n1 = h2f[(uint16_t)(r1[2] | (r1[3] << 8))];
+        const float n2 = h2f[(uint16_t)(r2[2] | (r2[3] << 8))], n3 = h2f[(uint16_t)(r3[2] | (r3[3] << 8))];
+        for (int c = 0; c < cpg; ++c) {
+            const float xs = xa[g * cpg + c].s;
+            m0 = m0 + n0 * xs; m1 = m1 + n1 * xs; m2 = m2 + n2 * xs; m3 = m3 + n3 * xs;
+        }
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc0); y[0] = eak_reduce8(a) + m0;
+    _mm256_storeu_ps(a, acc1); y[1] = eak_reduce8(a) + m1;
+    _mm256_storeu_ps(a, acc2); y[2] = eak_reduce8(a) + m2;
+    _mm256_storeu_ps(a, acc3); y[3] = eak_reduce8(a) + m3;
+}
 #endif
 
 #if defined(__aarch64__)
@@ -470,6 +669,52 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static float w2_fused_dotprod(
                                                                               int cpg, const float *h2f) {
     W2_FUSED_NEON_BODY(lanes16_dp)
 }
+
+/* Four rows at once, as w2_fused4_avx2: per row the same operations in the same order. */
+#define W2_FUSED4_NEON_BODY(LANES16)                                                                  \
+    float32x4_t a[4][2];                                                                              \
+    float m[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                            \
+    for (int k = 0; k < 4; ++k) a[k][0] = a[k][1] = vdupq_n_f32(0);                                   \
+    const size_t gb = 4 + 8 * (size_t)cpg;                                                            \
+    for (int g = 0, b = 0; g < ng; ++g) {                                                             \
+        const uint8_t *gr[4];                                                                         \
+        float d[4], mn[4];                                                                            \
+        for (int k = 0; k < 4; ++k) {                                                                 \
+            gr[k] = row + (size_t)k * row_bytes + (size_t)g * gb;                                     \
+            d[k] = h2f[(uint16_t)(gr[k][0] | (gr[k][1] << 8))];                                       \
+            mn[k] = h2f[(uint16_t)(gr[k][2] | (gr[k][3] << 8))];                                      \
+        }                                                                                             \
+        for (int c = 0; c < cpg; ++c, ++b) {                                                          \
+            const int8x16_t x0 = vld1q_s8(xa[b].qs), x1 = vld1q_s8(xa[b].qs + 16);                    \
+            const float xd = xa[b].d;                                                                 \
+            for (int k = 0; k < 4; ++k) {                                                             \
+                int8x16_t w0, w1;                                                                     \
+                w2_codes_neon(gr[k] + 4 + 8 * c, &w0, &w1);                                           \
+                const float32x4_t sc = vdupq_n_f32(d[k] * xd);                                        \
+                a[k][0] = vaddq_f32(a[k][0], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, x0))));          \
+                a[k][1] = vaddq_f32(a[k][1], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, x1))));          \
+            }                                                                                         \
+        }                                                                                             \
+        for (int c = 0; c < cpg; ++c)                                                                 \
+            for (int k = 0; k < 4; ++k) m[k] = m[k] + mn[k] * xa[g * cpg + c].s;                      \
+    }                                                                                                 \
+    for (int k = 0; k < 4; ++k) {                                                                     \
+        float l[8];                                                                                   \
+        vst1q_f32(l, a[k][0]);                                                                        \
+        vst1q_f32(l + 4, a[k][1]);                                                                    \
+        y[k] = eak_reduce8(l) + m[k];                                                                 \
+    }
+
+static void w2_fused4_neon(const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int ng, int cpg,
+                           const float *h2f, float *y) {
+    W2_FUSED4_NEON_BODY(lanes16_neon)
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void w2_fused4_dotprod(const uint8_t *row, size_t row_bytes,
+                                                                              const eak_act_block *xa, int ng,
+                                                                              int cpg, const float *h2f, float *y) {
+    W2_FUSED4_NEON_BODY(lanes16_dp)
+}
 #endif
 
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
@@ -480,13 +725,16 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
     const int cpg = group / 32, ng = cols / group, nb_all = cols / 32;
     void (*unpack)(const uint8_t *, int8_t *) = w2_unpack_generic;
     float (*fused)(const uint8_t *, const eak_act_block *, int, int, const float *) = 0;
+    void (*fused4)(const uint8_t *, size_t, const eak_act_block *, int, int, const float *, float *) = 0;
     if (lanes != lanes_generic) {
 #if defined(__x86_64__)
         unpack = w2_unpack_avx2;
         fused = w2_fused_avx2;
+        fused4 = w2_fused4_avx2;
 #elif defined(__aarch64__)
         unpack = w2_unpack_neon;
         fused = lanes == lanes_dotprod ? w2_fused_dotprod : w2_fused_neon;
+        fused4 = lanes == lanes_dotprod ? w2_fused4_dotprod : w2_fused4_neon;
 #endif
     }
     if (n_threads < 1) n_threads = 1;
@@ -494,6 +742,11 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
     EAK_PARALLEL(n_threads > 1,
     for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        if (n_tok == 1 && fused4 && r + 4 <= r_end) {
+            fused4(row, row_bytes, xq, ng, cpg, h2f, y + r);
+            r += 3;
+            continue;
+        }
         if (n_tok == 1 && fused) {
             y[r] = fused(row, xq, ng, cpg, h2f);
             continue;
@@ -511,7 +764,16 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
                 dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
                 mw[b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
             }
-            for (int t = 0; t < n_tok; ++t) {
+            int t = 0;
+#if defined(__x86_64__)
+            if (lanes == lanes_avx2)
+                for (; t + 4 <= n_tok; t += 4) {
+                    float v4[4];
+                    lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, mw, nb, v4);
+                    for (int k = 0; k < 4; ++k) y[(size_t)(t + k) * rows + r] += v4[k];
+                }
+#endif
+            for (; t < n_tok; ++t) {
                 const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
                 float v = lanes(wq, xa, dw, nb), m = 0.0f;
                 for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
@@ -589,6 +851,57 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             return -1;
         }
         checks += 3;
+        /* six rows in one call: four through the four-row decode kernel, two through the one-row
+         * one; each row against generic unpack + generic lanes (W2, then Q8_0) */
+        {
+            enum { R = 6 };
+            static _Thread_local uint8_t many[R * NB * 40];
+            float yr[R];
+            for (int i = 0; i < R * ng * gb; ++i) many[i] = (uint8_t)st_rand(&s);
+            for (int r = 0; r < R; ++r)
+                for (int g = 0; g < ng; ++g) {
+                    uint8_t *gp = many + (size_t)r * ng * gb + (size_t)g * gb;
+                    uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f), mm = eak_f32_to_f16(-(float)(st_rand(&s) % 1000) * 1e-3f);
+                    gp[0] = (uint8_t)d; gp[1] = (uint8_t)(d >> 8); gp[2] = (uint8_t)mm; gp[3] = (uint8_t)(mm >> 8);
+                }
+            eak_matmul_w2(many, (size_t)ng * gb, R, nb * 32, group, xa, 1, yr, 1);
+            for (int r = 0; r < R; ++r) {
+                const uint8_t *rr = many + (size_t)r * ng * gb;
+                float mr = 0.0f;
+                for (int b = 0; b < nb; ++b) {
+                    const uint8_t *gp = rr + (size_t)(b / cpg) * gb;
+                    w2_unpack_generic(gp + 4 + 8 * (b % cpg), wq + b * 32);
+                    dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
+                    mr = mr + h2f[(uint16_t)(gp[2] | (gp[3] << 8))] * xa[b].s;
+                }
+                const float want = lanes_generic(wq, xa, dw, nb) + mr;
+                if (memcmp(&want, &yr[r], sizeof want) != 0) {
+                    if (msg) snprintf(msg, msg_len, "W2 multi-row kernel (%s, group %d, %d blocks, row %d): %.9g != generic %.9g",
+                                      eak_idot_name(), group, nb, r, yr[r], want);
+                    return -1;
+                }
+            }
+            for (int i = 0; i < R * nb * 34; ++i) many[i] = (uint8_t)st_rand(&s);
+            for (int i = 0; i < R * nb; ++i) { /* finite scales */
+                uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f);
+                many[i * 34] = (uint8_t)d; many[i * 34 + 1] = (uint8_t)(d >> 8);
+            }
+            eak_matmul_q8(EAK_Q8_0, many, (size_t)nb * 34, R, nb * 32, xa, 1, yr, 1);
+            for (int r = 0; r < R; ++r) {
+                for (int b = 0; b < nb; ++b) {
+                    const uint8_t *blk = many + ((size_t)r * nb + b) * 34;
+                    unpack_block(EAK_Q8_0, blk, wq + b * 32);
+                    dw[b] = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+                }
+                const float want = lanes_generic(wq, xa, dw, nb);
+                if (memcmp(&want, &yr[r], sizeof want) != 0) {
+                    if (msg) snprintf(msg, msg_len, "Q8_0 multi-row kernel (%s, %d blocks, row %d): %.9g != generic %.9g",
+                                      eak_idot_name(), nb, r, yr[r], want);
+                    return -1;
+                }
+            }
+            checks += 2 * R;
+        }
     }
     if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels against the generic ones: all bit-identical", checks, eak_idot_name());
     return 0;

@@ -149,6 +149,119 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Block Hadamard rotation: equals the Sylvester matrix product H x / sqrt(block) (in double, to
+    /// float rounding), and bit for bit the plain butterfly loop in stage order (the kernel unrolls
+    /// the first three stages; the operations per element must stay the same).
+    func testHadamardMatchesSylvesterMatrixAndButterflyOrder() {
+        var rng = TestRNG(state: 21)
+        for block in [2, 4, 8, 16, 64, 128] {
+            let cols = block * 3, rows = 2
+            let x = (0..<(rows * cols)).map { _ in rng.float(-2, 2) }
+            var y = x
+            eak_hadamard(&y, Int32(rows), Int32(cols), Int32(block))
+            var loop = x
+            let s = 1 / Float(block).squareRoot()
+            for r in 0..<rows {
+                for b0 in stride(from: 0, to: cols, by: block) {
+                    let o = r * cols + b0
+                    var h = 1
+                    while h < block {
+                        for i in stride(from: 0, to: block, by: 2 * h) {
+                            for j in i..<(i + h) {
+                                let a = loop[o + j], c = loop[o + j + h]
+                                loop[o + j] = a + c
+                                loop[o + j + h] = a - c
+                            }
+                        }
+                        h <<= 1
+                    }
+                    for j in 0..<block { loop[o + j] *= s }
+                    for i in 0..<block {
+                        var ref = 0.0
+                        for j in 0..<block { ref += Double((i & j).nonzeroBitCount % 2 == 0 ? 1 : -1) * Double(x[o + j]) }
+                        XCTAssertEqual(Double(y[o + i]), ref / Double(block).squareRoot(), accuracy: 1e-5, "block \(block)")
+                    }
+                }
+            }
+            XCTAssertEqual(y.map(\.bitPattern), loop.map(\.bitPattern), "block \(block): not the butterfly order")
+        }
+    }
+
+    /// The vectorised softmax exponential equals eak_exp element by element, bit for bit, on wide
+    /// ranges, arbitrary bit patterns (NaN, infinities, subnormals) and ragged lengths.
+    func testVectorExpEqualsScalarExactly() {
+        var rng = TestRNG(state: 5)
+        for n in [1, 3, 4, 7, 64, 1001] {
+            for mode in 0..<3 {
+                let mx: Float = mode == 0 ? 0 : rng.float(-50, 50)
+                var x = (0..<n).map { _ in mode == 2 ? Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) : rng.float(-200, 200) }
+                if n > 3 { x[0] = .infinity; x[1] = -.infinity; x[2] = .nan }
+                let want = x.map { eak_exp($0 - mx) }
+                var got = x
+                eak_exp_sub(&got, Int32(n), mx)
+                for i in 0..<n where !(got[i].isNaN && want[i].isNaN) {
+                    XCTAssertEqual(got[i].bitPattern, want[i].bitPattern, "x \(x[i]) - \(mx)")
+                }
+            }
+        }
+    }
+
+    /// KV4 attention with groups of 32: the AVX2 loops (unpacked codes, block scores in registers)
+    /// give the generic loops' results bit for bit, for decode and batch queries, dense and Λ spans.
+    func testKV4AttentionSIMDEqualsGenericExactly() {
+        var rng = TestRNG(state: 33)
+        let d = 64, nKV = 3, nHead = 9, G = 32, S = 4, ring = 64, nPos = 150
+        let rb = Int(eak_kvq_record_bytes(4, Int32(G))), kvDim = nKV * d
+        var kq = [UInt8](repeating: 0, count: 8 * nKV * d * rb)
+        var vq = [UInt8](repeating: 0, count: 8 * G * nKV * (d / G) * rb)
+        var sinkK = [Float](repeating: 0, count: S * kvDim), sinkV = sinkK
+        var ringK = [Float](repeating: 0, count: ring * kvDim), ringV = ringK
+        let k = (0..<(nPos * kvDim)).map { _ in rng.float(-2, 2) }, v = (0..<(nPos * kvDim)).map { _ in rng.float(-2, 2) }
+        let q = (0..<(10 * nHead * d)).map { _ in rng.float(-1, 1) }
+        kq.withUnsafeMutableBufferPointer { kqp in vq.withUnsafeMutableBufferPointer { vqp in
+        sinkK.withUnsafeMutableBufferPointer { skp in sinkV.withUnsafeMutableBufferPointer { svp in
+        ringK.withUnsafeMutableBufferPointer { rkp in ringV.withUnsafeMutableBufferPointer { rvp in
+            var c = eak_kvq(head_dim: Int32(d), n_kv_head: Int32(nKV), bits: 4, group: Int32(G), n_sink: Int32(S),
+                            ring: Int32(ring), block_slots: 0, kq: kqp.baseAddress, vq: vqp.baseAddress,
+                            sink_k: skp.baseAddress, sink_v: svp.baseAddress, ring_k: rkp.baseAddress, ring_v: rvp.baseAddress)
+            func attend(_ nTok: Int, _ pos0: Int, _ span: eak_span?) -> [UInt32] {
+                var out = [Float](repeating: 0, count: nTok * nHead * d)
+                var sp = span ?? eak_span()
+                let stride = span == nil ? Int(eak_span_max_keys(nil, Int32(pos0), Int32(nTok)))
+                                         : Int(eak_span_max_keys(&sp, Int32(pos0), Int32(nTok)))
+                var scratch = [Float](repeating: 0, count: 2 * stride)
+                if span == nil {
+                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, nil, &scratch, 2)
+                } else {
+                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, &sp, &scratch, 2)
+                }
+                return out.map(\.bitPattern)
+            }
+            var p = 0
+            while p < nPos {
+                let n = min(10, nPos - p)
+                k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                    eak_kvq_append(&c, kp.baseAddress! + p * kvDim, vp.baseAddress! + p * kvDim, Int32(p), Int32(n), 1)
+                } }
+                if p + n >= 100 {  // several complete blocks by now
+                    var lam = eak_span()
+                    lam.n_sink = Int32(S)
+                    lam.window = 40
+                    for (nTok, span) in [(1, nil), (n, nil), (1, lam), (n, lam)] as [(Int, eak_span?)] {
+                        let pos0 = p + n - nTok
+                        let simd = attend(nTok, pos0, span)
+                        eak_force_generic(1)
+                        let generic = attend(nTok, pos0, span)
+                        eak_force_generic(0)
+                        let bad = simd.indices.first { simd[$0] != generic[$0] }
+                        XCTAssertNil(bad, "n_tok \(nTok) at \(pos0), span \(span == nil ? "dense" : "Λ"): first difference at \(bad ?? -1)")
+                    }
+                }
+                p += n
+            }
+        } } } } } }
+    }
+
     /// RoPE: rotating pairs equals multiplying complex numbers by e^{i pos theta_i}.
     func testRopeMatchesComplexRotation() {
         var rng = TestRNG(state: 9)

@@ -211,6 +211,8 @@ void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);
 /* exp(x), identical on every target (see ops.c); eak_expf is the same, for Swift callers. */
 float eak_exp(float x);
 float eak_expf(float x);
+/* s[i] <- eak_exp(s[i] - mx) for i < n (vectorised where the CPU allows, same bits). */
+void eak_exp_sub(float *s, int n, float mx);
 
 /* y[i] += x[i] */
 void eak_add(float *y, const float *x, int64_t n);

@@ -29,21 +29,32 @@ public struct WeightMatrix {
     /// True when products run on 8-bit activations with integer dot products (A8).
     public var usesInt8Activations: Bool { type == WeightMatrix.w2Type || eak_act_type(type) >= 0 }
 
+    /// True when this matrix prepares its input (rotation, 8-bit activation blocks) exactly as `o`
+    /// does, so a product with `o` on the same input leaves the prepared input in the scratch.
+    @inline(__always)
+    func sharesInput(with o: WeightMatrix) -> Bool {
+        cols == o.cols && rotation == o.rotation && usesInt8Activations == o.usesInt8Activations
+    }
+
     /// y[t][r] = W[r] . x[t] for nTok tokens. act: scratch for the quantized activations
     /// (eak_act_bytes(nTok, cols) bytes), used when the weight type has an integer path.
+    /// reuseInput: the previous product used the same x with a matrix that sharesInput(with: self),
+    /// so the rotated and quantized input in the scratch is reused (q/k/v and gate/up share theirs).
     @inline(__always)
     func apply(_ xIn: UnsafePointer<Float>, nTok: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
-               act scratch: MatmulScratch) {
+               act scratch: MatmulScratch, reuseInput: Bool = false) {
         var x = xIn
         if rotation > 0, let r = scratch.rotated {
-            r.update(from: xIn, count: nTok * cols)
-            eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation))
+            if !reuseInput {
+                r.update(from: xIn, count: nTok * cols)
+                eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation))
+            }
             x = UnsafePointer(r)
         }
         let act = scratch.act
         if usesInt8Activations {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
-            eak_quantize_act(x, Int32(nTok), Int32(cols), blocks)
+            if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks) }
             if type == WeightMatrix.w2Type {
                 eak_matmul_w2(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
                               Int32(threads))
