@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side speed and memory: libedgeattn against llama.cpp on the same model and machine.
 
-Not part of CI (it builds llama.cpp, about 10 minutes, and runs for 20-40 minutes). Run it on an
+Not part of CI (it builds llama.cpp, about 10 minutes, then runs about 12 with --reps 3). Run it on an
 otherwise idle machine:
 
     python3 Tests/bench/vs_llamacpp.py [--reps 3] [--out bench-vs-llamacpp.md]
