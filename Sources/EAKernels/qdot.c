@@ -258,47 +258,6 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
     *out = eak_reduce8(a);
     return 1;
 }
-
-/* Four rows of Q4_0 / Q4_1 / Q8_0 at once, each with exactly fused_avx2's operations in its order
- * (bit-identical), four independent accumulator chains, one activation load per block. */
-__attribute__((target("avx2"))) static int fused4_avx2(int type, const uint8_t *row, size_t row_bytes,
-                                                       const eak_act_block *xa, int nb, const float *h2f, float *out) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int bb, qoff;
-    switch (type) {
-    case EAK_Q4_0: bb = 18; qoff = 2; break;
-    case EAK_Q4_1: bb = 20; qoff = 4; break;
-    case EAK_Q8_0: bb = 34; qoff = 2; break;
-    default: return 0;
-    }
-    const __m256i off = _mm256_set1_epi8(type == EAK_Q4_0 ? 8 : 0);
-    for (int b = 0; b < nb; ++b) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
-        const float xd = xa[b].d;
-#pragma clang loop unroll(full)
-        for (int k = 0; k < 4; ++k) {
-            const uint8_t *blk = row + (size_t)k * row_bytes + (size_t)b * bb;
-            __m256i w;
-            if (type == EAK_Q8_0) {
-                w = _mm256_loadu_si256((const __m256i *)(blk + qoff));
-            } else {
-                __m128i raw = _mm_loadu_si128((const __m128i *)(blk + qoff));
-                w = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4)), off);
-            }
-            __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
-            const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
-            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_set1_ps(dw * xd), _mm256_cvtepi32_ps(l)));
-        }
-    }
-    for (int k = 0; k < 4; ++k) {
-        float a[8];
-        _mm256_storeu_ps(a, acc[k]);
-        out[k] = eak_reduce8(a);
-    }
-    return 1;
-}
 #endif
 
 #if defined(__aarch64__)
@@ -347,66 +306,12 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static int fused_dotprod(int t
                                                                          const float *h2f, float *out) {
     FUSED_NEON_BODY(lanes16_dp)
 }
-
-/* Four rows at once, as fused4_avx2: per row the same operations in the same order. */
-#define FUSED4_NEON_BODY(LANES16)                                                                     \
-    int bb, qoff;                                                                                     \
-    switch (type) {                                                                                   \
-    case EAK_Q4_0: bb = 18; qoff = 2; break;                                                          \
-    case EAK_Q4_1: bb = 20; qoff = 4; break;                                                          \
-    case EAK_Q8_0: bb = 34; qoff = 2; break;                                                          \
-    default: return 0;                                                                                \
-    }                                                                                                 \
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                           \
-    const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                       \
-    float32x4_t a[4][2];                                                                              \
-    for (int k = 0; k < 4; ++k) a[k][0] = a[k][1] = vdupq_n_f32(0);                                   \
-    for (int b = 0; b < nb; ++b) {                                                                    \
-        const int8x16_t x0 = vld1q_s8(xa[b].qs), x1 = vld1q_s8(xa[b].qs + 16);                        \
-        const float xd = xa[b].d;                                                                     \
-        for (int k = 0; k < 4; ++k) {                                                                 \
-            const uint8_t *blk = row + (size_t)k * row_bytes + (size_t)b * bb;                        \
-            int8x16_t w0, w1;                                                                         \
-            if (type == EAK_Q8_0) {                                                                   \
-                w0 = vld1q_s8((const int8_t *)(blk + qoff));                                          \
-                w1 = vld1q_s8((const int8_t *)(blk + qoff + 16));                                     \
-            } else {                                                                                  \
-                uint8x16_t raw = vld1q_u8(blk + qoff);                                                \
-                w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), off);                           \
-                w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), off);                          \
-            }                                                                                         \
-            const float32x4_t sc = vdupq_n_f32(h2f[(uint16_t)(blk[0] | (blk[1] << 8))] * xd);         \
-            a[k][0] = vaddq_f32(a[k][0], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, x0))));              \
-            a[k][1] = vaddq_f32(a[k][1], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, x1))));              \
-        }                                                                                             \
-    }                                                                                                 \
-    for (int k = 0; k < 4; ++k) {                                                                     \
-        float l[8];                                                                                   \
-        vst1q_f32(l, a[k][0]);                                                                        \
-        vst1q_f32(l + 4, a[k][1]);                                                                    \
-        out[k] = eak_reduce8(l);                                                                      \
-    }                                                                                                 \
-    return 1;
-
-static int fused4_neon(int type, const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int nb,
-                       const float *h2f, float *out) {
-    FUSED4_NEON_BODY(lanes16_neon)
-}
-
-__attribute__((target("arch=armv8.2-a+dotprod"))) static int fused4_dotprod(int type, const uint8_t *row, size_t row_bytes,
-                                                                          const eak_act_block *xa, int nb,
-                                                                          const float *h2f, float *out) {
-    FUSED4_NEON_BODY(lanes16_dp)
-}
 #endif
 
 typedef int (*unpack_fn)(int, const uint8_t *, int, int8_t *);
-typedef int (*fused4_fn)(int type, const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int nb,
-                         const float *h2f, float *out);
 static lanes_fn g_lanes;
 static unpack_fn g_unpack; /* NULL: scalar unpack only */
 static fused_fn g_fused;   /* NULL: no single-token shortcut */
-static fused4_fn g_fused4; /* NULL: no four-row shortcut */
 static int g_picked;
 static int g_forced_generic = -1;
 void eak_matmul_reset_dispatch(void); /* matmul.c */
@@ -417,7 +322,6 @@ void eak_force_generic(int on) {
     g_lanes = 0;
     g_unpack = 0;
     g_fused = 0;
-    g_fused4 = 0;
     g_picked = 0;
     eak_matmul_reset_dispatch();
 }
@@ -427,25 +331,22 @@ static lanes_fn pick_lanes(void) {
     lanes_fn f = lanes_generic;
     unpack_fn u = 0;
     fused_fn z = 0;
-    fused4_fn z4 = 0;
     if (g_forced_generic != 1) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")) { f = lanes_avx2; u = unpack_row_avx2; z = fused_avx2; z4 = fused4_avx2; }
+        if (__builtin_cpu_supports("avx2")) { f = lanes_avx2; u = unpack_row_avx2; z = fused_avx2; }
 #elif defined(__aarch64__)
         f = lanes_neon;
         u = unpack_row_neon;
         z = fused_neon;
-        z4 = fused4_neon;
 #if defined(__linux__)
-        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = lanes_dotprod; z = fused_dotprod; z4 = fused4_dotprod; }
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f = lanes_dotprod; z = fused_dotprod; }
 #endif
 #endif
     }
     g_lanes = f;
     g_unpack = u;
     g_fused = z;
-    g_fused4 = z4;
     g_picked = 1; /* racing first calls store the same values */
     return f;
 }
@@ -469,7 +370,6 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     const lanes_fn lanes = pick_lanes();
     const unpack_fn unpack = g_unpack;
     const fused_fn fused = g_fused;
-    const fused4_fn fused4 = g_fused4;
     const float *h2f = eak_f16_table();
     const int nb_all = cols / 32;
     const uint32_t bb = eak_type_block_bytes(type);
@@ -481,23 +381,6 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
-        if (n_tok == 1 && fused4 && r + 4 <= r_end && nb_all <= MAXB) {
-            float v4[4];
-            if (fused4(type, row, row_bytes, xq, nb_all, h2f, v4)) {
-                for (int k = 0; k < 4; ++k) {
-                    float v = v4[k];
-                    if (has_min) {
-                        const uint8_t *rk = row + (size_t)k * row_bytes;
-                        float m = 0.0f;
-                        for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(rk[(size_t)b * bb + 2] | (rk[(size_t)b * bb + 3] << 8))] * xq[b].s;
-                        v = v + m;
-                    }
-                    y[r + k] = v;
-                }
-                r += 3;
-                continue;
-            }
-        }
         if (n_tok == 1 && fused && nb_all <= MAXB) {
             float v;
             if (fused(type, row, xq, nb_all, h2f, &v)) {
