@@ -127,7 +127,6 @@ static inline void codes_axpy(float *y, float a, float b, int with_b, const uint
  * The same operations per element as codes_axpy, in the same order (multiply, then add; no FMA),
  * so results are bit-identical to the generic loops; what changes is that the 32 codes of a record
  * are unpacked with byte shuffles and a block's 32 key scores stay in registers over all channels. */
-int eak_generic_forced(void); /* qdot.c */
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static inline void nib32_avx2(const uint8_t *codes, __m256 c[4]) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m4 = _mm_set1_epi8(15);
@@ -173,16 +172,6 @@ __attribute__((target("avx2"))) static void vrec4_avx2(float *y, float a, float 
 }
 #endif
 
-/* 1 when this call may use the KV4/32 AVX2 loops */
-static int kv4_simd(int bits, int G) {
-    if (bits != 4 || G != 32 || eak_generic_forced()) return 0;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
-}
 
 /* Score of position j (>= n_sink, in a complete block) read from its key records one channel at a
  * time: the list (DHSA) form, where selected positions need not fill whole blocks. */
@@ -211,7 +200,7 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const float *h2f = eak_f16_table();
     const int n_work = n_tok * n_head;
     if (d > 512 || G > 256) return; /* validated by the planner */
-    const int simd4 = kv4_simd(bits, G);
+    const int simd4 = bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
     if (n_threads < 1) n_threads = 1;
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
     const int eak_nt = n_threads;

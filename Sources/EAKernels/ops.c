@@ -93,9 +93,7 @@ int eak_generic_forced(void);
 
 void eak_exp_sub(float *s, int n, float mx) {
 #if defined(__x86_64__)
-    static int avx2 = -1;
-    if (avx2 < 0) { __builtin_cpu_init(); avx2 = __builtin_cpu_supports("avx2"); } /* racing stores agree */
-    if (avx2 && !eak_generic_forced()) { exp_sub_avx2(s, n, mx); return; }
+    if (eak_use_avx2()) { exp_sub_avx2(s, n, mx); return; }
 #endif
     for (int i = 0; i < n; ++i) s[i] = eak_exp(s[i] - mx);
 }

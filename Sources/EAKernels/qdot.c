@@ -317,6 +317,16 @@ static int g_forced_generic = -1;
 void eak_matmul_reset_dispatch(void); /* matmul.c */
 int eak_generic_forced(void) { return g_forced_generic == 1; }
 
+int eak_use_avx2(void) {
+#if defined(__x86_64__)
+    static int has = -1;
+    if (has < 0) { __builtin_cpu_init(); has = __builtin_cpu_supports("avx2"); } /* racing stores agree */
+    return has && !eak_generic_forced();
+#else
+    return 0;
+#endif
+}
+
 void eak_force_generic(int on) {
     g_forced_generic = on;
     g_lanes = 0;
@@ -734,8 +744,8 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             return -1;
         }
         checks += 3;
-        /* six rows in one call: four through the four-row decode kernel, two through the one-row
-         * one; each row against generic unpack + generic lanes (W2, then Q8_0) */
+        /* six rows in one call, each against generic unpack + generic lanes: W2 (four rows through
+         * the four-row decode kernel, two through the one-row one), then Q8_0 (one-row kernel) */
         {
             enum { R = 6 };
             static _Thread_local uint8_t many[R * NB * 40];

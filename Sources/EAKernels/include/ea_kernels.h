@@ -108,6 +108,8 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
 const char *eak_idot_name(void);
 /* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
 void eak_force_generic(int on);
+/* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
+int eak_use_avx2(void);
 
 /* Compares the dispatched SIMD integer kernels (int8 lanes, W2 fused and unpacked paths) with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
