@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- reporting ------------------------------------------------------------------------------ */
 
@@ -323,6 +324,154 @@ static void test_nan_weights(const char *dir) {
         ea_session_free(s);
     }
     ea_model_free(m);
+}
+
+/* ---- truncation everywhere ----------------------------------------------------------------- */
+
+typedef struct {
+    char base[8];
+    long off;
+    char label[200];
+} cut_t;
+
+/* The listed boundary a cut falls in: the last listed offset <= cut of that base (list sorted). */
+static const char *cut_label(const cut_t *cuts, int n, const char *base, long cut) {
+    const char *lab = "?";
+    for (int i = 0; i < n; i++)
+        if (strcmp(cuts[i].base, base) == 0 && cuts[i].off <= cut) lab = cuts[i].label;
+    return lab;
+}
+
+/* Loads path (mmap and read) and expects `want`; on a miss records the cut in *first_bad. */
+static int load_expect(const char *path, ea_status want, long cut, const char *label, char *first_bad, size_t fb) {
+    int ok = 1;
+    for (int use_mmap = 1; use_mmap >= 0; use_mmap--) {
+        ea_model_params mp = ea_model_default_params();
+        mp.use_mmap = (uint32_t)use_mmap;
+        ea_model *m = NULL;
+        ea_status st = ea_model_load(path, &mp, &m);
+        const char *err = ea_last_error();
+        int good = st == want && (want == EA_OK ? m != NULL : m == NULL && err && err[0]);
+        if (!good && ok && first_bad[0] == '\0')
+            snprintf(first_bad, fb, "cut at %ld (%s, %s): %s \"%s\"", cut, label, use_mmap ? "mmap" : "read",
+                     status_name(st), nonnull(err));
+        ok &= good;
+        if (st == EA_OK) ea_model_free(m);
+    }
+    return ok;
+}
+
+/* Cuts the synthetic model at every byte of its header and at the start, inside, middle and last
+ * byte of each tensor's data (EA_TEST_EXHAUSTIVE >= 1; else at the listed header boundaries only:
+ * the emulated boards), and with EA_TEST_EXHAUSTIVE=2 (host) the real model at every listed header
+ * boundary (1,777 for SmolLM2: every field of every metadata entry and tensor info). Every cut before
+ * the end of the tensor data is EA_ERR_TRUNCATED, with mmap and with read(); the whole data is EA_OK. */
+static void test_truncation(const char *dir, const char *model_path) {
+    char path[4096], tmp[4200], line[512], first_bad[600] = "";
+    snprintf(path, sizeof path, "%s/truncation.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!check(f != NULL, "truncation: cut list is readable", "cannot open %s", path)) return;
+    static cut_t cuts[8192];
+    int n = 0;
+    long header_end = -1, data_end = -1, real_max = 0;
+    while (fgets(line, sizeof line, f) && n < 8192) {
+        if (line[0] == '#') continue;
+        line[strcspn(line, "\n")] = 0;
+        int used = 0;
+        if (sscanf(line, "syn-header-end %ld", &header_end) == 1) continue;
+        if (sscanf(line, "syn-data-end %ld", &data_end) == 1) continue;
+        if (sscanf(line, "%7s %ld %n", cuts[n].base, &cuts[n].off, &used) != 2) continue;
+        snprintf(cuts[n].label, sizeof cuts[n].label, "%s", line + used);
+        if (strcmp(cuts[n].base, "real") == 0 && cuts[n].off > real_max) real_max = cuts[n].off;
+        n++;
+    }
+    fclose(f);
+    if (!check(n > 100 && header_end > 24 && data_end > header_end, "truncation: cut list parses",
+               "%d cuts, header end %ld, data end %ld", n, header_end, data_end))
+        return;
+    const char *ex = getenv("EA_TEST_EXHAUSTIVE");
+    const int exhaustive = ex != NULL && atoi(ex) >= 1, with_real = ex != NULL && atoi(ex) >= 2;
+
+    snprintf(path, sizeof path, "%s/syn_valid.gguf", dir);
+    f = fopen(path, "rb");
+    if (!check(f != NULL, "truncation: syn_valid.gguf is readable", "%s", path)) return;
+    unsigned char *syn = malloc((size_t)data_end);
+    size_t got = syn ? fread(syn, 1, (size_t)data_end, f) : 0;
+    fclose(f);
+    if (!check(got == (size_t)data_end, "truncation: syn_valid.gguf holds its tensor data", "%zu bytes", got)) {
+        free(syn);
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s/cut-%ld.gguf", dir, (long)getpid());
+    int n_cut = 0, bad = 0;
+    /* write the prefix once, longest first, then shorten it in place for each smaller cut */
+    long *order = malloc(sizeof(long) * (size_t)(header_end + 1 + n + 1));
+    int n_order = 0;
+    order[n_order++] = data_end; /* the whole tensor data: loads */
+    for (int i = n - 1; i >= 0; i--)
+        if (strcmp(cuts[i].base, "syn") == 0 && cuts[i].off > header_end && cuts[i].off < data_end) order[n_order++] = cuts[i].off;
+    for (long c = header_end; c >= 0; c--) {
+        int listed = 0;
+        for (int i = 0; i < n && !listed; i++) listed = strcmp(cuts[i].base, "syn") == 0 && cuts[i].off == c;
+        if (exhaustive || listed || c == header_end) order[n_order++] = c;
+    }
+    f = fopen(tmp, "wb");
+    int wrote = f && fwrite(syn, 1, (size_t)data_end, f) == (size_t)data_end;
+    if (f) fclose(f);
+    free(syn);
+    if (!check(wrote, "truncation: temporary file written", "%s", tmp)) {
+        free(order);
+        return;
+    }
+    long prev = data_end + 1;
+    for (int i = 0; i < n_order; i++) {
+        long c = order[i];
+        if (c >= prev) continue; /* listed twice */
+        prev = c;
+        if (truncate(tmp, (off_t)c) != 0) {
+            bad++;
+            break;
+        }
+        n_cut++;
+        bad += !load_expect(tmp, c < data_end ? EA_ERR_TRUNCATED : EA_OK, c, cut_label(cuts, n, "syn", c), first_bad,
+                            sizeof first_bad);
+    }
+    free(order);
+    char cname[256];
+    snprintf(cname, sizeof cname, "truncation: synthetic model cut at %d places (%s header, data boundaries) -> "
+             "EA_ERR_TRUNCATED, whole -> EA_OK", n_cut, exhaustive ? "every byte of the" : "each field of the");
+    check(bad == 0, cname, "%d wrong; first: %s", bad, first_bad);
+
+    /* the real model: its header prefix, shortened boundary by boundary */
+    if (!with_real) {
+        remove(tmp);
+        return;
+    }
+    f = fopen(model_path, "rb");
+    unsigned char *head = malloc((size_t)real_max + 1);
+    got = f && head ? fread(head, 1, (size_t)real_max + 1, f) : 0;
+    if (f) fclose(f);
+    f = got == (size_t)real_max + 1 ? fopen(tmp, "wb") : NULL;
+    wrote = f && fwrite(head, 1, got, f) == got;
+    if (f) fclose(f);
+    free(head);
+    if (!check(wrote, "truncation: real header prefix written", "%zu of %ld bytes", got, real_max + 1)) return;
+    first_bad[0] = '\0';
+    n_cut = bad = 0;
+    prev = real_max + 1;
+    for (int i = n - 1; i >= 0; i--) {
+        if (strcmp(cuts[i].base, "real") != 0 || cuts[i].off >= prev) continue;
+        prev = cuts[i].off;
+        if (truncate(tmp, (off_t)prev) != 0) {
+            bad++;
+            break;
+        }
+        n_cut++;
+        bad += !load_expect(tmp, EA_ERR_TRUNCATED, prev, cuts[i].label, first_bad, sizeof first_bad);
+    }
+    remove(tmp);
+    snprintf(cname, sizeof cname, "truncation: real model cut at each of %d header boundaries -> EA_ERR_TRUNCATED", n_cut);
+    check(bad == 0 && n_cut > 1000, cname, "%d wrong; first: %s", bad, first_bad);
 }
 
 static void test_corrupt_files(const char *dir) {
@@ -1345,6 +1494,7 @@ int main(int argc, char **argv) {
     test_null_arguments_without_model();
     test_missing_and_directory(dir);
     test_corrupt_files(dir);
+    test_truncation(dir, model_path);
     test_nan_weights(dir);
     test_synthetic(dir);
 

@@ -172,6 +172,32 @@ def cut_in_tensor_info(h: Header, where: str):
     return best
 
 
+def boundaries(h: Header, what: str):
+    """(offset, label) at every field boundary of the header: the magic, version and counts, each
+    metadata entry (key length, key text, value type, value; an array's element type, count and
+    first element), each tensor info (name length, name, dimension count, dimensions, type, data
+    offset), the end of the infos (alignment padding) and the start of the tensor data."""
+    b = [(0, "%s: empty file" % what), (4, "%s: after the magic" % what), (8, "%s: after the version" % what),
+         (16, "%s: after the tensor count" % what), (24, "%s: after the metadata count" % what)]
+    for k in h.kv_order:
+        e = h.kv[k]
+        b += [(e["key_len_off"], "%s: metadata '%s', key length" % (what, k)),
+              (e["key_len_off"] + 8, "%s: metadata '%s', key text" % (what, k)),
+              (e["type_off"], "%s: metadata '%s', value type" % (what, k)),
+              (e["value_off"], "%s: metadata '%s', value" % (what, k))]
+        if e["type"] == T_ARRAY:
+            b += [(e["count_off"], "%s: metadata '%s', array element count" % (what, k)),
+                  (e["count_off"] + 8, "%s: metadata '%s', array elements" % (what, k))]
+    for i, t in enumerate(h.tensors):
+        lab = "%s: tensor info %d '%s'" % (what, i, t["name"])
+        b += [(t["name_len_off"], lab + ", name length"), (t["name_len_off"] + 8, lab + ", name text"),
+              (t["n_dims_off"], lab + ", dimension count"), (t["dims_off"], lab + ", dimensions"),
+              (t["type_off"], lab + ", type"), (t["offset_off"], lab + ", data offset")]
+    b += [(h.info_end, "%s: end of the tensor infos (alignment padding)" % what),
+          (h.data_offset, "%s: start of the tensor data" % what)]
+    return b
+
+
 # ---- the synthetic llama model --------------------------------------------------------------------
 
 N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_LAYER, N_CTX = 32, 2, 1, 64, 2, 256
@@ -449,6 +475,34 @@ def main(argv):
     cut, i = cut_in_tensor_info(rh, "type_off")  # inside the type of a tensor
     emit("real_cut_in_tensor_info.gguf", head[:cut], "EA_ERR_TRUNCATED", "real",
          "first %d bytes: cut inside the type of tensor %d '%s'" % (cut, i, rh.tensors[i]["name"]))
+
+    # -- truncation everywhere: test_api cuts syn_valid.gguf at every byte of its header and at
+    # these boundaries of its tensor data, and the real model at every boundary listed for it;
+    # every cut before the end of the last tensor's data must be EA_ERR_TRUNCATED (the reader's
+    # limits are absolute, so no cut turns a valid count into an impossible one)
+    syn_b = boundaries(h, "synthetic")
+    data_end = 0
+    for t in h.tensors:
+        assert t["type"] == 0, "the synthetic model is all F32"
+        n = 4
+        for d in t["dims"]:
+            n *= d
+        start = h.data_offset + t["offset"]
+        syn_b += [(start, "synthetic: data of '%s', first byte" % t["name"]),
+                  (start + 1, "synthetic: data of '%s', inside" % t["name"]),
+                  (start + n // 2, "synthetic: data of '%s', middle" % t["name"]),
+                  (start + n - 1, "synthetic: data of '%s', last byte" % t["name"])]
+        data_end = max(data_end, start + n)
+    assert data_end <= len(syn)
+    with open(os.path.join(out, "truncation.txt"), "w") as f:
+        f.write("# <base> <offset> <label>: cuts for test_api (written by make_corrupt.py); syn = syn_valid.gguf,\n"
+                "# real = the real model file; 'syn-header-end' and 'syn-data-end' bound the sweep\n")
+        f.write("syn-header-end %d\n" % h.data_offset)
+        f.write("syn-data-end %d\n" % data_end)
+        for off, lab in sorted(syn_b):
+            f.write("syn %d %s\n" % (off, lab))
+        for off, lab in sorted(boundaries(rh, "real")):
+            f.write("real %d %s\n" % (off, lab))
 
     with open(os.path.join(out, "expected.txt"), "w") as f:
         f.write("# <file> <expected ea_status>  # <base>: <what> (written by make_corrupt.py)\n")

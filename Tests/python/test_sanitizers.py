@@ -17,7 +17,8 @@ from c_harness import corrupt_dir, model_path  # noqa: F401 (fixtures)
 ROOT = Path(__file__).resolve().parents[2]
 SAN = BUILD / (HOST + "-sanitize") / "bin"
 FUZZ = BUILD / (HOST + "-fuzz") / "bin" / "fuzz_gguf"
-ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1",
+           EA_TEST_EXHAUSTIVE="1")  # test_api: the synthetic model cut at every header byte
 
 
 def _need(path):
