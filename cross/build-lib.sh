@@ -51,6 +51,13 @@ build_one() { # arch
     -target "$swift_target" -module-name EdgeAttn "${swiftflags[@]}" \
     -I "$root/Sources/EAKernels/include" -Xcc -ffreestanding \
     -c "${swift_srcs[@]}" -o "$obj/core.o"
+  # The core's heap goes through coreheap.c, which can serve a session's bookkeeping from a
+  # caller's workspace (ea_session_params.workspace): those are its only two allocator calls.
+  "$SWIFT_BIN/llvm-objcopy" --redefine-sym posix_memalign=eak_core_memalign --redefine-sym free=eak_core_free \
+    "$obj/core.o"
+  if "$SWIFT_BIN/llvm-nm" -u "$obj/core.o" | grep -qwE 'malloc|calloc|realloc|aligned_alloc|memalign|posix_memalign|free'; then
+    echo "build-lib: the Swift core calls an allocator coreheap.c does not route" >&2; exit 1
+  fi
   echo "build-lib: $triple: kernels" >&2
   for c in "${c_srcs[@]}"; do
     "$cc" $opt -ffp-contract=off -fPIC -std=gnu11 -Wall -I "$root/Sources/EAKernels/include" "${cflags[@]}" \

@@ -19,8 +19,9 @@
  * - Using a handle after its ea_*_free is undefined behaviour. The debug build of the library
  *   (cross/build-lib.sh sanitize) quarantines freed handles instead, so such a call returns
  *   EA_ERR_INVALID_ARGUMENT saying the handle was freed, and a second free does nothing.
- * - Memory: ea_estimate_session_bytes() returns, before anything is allocated, the exact number of
- *   bytes a session will allocate; ea_session_create() refuses with EA_ERR_BUDGET when that exceeds
+ * - Memory: ea_estimate_session_bytes() returns, before anything is allocated, the session's
+ *   planned bytes: its buffers, exactly, plus a fixed reserve for its bookkeeping tables, so that
+ *   everything a session holds is within the estimate; ea_session_create() refuses with EA_ERR_BUDGET when that exceeds
  *   the caller's budget (or, with auto_fit, shrinks the session until it fits). Decoding a token
  *   allocates nothing (see README "Guarantees").
  */
@@ -51,6 +52,20 @@ uint32_t ea_version(void);
  * report is copied to report (may be NULL; truncated to report_size - 1 bytes). Thread-safe;
  * allocates nothing. */
 int32_t ea_self_test(char *report, size_t report_size);
+
+/* ---- Threads ---------------------------------------------------------------------------------- */
+/* Process-wide limit on the OpenMP threads all sessions' kernels hold at once; 0 restores the
+ * default, the number of online cores. A session evaluating a batch takes up to its n_threads from
+ * what is free and returns them when the batch is done; when fewer than two are free it runs on its
+ * calling thread alone (never waits). So sessions running concurrently never oversubscribe the
+ * cores through OpenMP, whatever their n_threads. Results do not depend on the team a call got
+ * (bit for bit). Thread-safe; takes effect at the next batch. */
+void ea_set_thread_limit(uint32_t max_threads);
+/* The limit in effect (the core count when none was set). */
+uint32_t ea_get_thread_limit(void);
+/* Most threads the process had inside the library's parallel kernels at once since the last call
+ * with reset != 0 (which also clears it): measured by each team as it starts, for tests and tuning. */
+uint32_t ea_thread_peak(int32_t reset);
 
 /* ---- Status ----------------------------------------------------------------------------------- */
 /* Stable values: new codes are only ever appended. */
@@ -194,9 +209,9 @@ typedef struct ea_session_params {
     uint32_t size;          /* sizeof(ea_session_params)                                          */
     uint32_t n_ctx;         /* tokens the KV cache holds; 0 = the model's training context         */
     uint32_t n_batch;       /* tokens evaluated together in prefill (scratch scales with it); 32  */
-    uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores. 1 never
-                               starts an OpenMP team: several single-threaded sessions on their own
-                               threads do not oversubscribe the cores                              */
+    uint32_t n_threads;     /* OpenMP threads for this session's kernels; 0 = all cores. At most:
+                               teams come from the process-wide limit (ea_set_thread_limit). 1
+                               never starts an OpenMP team                                         */
     uint64_t memory_budget; /* bytes the session may allocate; 0 = no limit                         */
     uint32_t kv_bits;       /* bits per cached key/value element: 32 (float), 16 (IEEE half), 8 or 4
                                (quantized, KIVI-style: keys per channel over kv_group tokens, values
@@ -227,10 +242,11 @@ typedef struct ea_session_params {
                                (halved to 1), then n_ctx (dense/DHSA) or attn_window (Λ-only), the
                                largest that fits; ea_session_get_params reports the choice.
                                EA_ERR_BUDGET if even n_ctx/window 16 does not fit. Default 0      */
-    void *workspace;        /* NULL, or caller memory for the session's buffers: 64-byte aligned,
-                               workspace_size >= the estimate (else EA_ERR_BUDGET); the session
-                               then allocates no buffer of its own. The caller keeps it alive until
-                               ea_session_free and frees it after. Default NULL                     */
+    void *workspace;        /* NULL, or caller memory for the whole session: 64-byte aligned,
+                               workspace_size >= the estimate (else EA_ERR_BUDGET). Create, use
+                               and free of the session then call no allocator at all (its buffers
+                               and its bookkeeping both live in the workspace). The caller keeps it
+                               alive until ea_session_free and frees it after. Default NULL        */
     uint64_t workspace_size;/* bytes at workspace                                                  */
 } ea_session_params;
 
@@ -241,9 +257,10 @@ typedef struct ea_session_params {
  * dhsa_chunk_threshold = 0.8, dhsa_query_block = 32, no per-layer overrides. */
 ea_session_params ea_session_default_params(void);
 
-/* Exact number of bytes ea_session_create() would allocate for these params (KV cache, scratch,
- * logits), computed by the same planner that allocates. Returns EA_OK and writes *out_bytes, or an
- * error for bad params. */
+/* The bytes a session with these params holds, computed by the same planner that allocates: its
+ * buffers (KV cache, scratch, logits) exactly, plus the reserve its bookkeeping tables live in
+ * (16 KiB + 512 B per layer). This is the workspace size to give. Returns EA_OK and writes
+ * *out_bytes, or an error for bad params. */
 ea_status ea_estimate_session_bytes(const ea_model *model, const ea_session_params *params,
                                     uint64_t *out_bytes);
 
@@ -259,7 +276,8 @@ void ea_session_free(ea_session *session);
 /* The parameters the session runs with: the caller's, or what auto_fit chose (n_ctx, n_batch,
  * kv_bits, attn_window, dhsa_budget as planned; layer_attention is returned as given). */
 ea_status ea_session_get_params(const ea_session *session, ea_session_params *out_params);
-/* Bytes of the session's buffers (equals the estimate; inside the workspace when one was given). */
+/* The session's planned bytes: its buffers plus a reserve for its bookkeeping (equals the
+ * estimate; all the memory the session holds is within it, inside the workspace if one was given). */
 uint64_t ea_session_allocated_bytes(const ea_session *session);
 /* Positions evaluated so far (tokens or series samples); saturates at INT32_MAX for the endless
  * streams of recurrent-only sessions. */

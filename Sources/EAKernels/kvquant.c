@@ -200,7 +200,9 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const float *h2f = eak_f16_table();
     const int n_work = n_tok * n_head;
     if (d > 512 || G > 256) return; /* validated by the planner */
+#if defined(__x86_64__)
     const int simd4 = bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
+#endif
     if (n_threads < 1) n_threads = 1;
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
     const int eak_nt = n_threads;

@@ -142,3 +142,43 @@ int eak_write_fd(int fd, const void *buf, size_t len) {
     }
     return 0;
 }
+
+/* ---- process-wide thread limit ------------------------------------------------------------------
+ * Sessions share `limit` kernel-thread slots (default: online cores). A call with n_threads > 1
+ * takes up to n_threads free slots for its team and gives them back when its batch is done; when
+ * none are free it runs on its calling thread alone. So however many sessions run at once, their
+ * OpenMP teams hold at most `limit` threads together (callers' own threads aside), and nothing
+ * blocks. Thread count does not change results (every kernel splits work, never a reduction). */
+static atomic_int g_thread_limit;   /* 0: online cores */
+static atomic_int g_threads_in_use;
+static atomic_int g_team_threads, g_team_peak; /* measured inside parallel regions */
+
+static int thread_limit(void) {
+    int l = atomic_load(&g_thread_limit);
+    return l > 0 ? l : eak_num_cores();
+}
+
+int32_t eak_threads_acquire(int32_t want) {
+    int used = atomic_load(&g_threads_in_use);
+    for (;;) {
+        int take = thread_limit() - used;
+        if (take > want) take = want;
+        if (take < 2) return 0; /* a team of one is the calling thread: no slot, no region */
+        if (atomic_compare_exchange_weak(&g_threads_in_use, &used, used + take)) return take;
+    }
+}
+
+void eak_threads_release(int32_t taken) {
+    if (taken > 0) atomic_fetch_sub(&g_threads_in_use, taken);
+}
+
+void eak_set_thread_limit(int32_t limit) { atomic_store(&g_thread_limit, limit > 0 ? limit : 0); }
+int32_t eak_get_thread_limit(void) { return thread_limit(); }
+
+void eak_team_enter(int n) {
+    int now = atomic_fetch_add(&g_team_threads, n) + n;
+    int peak = atomic_load(&g_team_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&g_team_peak, &peak, now)) {}
+}
+void eak_team_leave(int n) { atomic_fetch_sub(&g_team_threads, n); }
+int32_t eak_team_peak(int reset) { return reset ? atomic_exchange(&g_team_peak, 0) : atomic_load(&g_team_peak); }

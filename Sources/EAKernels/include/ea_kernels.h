@@ -26,6 +26,33 @@ void eak_unmap_file(const void *ptr, uint64_t size, int use_mmap);
 /* 64-byte aligned allocation (posix_memalign); NULL on failure. eak_free(NULL) is fine. */
 void *eak_alloc(uint64_t size);
 void eak_free(void *ptr);
+/* The Swift core's allocator in the C library (coreheap.c): cross/build-lib.sh renames the core's
+ * posix_memalign/free to these. While a region is open on the calling thread, the core's blocks
+ * come from it (top down to the floor); a full region hands out heap blocks and reports overflow
+ * at eak_region_end (non-zero). eak_region_used: bytes below the region's top handed out so far. */
+int eak_core_memalign(void **out, size_t align, size_t size);
+void eak_core_free(void *p);
+void eak_region_begin(void *base, uint64_t size);
+void eak_region_set_floor(void *floor);
+uint64_t eak_region_used(void);
+int eak_region_end(void);
+int eak_region_active(void);
+/* Gives back everything allocated since the mark (NULL when no region is open). Only for work
+ * whose every object is gone by then: a call that returns a plain value. */
+void *eak_region_mark(void);
+void eak_region_release(void *mark);
+/* Process-wide kernel thread limit (platform.c): acquire takes up to `want` slots (returns the team
+ * size, or 0 when fewer than 2 are free: run on the calling thread), release gives them back.
+ * Limit <= 0 means the online core count. eak_team_enter/leave are called by the master thread of
+ * every parallel region with its actual team size; eak_team_peak is the most threads ever inside
+ * regions at once (reset: read and clear). */
+int32_t eak_threads_acquire(int32_t want);
+void eak_threads_release(int32_t taken);
+void eak_set_thread_limit(int32_t limit);
+int32_t eak_get_thread_limit(void);
+void eak_team_enter(int n);
+void eak_team_leave(int n);
+int32_t eak_team_peak(int reset);
 /* Writes a human-readable text for errno value e into buf. */
 void eak_strerror(int e, char *buf, size_t size);
 /* Number of online cores. */

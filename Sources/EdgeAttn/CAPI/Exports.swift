@@ -133,6 +133,15 @@ public func _ea_version() -> UInt32 { libraryVersion }
 /// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
 public let libraryVersion: UInt32 = 0 * 10000 + 3 * 100 + 0
 
+@_cdecl("ea_set_thread_limit")
+public func _ea_set_thread_limit(_ n: UInt32) { eak_set_thread_limit(Int32(clamping: n)) }
+
+@_cdecl("ea_get_thread_limit")
+public func _ea_get_thread_limit() -> UInt32 { UInt32(eak_get_thread_limit()) }
+
+@_cdecl("ea_thread_peak")
+public func _ea_thread_peak(_ reset: Int32) -> UInt32 { UInt32(eak_team_peak(reset != 0 ? 1 : 0)) }
+
 @_cdecl("ea_self_test")
 public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int32 {
     var buf = [CChar](repeating: 0, count: 256)
@@ -444,13 +453,33 @@ public func _ea_session_create(_ m: OpaquePointer?, _ params: UnsafePointer<ea_s
     guard let out = out else { return invalid("ea_session_create: out_session is NULL") }
     out.pointee = nil
     guard let h = handle(m, ModelHandle.self) else { return invalid("ea_session_create: model is NULL") }
+    // With a workspace everything this call allocates (the plan, the session, its handle) is carved
+    // from the workspace's bookkeeping reserve: the region is open until the handle exists.
+    var region = false
+    if let p = params, Int(p.pointee.size) >= MemoryLayout<ea_session_params>.size, let ws = p.pointee.workspace,
+       p.pointee.workspace_size > 0, p.pointee.workspace_size <= UInt64(Int.max), Int(bitPattern: ws) % 64 == 0 {
+        eak_region_begin(ws, p.pointee.workspace_size)
+        region = true
+    }
+    var made: OpaquePointer? = nil
+    var status = Status.ok.rawValue
     do {
         let s = try Session(model: h.model, params: try sessionParams(params))
-        out.pointee = retain(SessionHandle(s))
-        return Status.ok.rawValue
+        made = retain(SessionHandle(s))
     } catch {
-        return fail(error)
+        status = fail(error)
     }
+    if region {
+        let used = eak_region_used()
+        if eak_region_end() != 0 && status == Status.ok.rawValue {
+            // a planner bug, not a caller error: the reserve is an upper bound checked by the tests
+            release(made, SessionHandle.self)
+            made = nil
+            status = fail(EAError(.budget, "ea_session_create: the session's bookkeeping needed more than its reserve in the workspace (\(used) bytes used)"))
+        }
+    }
+    out.pointee = made
+    return status
 }
 
 @_cdecl("ea_session_free")

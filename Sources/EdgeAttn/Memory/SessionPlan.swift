@@ -49,39 +49,55 @@ extension SessionPlan {
     /// fits, by bisection, not below 16). Returns the plan and the params it was made from.
     public static func fit(_ hp: Hyperparams, _ p0: SessionParams, limit: Int) throws(EAError) -> (SessionPlan, SessionParams) {
         var p = p0
-        func attempt(_ q: SessionParams) -> SessionPlan? {
+        // Each candidate is planned and dropped inside `bytes`, which returns a plain number: in a
+        // workspace (see eak_region_begin) its temporaries are then given back, so the search fits
+        // in the bookkeeping reserve however many candidates it tries.
+        @inline(never) func bytes(_ q: SessionParams) -> Int? {
             guard let plan = try? SessionPlan.make(hp, q) else { return nil }
-            return plan.totalBytes <= limit ? plan : nil
+            return plan.totalBytes
         }
-        if let plan = attempt(p) { return (plan, p) }
+        func fits(_ q: SessionParams) -> Bool {
+            let mark = eak_region_mark()
+            let b = bytes(q)
+            eak_region_release(mark)
+            return b.map { $0 <= limit } ?? false
+        }
+        func chosen(_ q: SessionParams) throws(EAError) -> (SessionPlan, SessionParams) { (try SessionPlan.make(hp, q), q) }
+        if fits(p) { return try chosen(p) }
         let bits = p.kvBits == 0 ? hp.defaultKVBits : p.kvBits
         for b in [8, 4] where b < bits {
             p.kvBits = b
-            if let plan = attempt(p) { return (plan, p) }
+            if fits(p) { return try chosen(p) }
         }
         while p.nBatch > 1 {
             p.nBatch = max(1, p.nBatch / 2)
-            if let plan = attempt(p) { return (plan, p) }
+            if fits(p) { return try chosen(p) }
         }
-        let full = try SessionPlan.make(hp, p)
-        let lambdaOnly = full.maxPositions > full.nCtx && full.policies.contains(.lambda)
+        @inline(never) func shape(_ q: SessionParams) throws(EAError) -> (lambdaOnly: Bool, nCtx: Int, bytes: Int) {
+            let full = try SessionPlan.make(hp, q)
+            return (full.maxPositions > full.nCtx && full.policies.contains(.lambda), full.nCtx, full.totalBytes)
+        }
+        let mark = eak_region_mark()
+        let full = try shape(p)
+        eak_region_release(mark)
+        let lambdaOnly = full.lambdaOnly
         var lo = 16, hi = lambdaOnly ? p.window : full.nCtx
-        var best: (SessionPlan, SessionParams)? = nil
+        var best: SessionParams? = nil
         while lo <= hi {
             let mid = (lo + hi) / 2
             var q = p
             if lambdaOnly { q.window = mid } else { q.nCtx = mid }
-            if let plan = attempt(q) {
-                best = (plan, q)
+            if fits(q) {
+                best = q
                 lo = mid + 1
             } else {
                 hi = mid - 1
             }
         }
-        if let b = best { return b }
+        if let b = best { return try chosen(b) }
         var smallest = p
         if lambdaOnly { smallest.window = 16 } else { smallest.nCtx = 16 }
-        let need = (try? SessionPlan.make(hp, smallest))?.totalBytes ?? full.totalBytes
+        let need = bytes(smallest) ?? full.bytes
         throw EAError(.budget, "auto_fit: even KV \(p.kvBits == 0 ? bits : p.kvBits) bits, n_batch 1 and a \(lambdaOnly ? "window" : "context") of 16 need \(need) bytes; the limit is \(limit) bytes")
     }
 }
@@ -132,11 +148,22 @@ public struct SessionPlan {
     let rnnState: Int, aarenScratch: Int, seriesFeatures: Int, seriesLags: Int
     /// (byte offset, bytes) of the regions a state snapshot saves.
     public let persistent: [(Int, Int)]
+    /// Where the bookkeeping reserve starts: the bytes of the arena proper (see tableReserveBytes).
+    public let tablesOffset: Int
+    /// Everything: the arena plus the bookkeeping reserve. This is the estimate.
     public let totalBytes: Int
     /// (name, bytes) of each region, for reports and budget errors.
     public let regions: [(String, Int)]
 
     public var unbounded: Bool { maxPositions > nCtx }
+
+    /// Upper bound of what a session keeps besides its arena, plus the temporaries of planning
+    /// it (auto_fit's search included): a fixed part for the objects and the region list, and a
+    /// per-layer part for the per-layer tables. Measured use is well below it (Tests/c/test_alloc.c
+    /// checks creation inside a workspace of exactly the estimate over a sweep of configurations).
+    static func tableReserveBytes(_ hp: Hyperparams, policies: [AttentionPolicy]) -> Int {
+        16384 + 512 * hp.nLayer
+    }
     public func policy(_ l: Int) -> AttentionPolicy { policies[l] }
 
     /// KV cache bytes one decoded token reads per attended position (keys and values, all layers).
@@ -221,7 +248,10 @@ public struct SessionPlan {
         let ring = quant && nSoftmax > 0 ? (group + nBatch + group - 1) / group * group : 0
 
         // per-layer geometry
+        // (capacities reserved up front: no regrowth, so planning inside a workspace wastes nothing)
         var kvSlots = [Int](), kvOffset = [Int](), qBlocks = [Int](), qRing = [Bool](), kqOff = [Int](), vqOff = [Int]()
+        kvSlots.reserveCapacity(hp.nLayer); kvOffset.reserveCapacity(hp.nLayer); qBlocks.reserveCapacity(hp.nLayer)
+        qRing.reserveCapacity(hp.nLayer); kqOff.reserveCapacity(hp.nLayer); vqOff.reserveCapacity(hp.nLayer)
         let rb = Int(eak_kvq_record_bytes(Int32(kvBits), Int32(group)))
         var slotsTotal = 0, kqTotal = 0, vqTotal = 0
         for l in 0..<hp.nLayer {
@@ -245,6 +275,7 @@ public struct SessionPlan {
 
         var off = 0
         var regions: [(String, Int)] = []
+        regions.reserveCapacity(48)
         func region(_ name: String, _ floats: Int?, elementBytes: Int = 4) throws(EAError) -> Int {
             guard let f = floats, let bytes = checkedMul(f, elementBytes), bytes < Int.max / 4 else {
                 throw EAError(.budget, "session buffer '\(name)' size overflows")
@@ -304,6 +335,7 @@ public struct SessionPlan {
         let dLists = try region("dhsa_key_lists", nD > 0 ? hp.nHeadKV * min(dh.budget, nCtx) : 0)
         // recurrent layers: Aaren (m, u, w) per head, linear attention a head_dim^2 matrix per head
         var rnnOffset = [Int](), rnnFloats = 0
+        rnnOffset.reserveCapacity(hp.nLayer)
         for l in 0..<hp.nLayer {
             rnnOffset.append(rnnFloats)
             switch kinds[l] {
@@ -318,11 +350,17 @@ public struct SessionPlan {
         let lags = hp.series?.lags ?? 0
         let seriesFeatures = try region("series_features", nBatch * lags)
         let seriesLags = try region("series_lags", lags)
+        // last: the reserve for the session's own bookkeeping (this plan's tables, the session and
+        // handle objects). With a workspace they are carved from here (top down), so a session
+        // created in caller memory calls no allocator; without one they live on the heap and the
+        // arena stops before this region. Either way the estimate covers all of a session's memory.
+        let tables = try region("session_tables", SessionPlan.tableReserveBytes(hp, policies: policies), elementBytes: 1)
         // what a state snapshot holds: every cache and recurrent region (scratch excluded)
         let keep: Set<String> = ["k_cache", "v_cache", "kv_quant_keys", "kv_quant_values", "kv_sink_keys",
                                  "kv_sink_values", "kv_ring_keys", "kv_ring_values", "dhsa_chunk_table",
                                  "dhsa_chunk_key_sums", "dhsa_open_chunk_sum", "recurrent_state", "series_lags"]
         var persistent: [(Int, Int)] = [], at = 0
+        persistent.reserveCapacity(regions.count)
         for (name, bytes) in regions {
             if keep.contains(name) && bytes > 0 { persistent.append((at, bytes)) }
             at = alignUp(at + bytes, 64)
@@ -340,6 +378,7 @@ public struct SessionPlan {
                            dhsaOpen: dOpen, dhsaKPre: dKPre, dhsaQSum: dQSum, dhsaScores: dScores,
                            dhsaOrder: dOrder, dhsaLists: dLists, kinds: kinds, rnnOffset: rnnOffset,
                            rnnState: rnnState, aarenScratch: aarenScratch, seriesFeatures: seriesFeatures,
-                           seriesLags: seriesLags, persistent: persistent, totalBytes: off, regions: regions)
+                           seriesLags: seriesLags, persistent: persistent, tablesOffset: tables, totalBytes: off,
+                           regions: regions)
     }
 }

@@ -56,10 +56,12 @@ extension Session {
                 }
                 (feats + i * L).update(from: lagBuf, count: L)
             }
-            model.tokenEmbd.apply(feats, nTok: n, into: x, threads: plan.nThreads, act: matmulScratch)
+            let taken = acquireTeam()
+            model.tokenEmbd.apply(feats, nTok: n, into: x, threads: threads, act: matmulScratch)
             if let b = model.inputBias { for i in 0..<n { eak_add(x + i * d, b, Int64(d)) } }
             runLayers(n)
             head(n, logitsFrom: 0)
+            releaseTeam(taken)
             for i in 0..<n {
                 let base = sp.residual ? samples[done + i] : sp.mean
                 for j in 0..<no {

@@ -34,12 +34,15 @@ public final class Session {
                 throw EAError(.budget, "session needs \(plan.totalBytes) bytes (largest: \(largest.0) \(largest.1) bytes for n_ctx \(plan.nCtx)) but \(what) \(limit) bytes")
             }
         }
+        // the arena stops where the bookkeeping reserve starts: in a workspace the reserve holds
+        // this session's objects (see eak_region_begin), otherwise they are on the heap
         let arena: AlignedBuffer
         if let ws = params.workspace {
             if Int(bitPattern: ws) % 64 != 0 { throw EAError(.invalidArgument, "workspace must be 64-byte aligned") }
-            arena = AlignedBuffer.external(ws, byteCount: plan.totalBytes)
+            eak_region_set_floor(ws + plan.tablesOffset)
+            arena = AlignedBuffer.external(ws, byteCount: plan.tablesOffset)
         } else {
-            arena = try AlignedBuffer(byteCount: plan.totalBytes)
+            arena = try AlignedBuffer(byteCount: plan.tablesOffset)
         }
         self.init(model: model, plan: plan, arena: arena, params: used)
     }
@@ -54,7 +57,25 @@ public final class Session {
         recurrentReset()
     }
 
-    public var allocatedBytes: Int { arena.byteCount }
+    /// The session's planned bytes (the estimate): arena plus bookkeeping reserve.
+    public var allocatedBytes: Int { plan.totalBytes }
+
+    /// Team size of the batch being evaluated: plan.nThreads, or fewer when the process-wide
+    /// thread limit (eak_threads_acquire) is in use by other sessions. Results do not depend on it.
+    var threads = 1
+
+    /// Takes up to plan.nThreads kernel threads from the process-wide limit; returns the slots taken
+    /// (0: run on the calling thread alone). A one-thread session takes none.
+    func acquireTeam() -> Int32 {
+        let taken = plan.nThreads > 1 ? eak_threads_acquire(Int32(plan.nThreads)) : 0
+        threads = max(1, Int(taken))
+        return taken
+    }
+
+    func releaseTeam(_ taken: Int32) {
+        eak_threads_release(taken)
+        threads = 1
+    }
     public var nCtx: Int { plan.nCtx }
 
     public func reset() {
@@ -96,7 +117,9 @@ public final class Session {
             }
             let n = min(plan.nBatch, tokens.count - done)
             let firstRow = min(n, max(0, from - done))
+            let taken = acquireTeam()
             forward(UnsafeBufferPointer(rebasing: tokens[done..<(done + n)]), logitsFrom: firstRow)
+            releaseTeam(taken)
             if firstRow < n {
                 let base = arena.floats(at: plan.logits)
                 for r in firstRow..<n { onLogits(done + r, UnsafePointer(base + (r - firstRow) * model.hp.nVocab)) }
@@ -149,13 +172,13 @@ public final class Session {
         if rows <= 0 { return }
         let xb = arena.floats(at: plan.xb)
         eak_rmsnorm(xb, arena.floats(at: plan.x) + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), model.hp.rmsEps, 0)
-        model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: plan.nThreads, act: matmulScratch)
+        model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: threads, act: matmulScratch)
     }
 
     /// Every layer over the n embedded rows in x (positions nPast..<nPast+n); advances nPast.
     func runLayers(_ n: Int) {
         let hp = model.hp
-        let d = hp.nEmbd, pos0 = nPast, th = plan.nThreads
+        let d = hp.nEmbd, pos0 = nPast, th = threads
         let x = arena.floats(at: plan.x), xb = arena.floats(at: plan.xb), tmp = arena.floats(at: plan.tmp)
         let q = arena.floats(at: plan.q), att = arena.floats(at: plan.attnOut)
         let g = arena.floats(at: plan.ffnG), u = arena.floats(at: plan.ffnU)
@@ -279,7 +302,7 @@ public final class Session {
     /// layer's constant state carries everything earlier.
     func recurrentMix(layer l: Int, _ w: LayerWeights, n: Int, xb: UnsafeMutablePointer<Float>,
                       out: UnsafeMutablePointer<Float>) {
-        let hp = model.hp, th = plan.nThreads, act = matmulScratch
+        let hp = model.hp, th = threads, act = matmulScratch
         let kNew = arena.floats(at: plan.kNew), vNew = arena.floats(at: plan.vNew), q = arena.floats(at: plan.q)
         let state = arena.floats(at: plan.rnnState) + plan.rnnOffset[l]
         w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act)
