@@ -55,7 +55,7 @@ build_one() { # arch
   # caller's workspace (ea_session_params.workspace): those are its only two allocator calls.
   "$SWIFT_BIN/llvm-objcopy" --redefine-sym posix_memalign=eak_core_memalign --redefine-sym free=eak_core_free \
     "$obj/core.o"
-  if "$SWIFT_BIN/llvm-nm" -u "$obj/core.o" | grep -qwE 'malloc|calloc|realloc|aligned_alloc|memalign|posix_memalign|free'; then
+  if "$SWIFT_BIN/llvm-nm" -u "$obj/core.o" | grep -qwE 'malloc|calloc|realloc|aligned_alloc|memalign|posix_memalign|free|malloc_usable_size'; then
     echo "build-lib: the Swift core calls an allocator coreheap.c does not route" >&2; exit 1
   fi
   echo "build-lib: $triple: kernels" >&2

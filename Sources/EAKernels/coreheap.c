@@ -33,11 +33,11 @@ static int in_region(const region_t *r, const void *p) {
 
 int eak_core_memalign(void **out, size_t align, size_t size) {
     if (align < HEADER) align = HEADER;
-    if ((align & (align - 1)) != 0 || size > SIZE_MAX / 2) return EINVAL;
+    if ((align & (align - 1)) != 0 || align > 4096 || size > SIZE_MAX / 2) return EINVAL;
     region_t *r = &g_region;
     if (r->open) {
         uintptr_t cur = (uintptr_t)r->cur;
-        if (cur - (uintptr_t)r->floor >= size + HEADER + align) {
+        if (cur >= (uintptr_t)r->floor && cur - (uintptr_t)r->floor >= size + HEADER + align) {
             uintptr_t user = (cur - size) & ~(uintptr_t)(align - 1);
             uintptr_t *h = (uintptr_t *)(user - HEADER);
             if ((char *)h >= r->floor) {
@@ -82,11 +82,15 @@ void eak_region_begin(void *base, uint64_t size) {
     r->overflow = 0;
 }
 
-void eak_region_set_floor(void *floor) {
+int eak_region_set_floor(void *floor) {
     region_t *r = &g_region;
-    if (!r->open) return;
-    if ((char *)floor > r->low) r->overflow = 1;  /* something already lies below the new floor */
-    else r->floor = (char *)floor;
+    if (!r->open) return 0;
+    if ((char *)floor > r->low) {  /* something already lies below the new floor: the caller fails */
+        r->overflow = 1;
+        return -1;
+    }
+    r->floor = (char *)floor;
+    return 0;
 }
 
 uint64_t eak_region_used(void) {

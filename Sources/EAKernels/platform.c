@@ -153,9 +153,13 @@ static atomic_int g_thread_limit;   /* 0: online cores */
 static atomic_int g_threads_in_use;
 static atomic_int g_team_threads, g_team_peak; /* measured inside parallel regions */
 
+static atomic_int g_cores; /* cached: sysconf reads /sys, not for every batch */
 static int thread_limit(void) {
     int l = atomic_load(&g_thread_limit);
-    return l > 0 ? l : eak_num_cores();
+    if (l > 0) return l;
+    int c = atomic_load(&g_cores);
+    if (c == 0) atomic_store(&g_cores, c = eak_num_cores());
+    return c;
 }
 
 int32_t eak_threads_acquire(int32_t want) {

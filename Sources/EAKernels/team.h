@@ -20,8 +20,9 @@ static inline int eak_team_lo(int n) { return (int)((int64_t)n * eak_team_id() /
 static inline int eak_team_hi(int n) { return (int)((int64_t)n * (eak_team_id() + 1) / eak_team_size()); }
 
 /* Runs the statement (a loop split with the helpers above) on a team of eak_nt threads (a variable
- * the caller declares; its master reports the team to eak_team_enter/leave, which measure how many
- * threads the process has inside kernels at once: the thread-limit test reads the peak)
+ * the caller declares; the master adds its team's size as the region starts and each member takes
+ * itself off as it finishes, so the count is the threads OpenMP gave to kernels that are still at
+ * work: the thread-limit test reads its peak)
  * when use_team, else directly on the calling thread: libomp also allocates on
  * entering a serialized region (num_threads(1) or a false if clause), so a one-thread call must not
  * enter one. Outside a region eak_team_id() is 0 and eak_team_size() 1. No preprocessor directives
@@ -30,10 +31,9 @@ static inline int eak_team_hi(int n) { return (int)((int64_t)n * (eak_team_id() 
     do {                                                                                        \
         if (use_team) {                                                                         \
             _Pragma("omp parallel num_threads(eak_nt)") {                                       \
-                const int eak_master_ = omp_get_thread_num() == 0, eak_size_ = omp_get_num_threads(); \
-                if (eak_master_) eak_team_enter(eak_size_);                                     \
+                if (omp_get_thread_num() == 0) eak_team_enter(omp_get_num_threads());          \
                 { __VA_ARGS__ }                                                                 \
-                if (eak_master_) eak_team_leave(eak_size_);                                     \
+                eak_team_leave(1);                                                              \
             }                                                                                   \
         } else {                                                                                \
             __VA_ARGS__                                                                         \

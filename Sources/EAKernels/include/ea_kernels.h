@@ -33,7 +33,7 @@ void eak_free(void *ptr);
 int eak_core_memalign(void **out, size_t align, size_t size);
 void eak_core_free(void *p);
 void eak_region_begin(void *base, uint64_t size);
-void eak_region_set_floor(void *floor);
+int eak_region_set_floor(void *floor); /* -1: blocks already lie below it (reserve too small) */
 uint64_t eak_region_used(void);
 int eak_region_end(void);
 int eak_region_active(void);
@@ -43,8 +43,8 @@ void *eak_region_mark(void);
 void eak_region_release(void *mark);
 /* Process-wide kernel thread limit (platform.c): acquire takes up to `want` slots (returns the team
  * size, or 0 when fewer than 2 are free: run on the calling thread), release gives them back.
- * Limit <= 0 means the online core count. eak_team_enter/leave are called by the master thread of
- * every parallel region with its actual team size; eak_team_peak is the most threads ever inside
+ * Limit <= 0 means the online core count. A parallel region's master calls eak_team_enter with the
+ * team size as it starts, every member eak_team_leave(1) as it ends; eak_team_peak is the most threads ever inside
  * regions at once (reset: read and clear). */
 int32_t eak_threads_acquire(int32_t want);
 void eak_threads_release(int32_t taken);

@@ -39,7 +39,10 @@ public final class Session {
         let arena: AlignedBuffer
         if let ws = params.workspace {
             if Int(bitPattern: ws) % 64 != 0 { throw EAError(.invalidArgument, "workspace must be 64-byte aligned") }
-            eak_region_set_floor(ws + plan.tablesOffset)
+            // fail before anything touches the arena if planning already used more than the reserve
+            if eak_region_set_floor(ws + plan.tablesOffset) != 0 {
+                throw EAError(.budget, "session bookkeeping needed more than its reserve of \(plan.totalBytes - plan.tablesOffset) bytes in the workspace")
+            }
             arena = AlignedBuffer.external(ws, byteCount: plan.tablesOffset)
         } else {
             arena = try AlignedBuffer(byteCount: plan.tablesOffset)
