@@ -1,7 +1,9 @@
 """Allocation and concurrency guarantees, counted by Tests/c/test_alloc.c (malloc, calloc, realloc,
 free and the aligned allocators interposed): zero heap calls per decoded token for every attention
-policy and layer kind, the session arena == ea_estimate_session_bytes, 8 threads sharing one model
-== one session alone, peak RSS within the models + planned sessions + 32 MiB.
+policy and layer kind, the session arena == ea_estimate_session_bytes - the bookkeeping reserve and
+all a session holds within the estimate, zero heap calls to create/run/free a session in a caller
+workspace, 8 threads sharing one model == one session alone, the process-wide thread limit held
+inside the kernels, peak RSS within the models + planned sessions + 32 MiB.
 
     pytest Tests/python/test_alloc.py
 """
