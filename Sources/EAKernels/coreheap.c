@@ -106,8 +106,6 @@ int eak_region_end(void) {
     return overflow;
 }
 
-int eak_region_active(void) { return g_region.open; }
-
 void *eak_region_mark(void) { return g_region.open ? g_region.cur : NULL; }
 
 void eak_region_release(void *mark) {

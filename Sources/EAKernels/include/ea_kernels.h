@@ -36,7 +36,6 @@ void eak_region_begin(void *base, uint64_t size);
 int eak_region_set_floor(void *floor); /* -1: blocks already lie below it (reserve too small) */
 uint64_t eak_region_used(void);
 int eak_region_end(void);
-int eak_region_active(void);
 /* Gives back everything allocated since the mark (NULL when no region is open). Only for work
  * whose every object is gone by then: a call that returns a plain value. */
 void *eak_region_mark(void);

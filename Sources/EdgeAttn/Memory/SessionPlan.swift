@@ -161,7 +161,7 @@ public struct SessionPlan {
     /// it (auto_fit's search included): a fixed part for the objects and the region list, and a
     /// per-layer part for the per-layer tables. Measured use is well below it (Tests/c/test_alloc.c
     /// checks creation inside a workspace of exactly the estimate over a sweep of configurations).
-    static func tableReserveBytes(_ hp: Hyperparams, policies: [AttentionPolicy]) -> Int {
+    static func tableReserveBytes(_ hp: Hyperparams) -> Int {
         16384 + 512 * hp.nLayer
     }
     public func policy(_ l: Int) -> AttentionPolicy { policies[l] }
@@ -354,7 +354,7 @@ public struct SessionPlan {
         // handle objects). With a workspace they are carved from here (top down), so a session
         // created in caller memory calls no allocator; without one they live on the heap and the
         // arena stops before this region. Either way the estimate covers all of a session's memory.
-        let tables = try region("session_tables", SessionPlan.tableReserveBytes(hp, policies: policies), elementBytes: 1)
+        let tables = try region("session_tables", SessionPlan.tableReserveBytes(hp), elementBytes: 1)
         // what a state snapshot holds: every cache and recurrent region (scratch excluded)
         let keep: Set<String> = ["k_cache", "v_cache", "kv_quant_keys", "kv_quant_values", "kv_sink_keys",
                                  "kv_sink_values", "kv_ring_keys", "kv_ring_values", "dhsa_chunk_table",
