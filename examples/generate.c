@@ -4,7 +4,8 @@
  *   generate -m MODEL -p PROMPT -n N [-t THREADS] [--temp T] [--top-k K] [--top-p P] [--min-p P]
  *            [--repeat-penalty R] [--seed S] [--ctx N] [--budget BYTES] [--kv-bits 32|16|8|4] [--chat]
  *            [--attn dense|lambda|dhsa] [--sinks S] [--window W] [--pos-mode streaming|lm-infinite]
- *            [--budget-tokens N] [--dhsa-global N] [--dhsa-local N] [--chunk-min N] [--chunk-max N]
+ *            [--budget-tokens N] [--budget-prefix-frac F] [--dense-tail N] [--dhsa-global N] [--dhsa-local N]
+ *            [--chunk-min N] [--chunk-max N]
  *            [--chunk-threshold X] [--query-block N]
  *
  * stdout receives exactly the generated text, streamed as it is produced (no prompt echo, no final
@@ -68,6 +69,8 @@ static void usage(FILE *f) {
             "  --window W          lambda: latest tokens kept (default 1020)\n"
             "  --pos-mode MODE     lambda: streaming (StreamingLLM, default) or lm-infinite\n"
             "  --budget-tokens N   dhsa: keys per query block (default: half the context)\n"
+            "  --budget-prefix-frac F dhsa: each query block reads this fraction of its prefix (0 = off)\n"
+            "  --dense-tail N      dhsa: the prompt's last N tokens attend densely (default 64)\n"
             "  --dhsa-global N     dhsa: first tokens always kept (default 64)\n"
             "  --dhsa-local N      dhsa: recent tokens always kept (default 128)\n"
             "  --chunk-min N       dhsa: shortest key chunk (default 16)\n"
@@ -114,7 +117,7 @@ static int parse_args(int argc, char **argv, options *o) {
                                                  "--attn", "--sinks", "--window", "--pos-mode",
                                                  "--budget-tokens", "--dhsa-global", "--dhsa-local",
                                                  "--chunk-min", "--chunk-max", "--chunk-threshold",
-                                                 "--query-block"};
+                                                 "--query-block", "--budget-prefix-frac", "--dense-tail"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
             if (strcmp(a, with_value[k]) == 0) known = 1;
@@ -179,13 +182,17 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (strcmp(a, "--chunk-threshold") == 0) {
             if (!parse_float(val, -1.0, 0, 1.0, 0, &o->attn.dhsa_chunk_threshold))
                 return bad_value(a, val, "a number in [-1, 1]");
+        } else if (strcmp(a, "--budget-prefix-frac") == 0) {
+            if (!parse_float(val, 0.0, 0, 1.0, 0, &o->attn.dhsa_prefix_frac))
+                return bad_value(a, val, "a number in [0, 1]");
         } else {
             /* the integer attention settings */
             static const char *const names[] = {"--sinks", "--window", "--budget-tokens", "--dhsa-global",
-                                                "--dhsa-local", "--chunk-min", "--chunk-max", "--query-block"};
+                                                "--dhsa-local", "--chunk-min", "--chunk-max", "--query-block",
+                                                "--dense-tail"};
             uint32_t *const dst[] = {&o->attn.attn_sinks, &o->attn.attn_window, &o->attn.dhsa_budget,
                                      &o->attn.dhsa_global, &o->attn.dhsa_local, &o->attn.dhsa_chunk_min,
-                                     &o->attn.dhsa_chunk_max, &o->attn.dhsa_query_block};
+                                     &o->attn.dhsa_chunk_max, &o->attn.dhsa_query_block, &o->attn.dhsa_dense_tail};
             for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
                 if (strcmp(a, names[k]) != 0) continue;
                 if (!parse_int(val, 0, INT32_MAX, &v)) return bad_value(a, val, "an integer >= 0");
@@ -383,6 +390,8 @@ int main(int argc, char **argv) {
     sp.dhsa_chunk_max = o.attn.dhsa_chunk_max;
     sp.dhsa_chunk_threshold = o.attn.dhsa_chunk_threshold;
     sp.dhsa_query_block = o.attn.dhsa_query_block;
+    sp.dhsa_prefix_frac = o.attn.dhsa_prefix_frac;
+    sp.dhsa_dense_tail = o.attn.dhsa_dense_tail;
     n_ctx = sp.n_ctx ? sp.n_ctx : (uint32_t)(model_ctx > 0 ? model_ctx : 0);
     n_predict = o.n_predict;
     /* a Λ session has no context limit */

@@ -37,7 +37,7 @@ extern "C" {
 
 /* ---- Version ---------------------------------------------------------------------------------- */
 #define EA_VERSION_MAJOR 0
-#define EA_VERSION_MINOR 3
+#define EA_VERSION_MINOR 4
 #define EA_VERSION_PATCH 0
 /* EA_VERSION_NUMBER == MAJOR*10000 + MINOR*100 + PATCH: compare with ea_version() at run time to
  * check that the header and the linked library agree. */
@@ -226,8 +226,9 @@ typedef struct ea_session_params {
     uint32_t attn_sinks;    /* Λ: sink tokens; default 4                                            */
     uint32_t attn_window;   /* Λ: latest tokens attended (the query included); default 1020         */
     uint32_t attn_pos_mode; /* Λ: ea_position_mode; default EA_POS_STREAMING                        */
-    uint32_t dhsa_budget;   /* DHSA: keys per query block, global + local included; 0 = n_ctx / 2;
-                               must be >= dhsa_global + dhsa_local + dhsa_query_block              */
+    uint32_t dhsa_budget;   /* DHSA: keys per query block, global + local included; 0 = n_ctx / 2
+                               (with dhsa_prefix_frac: the cap, 0 = none); must be >= dhsa_global +
+                               dhsa_local + dhsa_query_block                                       */
     uint32_t dhsa_global;   /* DHSA: first tokens always kept; default 64                          */
     uint32_t dhsa_local;    /* DHSA: recent tokens always kept before the query block; default 128  */
     uint32_t dhsa_chunk_min;/* DHSA chunking: shortest chunk; default 16                           */
@@ -248,13 +249,31 @@ typedef struct ea_session_params {
                                and its bookkeeping both live in the workspace). The caller keeps it
                                alive until ea_session_free and frees it after. Default NULL        */
     uint64_t workspace_size;/* bytes at workspace                                                  */
+    /* since 0.4 (callers built against 0.3 or 0.2 get the defaults below)                         */
+    float dhsa_prefix_frac; /* DHSA: > 0: a query block that may see A keys reads
+                               ceil(dhsa_prefix_frac * A) of them, at least dhsa_global + dhsa_local +
+                               dhsa_query_block and at most dhsa_budget (0 there: no cap), so the
+                               saving is the same fraction at every position; 0: every block reads
+                               dhsa_budget. In [0, 1]; default 0                                  */
+    uint32_t dhsa_dense_tail; /* DHSA: the query blocks holding the last dhsa_dense_tail tokens of
+                               every multi-token ea_session_prefill call (a prompt's instruction)
+                               attend densely; single-token decode stays sparse. Default 64      */
+    uint32_t dhsa_score;    /* DHSA: ea_dhsa_score, how the query heads sharing a kv head score a
+                               chunk; default EA_DHSA_SCORE_MAX                                   */
 } ea_session_params;
+
+/* DHSA chunk scoring over the query heads that share a kv head (GQA). */
+typedef enum ea_dhsa_score {
+    EA_DHSA_SCORE_MAX = 0, /* the largest head's score: a chunk one head needs is kept          */
+    EA_DHSA_SCORE_SUM = 1  /* the summed query's score (the heads vote)                          */
+} ea_dhsa_score;
 
 /* Defaults: n_ctx = 0 (model's context), n_batch = 32, n_threads = 0, memory_budget = 0,
  * kv_bits = 0 (model default), kv_group = 0 (32), kv_sinks = 4, attention = EA_ATTN_DENSE,
  * attn_sinks = 4, attn_window = 1020, attn_pos_mode = EA_POS_STREAMING, dhsa_budget = 0,
  * dhsa_global = 64, dhsa_local = 128, dhsa_chunk_min = 16, dhsa_chunk_max = 64,
- * dhsa_chunk_threshold = 0.8, dhsa_query_block = 32, no per-layer overrides. */
+ * dhsa_chunk_threshold = 0.8, dhsa_query_block = 32, no per-layer overrides, auto_fit = 0, no
+ * workspace, dhsa_prefix_frac = 0, dhsa_dense_tail = 64, dhsa_score = EA_DHSA_SCORE_MAX. */
 ea_session_params ea_session_default_params(void);
 
 /* The bytes a session with these params holds, computed by the same planner that allocates: its

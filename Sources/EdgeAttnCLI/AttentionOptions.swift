@@ -13,6 +13,12 @@ struct AttentionOptions: ParsableArguments {
     var budget: Int = 0
     @Option(name: .customLong("budget-frac"), help: "DHSA: budget as a fraction of the context (overrides --budget-tokens when > 0).")
     var budgetFrac: Double = 0
+    @Option(name: .customLong("budget-prefix-frac"), help: "DHSA: each query block reads this fraction of the keys it may see (at least global + local + query block; capped by --budget-tokens when set).")
+    var budgetPrefixFrac: Float = 0
+    @Option(name: .customLong("dense-tail"), help: "DHSA: the query blocks holding a prompt's last N tokens attend densely (decode stays sparse).")
+    var denseTail: Int = DHSAParams().denseTail
+    @Option(name: .customLong("dhsa-score"), help: "DHSA: a chunk's score over the query heads sharing a kv head: max (largest head score) or sum (summed query).")
+    var dhsaScore: String = "max"
     @Option(name: .customLong("dhsa-global"), help: "DHSA: first tokens every query keeps.") var global: Int = 64
     @Option(name: .customLong("dhsa-local"), help: "DHSA: recent tokens every query keeps.") var local: Int = 128
     @Option(name: .customLong("chunk-min"), help: "DHSA: shortest chunk.") var chunkMin: Int = 16
@@ -46,6 +52,13 @@ struct AttentionOptions: ParsableArguments {
         d.maxChunk = chunkMax
         d.threshold = chunkThreshold
         d.queryBlock = queryBlock
+        d.budgetFraction = budgetPrefixFrac
+        d.denseTail = denseTail
+        switch dhsaScore {
+        case "max": d.headMax = true
+        case "sum": d.headMax = false
+        default: die("--dhsa-score \(dhsaScore): expected max or sum")
+        }
         sp.dhsa = d
         if !layerAttn.isEmpty {
             var per = [AttentionPolicy](repeating: policy, count: nLayer)
@@ -66,7 +79,9 @@ struct AttentionOptions: ParsableArguments {
         switch policy {
         case .dense: return "dense"
         case .lambda: return "lambda S=\(sinks) W=\(window) \(posMode)"
-        case .dhsa: return "dhsa budget=\(budgetFrac > 0 ? "\(budgetFrac)x" : String(budget)) global=\(global) local=\(local) chunks \(chunkMin)-\(chunkMax)"
+        case .dhsa:
+            let b = budgetPrefixFrac > 0 ? "\(budgetPrefixFrac)x prefix" : budgetFrac > 0 ? "\(budgetFrac)x" : String(budget)
+            return "dhsa budget=\(b) global=\(global) local=\(local) chunks \(chunkMin)-\(chunkMax) score=\(dhsaScore) dense-tail=\(denseTail)"
         }
     }
 }

@@ -675,6 +675,21 @@ static void test_params_size_zero(const ea_model *m, const char *model_path) {
         if (st == EA_OK && ea_session_get_params(s, &got) == EA_OK)
             check(got.auto_fit == 0 && got.workspace == NULL, "0.2-sized params: fields beyond it not read", "");
         ea_session_free(s);
+        /* a caller built against 0.3 (ends before dhsa_prefix_frac): its auto_fit is read, the
+         * 0.4 fields default */
+        p = small_session(32);
+        p.size = (uint32_t)offsetof(ea_session_params, dhsa_prefix_frac);
+        p.auto_fit = 1;
+        p.dhsa_prefix_frac = -5.0f;
+        p.dhsa_score = 9;
+        s = NULL;
+        st = ea_session_create(m, &p, &s);
+        expect(st, EA_OK, "ea_session_create with a 0.3-sized params struct", ea_last_error());
+        if (st == EA_OK && ea_session_get_params(s, &got) == EA_OK)
+            check(got.auto_fit == 1 && got.dhsa_prefix_frac == 0.0f && got.dhsa_score == EA_DHSA_SCORE_MAX,
+                  "0.3-sized params: its fields read, 0.4 fields default", "auto_fit %u frac %g score %u",
+                  got.auto_fit, (double)got.dhsa_prefix_frac, got.dhsa_score);
+        ea_session_free(s);
     }
     {
         ea_sampler_params sp = ea_sampler_default_params();
@@ -1015,9 +1030,52 @@ static void test_attention_policies(const ea_model *m) {
         check(st == EA_OK, "mixed-policy session decodes sparse", "%s", ea_session_last_error(s));
         ea_session_free(s);
     }
+    /* budget as a fraction of each prefix, a dense prompt tail, summed head scores: planned
+     * exactly, reported back, and a prefix fraction of 1 is dense attention bit for bit */
+    {
+        ea_session_params fr = small_session(512);
+        fr.attention = EA_ATTN_DHSA;
+        fr.dhsa_prefix_frac = 0.5f;
+        fr.dhsa_dense_tail = 40;
+        fr.dhsa_score = EA_DHSA_SCORE_SUM;
+        ea_session_params dn = small_session(512);
+        ea_session_params one = fr;
+        one.dhsa_prefix_frac = 1.0f;
+        ea_session *sf = NULL, *sd = NULL, *so = NULL;
+        ea_token toks[300];
+        for (int k = 0; k < 300; k++) toks[k] = k_prompt_ids[k % N_PROMPT_IDS];
+        if (expect(ea_estimate_session_bytes(m, &fr, &est), EA_OK, "prefix-fraction DHSA estimate", ea_last_error()) &&
+            expect(ea_session_create(m, &fr, &sf), EA_OK, "prefix-fraction DHSA session", ea_last_error()) &&
+            expect(ea_session_create(m, &dn, &sd), EA_OK, "dense session", ea_last_error()) &&
+            expect(ea_session_create(m, &one, &so), EA_OK, "prefix-fraction 1 session", ea_last_error())) {
+            ea_session_params got;
+            check(ea_session_allocated_bytes(sf) == est, "prefix-fraction session allocates exactly the estimate", "");
+            if (ea_session_get_params(sf, &got) == EA_OK)
+                check(got.dhsa_prefix_frac == 0.5f && got.dhsa_dense_tail == 40 && got.dhsa_score == EA_DHSA_SCORE_SUM,
+                      "prefix-fraction params reported back", "");
+            const float *lf = NULL, *ld = NULL, *lo = NULL;
+            st = ea_session_prefill(sf, toks, 300);
+            if (st == EA_OK) st = ea_session_prefill(sd, toks, 300);
+            if (st == EA_OK) st = ea_session_prefill(so, toks, 300);
+            for (i = 0; i < 8 && st == EA_OK; i++) {
+                st = ea_session_decode(sf, 504, &lf);
+                if (st == EA_OK) st = ea_session_decode(sd, 504, &ld);
+                if (st == EA_OK) st = ea_session_decode(so, 504, &lo);
+            }
+            check(st == EA_OK, "prefix-fraction sessions prefill and decode", "%s", ea_last_error());
+            if (st == EA_OK) {
+                int32_t nv = ea_model_vocab_size(m);
+                check(memcmp(lo, ld, (size_t)nv * sizeof(float)) == 0, "prefix fraction 1 == dense bit for bit", "");
+                check(memcmp(lf, ld, (size_t)nv * sizeof(float)) != 0, "prefix fraction 0.5 is sparse", "");
+            }
+        }
+        ea_session_free(sf);
+        ea_session_free(sd);
+        ea_session_free(so);
+    }
 
-    struct { const char *what; ea_session_params p; } bad[6];
-    for (int k = 0; k < 6; k++) bad[k].p = small_session(256);
+    struct { const char *what; ea_session_params p; } bad[9];
+    for (int k = 0; k < 9; k++) bad[k].p = small_session(256);
     bad[0].what = "attention 7 refused"; bad[0].p.attention = 7;
     bad[1].what = "Λ window 0 refused"; bad[1].p.attention = EA_ATTN_LAMBDA; bad[1].p.attn_window = 0;
     bad[2].what = "attn_pos_mode 2 refused"; bad[2].p.attn_pos_mode = 2;
@@ -1026,7 +1084,12 @@ static void test_attention_policies(const ea_model *m) {
     bad[4].what = "DHSA budget below global + local + block refused"; bad[4].p.attention = EA_ATTN_DHSA;
     bad[4].p.dhsa_budget = 100;
     bad[5].what = "layer_attention NULL with a count refused"; bad[5].p.n_layer_attention = 2;
-    for (int k = 0; k < 6; k++) {
+    bad[6].what = "DHSA budget fraction 1.5 refused"; bad[6].p.attention = EA_ATTN_DHSA;
+    bad[6].p.dhsa_prefix_frac = 1.5f;
+    bad[7].what = "DHSA budget fraction NaN refused"; bad[7].p.attention = EA_ATTN_DHSA;
+    bad[7].p.dhsa_prefix_frac = NAN;
+    bad[8].what = "dhsa_score 2 refused"; bad[8].p.attention = EA_ATTN_DHSA; bad[8].p.dhsa_score = 2;
+    for (int k = 0; k < 9; k++) {
         uint64_t x = 0;
         expect(ea_estimate_session_bytes(m, &bad[k].p, &x), EA_ERR_INVALID_ARGUMENT, bad[k].what, ea_last_error());
     }

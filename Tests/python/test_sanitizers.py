@@ -52,7 +52,10 @@ def test_examples_under_asan_ubsan(model_path, tmp_path):
     _need(SAN / "generate")
     _clean(run([SAN / "generate", "-m", model_path, "-p", "The capital of France is", "-n", "8", "-t", "2",
                 "--attn", "dhsa", "--budget-tokens", "4", "--dhsa-global", "1", "--dhsa-local", "1",
-                "--query-block", "2", "--chunk-min", "1", "--chunk-max", "2"], env=ENV), "generate DHSA")
+                "--query-block", "2", "--chunk-min", "1", "--chunk-max", "2", "--dense-tail", "0"], env=ENV), "generate DHSA")
+    _clean(run([SAN / "generate", "-m", model_path, "-p", "The capital of France is", "-n", "8", "--attn", "dhsa",
+                "--budget-prefix-frac", "0.5", "--dhsa-global", "1", "--dhsa-local", "1", "--query-block", "2",
+                "--dense-tail", "2"], env=ENV), "generate DHSA prefix fraction")
     _clean(run([SAN / "generate", "-m", model_path, "-p", "Once upon a time", "-n", "8", "--attn", "lambda",
                 "--sinks", "2", "--window", "3", "--kv-bits", "4"], env=ENV), "generate Λ KV4")
     _clean(run([SAN / "generate", "-m", recurrent_model("linear-lm.gguf"), "-p", "KING:", "-n", "64"], env=ENV), "generate LM")

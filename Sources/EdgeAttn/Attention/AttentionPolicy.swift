@@ -42,5 +42,16 @@ public struct DHSAParams: Sendable {
     public var threshold: Float = 0.8
     /// Queries that share one selection in prefill (decode selects per token).
     public var queryBlock = 32
+    /// > 0: each query block reads this fraction of the keys it may see (its causal prefix),
+    /// at least global + local + queryBlock and at most `budget`; 0: every block reads `budget`.
+    public var budgetFraction: Float = 0
+    /// The last `denseTail` positions of a multi-token evaluation (a prompt's end: the
+    /// instruction) attend densely, as the authors keep the last instruction tokens dense;
+    /// single-token decode stays sparse. The answer's first token is predicted there, so it
+    /// sees every key (measured: a needle at 4K found 5/5 with 64, 4/5 without).
+    public var denseTail = 64
+    /// How the query heads that share a kv head score a chunk: the largest of their scores
+    /// (a chunk one head needs is kept) or the score of their summed query.
+    public var headMax = true
     public init() {}
 }

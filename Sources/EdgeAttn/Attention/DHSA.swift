@@ -18,6 +18,10 @@ import EAKernels
 /// q_b . k_c, where q_b sums the block's queries over the kv head's query heads, each chunk upsampled
 /// to its tokens, until the budget is full (the last chunk taken contributes its latest tokens).
 /// So exactly min(budget, b1 + 1) keys, ascending and unique; a budget >= b1 + 1 is dense attention.
+/// With head max (the default) a chunk's score is the largest over the kv head's query heads of
+/// (that head's summed block queries) . k_c: a chunk one retrieval head needs is not outvoted by
+/// the others. The budget is fixed, or a fraction of b1 + 1 (see DHSAParams.budgetFraction); the
+/// blocks holding the last denseTail positions of a prompt are dense.
 extension Session {
     private func dhsaTable(_ slot: Int) -> UnsafeMutablePointer<Int32> {
         (arena.raw + plan.dhsaTable).assumingMemoryBound(to: Int32.self) + slot * (plan.dhsaMaxChunks + 1)
@@ -76,9 +80,9 @@ extension Session {
     /// The keys of query block [b0, b1] (queries q: [b1 - b0 + 1][qDim]) in layer slot, written to the
     /// key-list region; returns the count, or -1 when the budget covers every allowed key (dense).
     func dhsaSelect(slot: Int, b0: Int, b1: Int, q: UnsafePointer<Float>) -> Int {
-        let hp = model.hp, d = plan.dhsa, budget = plan.dhsaBudget
-        let allowed = b1 + 1
-        if budget >= allowed { return -1 }
+        let hp = model.hp, d = plan.dhsa
+        let allowed = b1 + 1, budget = plan.dhsaBlockBudget(allowed: allowed)
+        if budget >= allowed || b1 >= dhsaDenseFrom { return -1 }
         let g = min(d.global, allowed)
         let lStart = max(g, b0 - d.local)
         let room = budget - g - (b1 - lStart + 1)  // keys left for chunks between global and local
@@ -99,18 +103,21 @@ extension Session {
         let sums = dhsaSums(slot)
         var count = 0
         for h in 0..<hp.nHeadKV {
-            // the block's query summary for this kv head
-            qs.update(repeating: 0, count: hd)
+            // the block's query summary for this kv head: per query head (head max), or summed
+            let nSum = d.headMax ? group : 1
+            qs.update(repeating: 0, count: nSum * hd)
             for t in 0..<nq {
                 for j in 0..<group {
-                    let qr = q + t * hp.qDim + (h * group + j) * hd
-                    for i in 0..<hd { qs[i] += qr[i] }
+                    let qr = q + t * hp.qDim + (h * group + j) * hd, qj = qs + (d.headMax ? j * hd : 0)
+                    for i in 0..<hd { qj[i] += qr[i] }
                 }
             }
             for k in 0..<m {
                 let c = c0 + k
-                let n = Float(end(c) - Int(starts[c]))
-                scores[k] = eak_dot_f32(qs, sums + c * hp.kvDim + h * hd, Int32(hd)) / n.squareRoot()
+                let n = Float(end(c) - Int(starts[c])), kc = sums + c * hp.kvDim + h * hd
+                var best = eak_dot_f32(qs, kc, Int32(hd))
+                for j in 1..<nSum { best = max(best, eak_dot_f32(qs + j * hd, kc, Int32(hd))) }
+                scores[k] = best / n.squareRoot()
             }
             eak_top_k(scores, Int32(m), Int32(m), order)
             // tokens each chunk contributes, reusing scores[] (small integers are exact in float)
@@ -123,7 +130,7 @@ extension Session {
                 scores[k] = Float(take)
                 left -= take
             }
-            let list = lists + h * budget
+            let list = lists + h * plan.dhsaBudget
             var n = 0
             for p in 0..<g { list[n] = Int32(p); n += 1 }
             for k in 0..<m where scores[k] > 0 {

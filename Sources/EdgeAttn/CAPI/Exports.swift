@@ -367,14 +367,17 @@ public func _ea_session_default_params() -> ea_session_params {
                              dhsa_local: UInt32(d.local), dhsa_chunk_min: UInt32(d.minChunk),
                              dhsa_chunk_max: UInt32(d.maxChunk), dhsa_chunk_threshold: d.threshold,
                              dhsa_query_block: UInt32(d.queryBlock), n_layer_attention: 0, layer_attention: nil,
-                             auto_fit: 0, workspace: nil, workspace_size: 0)
+                             auto_fit: 0, workspace: nil, workspace_size: 0, dhsa_prefix_frac: d.budgetFraction,
+                             dhsa_dense_tail: UInt32(d.denseTail), dhsa_score: d.headMax ? 0 : 1)
 }
 
 func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> SessionParams {
     var c = _ea_session_default_params()
     if let p = p {
-        // callers built against 0.2 (no auto_fit/workspace fields) get those fields' defaults
+        // callers built against an older header get the defaults of the fields it did not have:
+        // 0.2 ends before auto_fit, 0.3 before dhsa_prefix_frac
         let v02 = MemoryLayout<ea_session_params>.offset(of: \ea_session_params.auto_fit) ?? Int.max
+        let v03 = MemoryLayout<ea_session_params>.offset(of: \ea_session_params.dhsa_prefix_frac) ?? Int.max
         let size = Int(p.pointee.size)
         if size < v02 {
             throw EAError(.invalidArgument, "params->size is \(p.pointee.size); initialise params with ea_session_default_params()")
@@ -383,7 +386,8 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
             c = p.pointee
         } else {
             // copy only the fields the caller's struct has
-            withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: v02)) }
+            let n = size >= v03 ? v03 : v02
+            withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: n)) }
         }
     }
     var s = SessionParams()
@@ -414,6 +418,12 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.dhsa.maxChunk = Int(c.dhsa_chunk_max)
     s.dhsa.threshold = c.dhsa_chunk_threshold
     s.dhsa.queryBlock = Int(c.dhsa_query_block)
+    s.dhsa.budgetFraction = c.dhsa_prefix_frac
+    s.dhsa.denseTail = Int(c.dhsa_dense_tail)
+    guard c.dhsa_score <= 1 else {
+        throw EAError(.invalidArgument, "dhsa_score \(c.dhsa_score) is not an ea_dhsa_score (0 max, 1 sum)")
+    }
+    s.dhsa.headMax = c.dhsa_score == 0
     s.autoFit = c.auto_fit != 0
     if let ws = c.workspace {
         if c.workspace_size > UInt64(Int.max) { throw EAError(.invalidArgument, "workspace_size \(c.workspace_size) is too large") }
@@ -562,6 +572,9 @@ public func _ea_session_get_params(_ s: OpaquePointer?, _ out: UnsafeMutablePoin
     c.dhsa_chunk_max = UInt32(p.dhsa.maxChunk)
     c.dhsa_chunk_threshold = p.dhsa.threshold
     c.dhsa_query_block = UInt32(p.dhsa.queryBlock)
+    c.dhsa_prefix_frac = p.dhsa.budgetFraction
+    c.dhsa_dense_tail = UInt32(p.dhsa.denseTail)
+    c.dhsa_score = p.dhsa.headMax ? 0 : 1
     c.auto_fit = p.autoFit ? 1 : 0
     c.workspace = p.workspace
     c.workspace_size = UInt64(p.workspaceSize)

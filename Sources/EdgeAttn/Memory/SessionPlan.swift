@@ -179,8 +179,15 @@ public struct SessionPlan {
         switch policies[l] {
         case .dense: return pos + 1
         case .lambda: return min(pos + 1, lambdaSinks + lambdaWindow)
-        case .dhsa: return min(pos + 1, dhsaBudget)
+        case .dhsa: return min(pos + 1, dhsaBlockBudget(allowed: pos + 1))
         }
+    }
+
+    /// Keys a DHSA query block that may see `allowed` keys reads (before the min with allowed).
+    public func dhsaBlockBudget(allowed: Int) -> Int {
+        if dhsa.budgetFraction <= 0 { return dhsaBudget }
+        let floor = dhsa.global + dhsa.local + dhsa.queryBlock
+        return min(dhsaBudget, max(floor, Int((dhsa.budgetFraction * Float(allowed)).rounded(.up))))
     }
 
     public var dhsaBudget: Int { dhsa.budget == 0 ? max(1, nCtx / 2) : dhsa.budget }
@@ -224,12 +231,19 @@ public struct SessionPlan {
             }
             if dh.queryBlock < 1 || dh.queryBlock > 4096 { throw EAError(.invalidArgument, "DHSA query block \(dh.queryBlock) out of range [1, 4096]") }
             if !(dh.threshold >= -1 && dh.threshold <= 1) { throw EAError(.invalidArgument, "DHSA threshold \(dh.threshold) outside [-1, 1]") }
-            let budget = dh.budget == 0 ? max(1, nCtx / 2) : dh.budget
+            if !(dh.budgetFraction >= 0 && dh.budgetFraction <= 1) {
+                throw EAError(.invalidArgument, "DHSA budget fraction \(dh.budgetFraction) outside [0, 1]")
+            }
+            if dh.denseTail < 0 || dh.denseTail > 1 << 20 { throw EAError(.invalidArgument, "DHSA dense tail \(dh.denseTail) out of range [0, 1048576]") }
             let floor = dh.global + dh.local + dh.queryBlock
+            // a fraction alone is capped by what the longest prefix needs
+            let budget = dh.budget != 0 ? dh.budget
+                : dh.budgetFraction > 0 ? max(floor, Int((dh.budgetFraction * Float(nCtx)).rounded(.up)))
+                : max(1, nCtx / 2)
             if budget < floor && budget < nCtx {
                 throw EAError(.invalidArgument, "DHSA budget \(budget) tokens is below global \(dh.global) + local \(dh.local) + query block \(dh.queryBlock) = \(floor)")
             }
-            dh.budget = budget
+            dh.budget = min(budget, nCtx)  // no block sees more than n_ctx keys: the lists' stride
         }
         // default group: 32, or the largest even divisor of the head dimension below it
         var group = p.kvGroup
@@ -329,7 +343,7 @@ public struct SessionPlan {
         let dSums = try region("dhsa_chunk_key_sums", checkedMul(nD * maxChunks, hp.kvDim))
         let dOpen = try region("dhsa_open_chunk_sum", nD * hp.kvDim)
         let dKPre = try region("dhsa_keys_before_rope", nD > 0 ? nBatch * hp.kvDim : 0)
-        let dQSum = try region("dhsa_query_summary", nD > 0 ? hp.kvDim : 0)
+        let dQSum = try region("dhsa_query_summary", nD > 0 ? hp.qDim : 0)
         let dScores = try region("dhsa_chunk_scores", maxChunks)
         let dOrder = try region("dhsa_chunk_order", maxChunks)
         let dLists = try region("dhsa_key_lists", nD > 0 ? hp.nHeadKV * min(dh.budget, nCtx) : 0)

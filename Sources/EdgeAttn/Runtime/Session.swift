@@ -11,6 +11,8 @@ public final class Session {
     public internal(set) var nPast = 0
     /// Row of the logits buffer holding the last evaluated token's logits, or -1.
     var lastLogitsRow = -1
+    /// DHSA: query blocks reaching this position attend densely (the current prompt's tail).
+    var dhsaDenseFrom = Int.max
     /// 1/sqrt(head_dim), the softmax scale of every attention kernel.
     let attnScale: Float
     /// Calibration hook (host tools only; nil in normal use): called with (layer, site, rows, n, cols)
@@ -113,6 +115,9 @@ public final class Session {
                          onLogits: (Int, UnsafePointer<Float>) -> Void = { _, _ in }) throws(EAError) {
         try validate(tokens)
         let from = max(0, logitsFrom ?? tokens.count - 1)
+        let tail = plan.dhsa.denseTail
+        dhsaDenseFrom = tokens.count > 1 && tail > 0 ? nPast + max(0, tokens.count - tail) : Int.max
+        defer { dhsaDenseFrom = Int.max }
         var done = 0
         while done < tokens.count {
             if let a = abort, eak_load_flag(a) != 0 {

@@ -94,9 +94,11 @@ def dhsa_chunks(k_pre: np.ndarray, min_len: int, max_len: int, thr: float, tie: 
 
 
 def dhsa_select(qr_block: np.ndarray, kr: np.ndarray, starts: list[int], b0: int, b1: int,
-                budget: int, glob: int, local: int, group: int):
+                budget: int, glob: int, local: int, group: int, head_max: bool = True):
     """Key positions per kv head for query block [b0, b1] (qr_block [nq, H, d], kr [n, Hkv, d]
-    after RoPE), or None for dense. Also returns the smallest score gap at the selection edge."""
+    after RoPE), or None for dense. Also returns the smallest score gap at the selection edge.
+    A chunk's score: the largest over the kv head's query heads of (the head's summed block
+    queries) . k_c (head_max), or the summed query's."""
     allowed = b1 + 1
     if budget >= allowed:
         return None, np.inf
@@ -108,14 +110,16 @@ def dhsa_select(qr_block: np.ndarray, kr: np.ndarray, starts: list[int], b0: int
     mid = [c for c in range(len(st)) if ends[c] > g and st[c] < ls]
     lists, gap = [], np.inf
     for h in range(kr.shape[1]):
-        qsum = qr_block[:, h * group:(h + 1) * group, :].sum(axis=(0, 1))
+        qh = qr_block[:, h * group:(h + 1) * group, :].sum(axis=0)  # [group, d]
         # k_c = sqrt(n) * mean: the direct mean, no prefix sums
-        score = {c: qsum @ (np.sqrt(ends[c] - st[c]) * kr[st[c]:ends[c], h].mean(axis=0)) for c in mid}
+        kc = {c: np.sqrt(ends[c] - st[c]) * kr[st[c]:ends[c], h].mean(axis=0) for c in mid}
+        score = {c: (qh @ kc[c]).max() if head_max else qh.sum(axis=0) @ kc[c] for c in mid}
         order = sorted(mid, key=lambda c: (-score[c], c))
         take, left = {}, room
         for r, c in enumerate(order):
             if left <= 0:
-                gap = min(gap, score[order[r - 1]] - score[c])
+                if r > 0:  # no room at all decides nothing
+                    gap = min(gap, score[order[r - 1]] - score[c])
                 break
             ov = min(ends[c], ls) - max(st[c], g)
             take[c] = min(ov, left)
@@ -131,10 +135,13 @@ def dhsa_select(qr_block: np.ndarray, kr: np.ndarray, starts: list[int], b0: int
 
 
 def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int, min_len: int,
-                max_len: int, thr: float, qblock: int, batch: int):
-    """Logits with every layer DHSA, evaluated in batches of `batch` (query blocks are the
-    qblock-aligned pieces of each batch). Returns (logits, info) where info holds the smallest
-    chunking and selection margins and how many blocks were sparse."""
+                max_len: int, thr: float, qblock: int, batch: int, head_max: bool = True,
+                frac: float = 0.0, dense_tail: int = 0):
+    """Logits with every layer DHSA, the tokens given in one call evaluated in batches of `batch`
+    (query blocks are the qblock-aligned pieces of each batch). frac > 0: a block that may see
+    `allowed` keys reads min(budget, max(glob + local + qblock, ceil(frac * allowed))). The
+    blocks holding the last dense_tail tokens are dense. Returns (logits, info) where info holds
+    the smallest chunking and selection margins and how many blocks were sparse."""
     m = ref.load(str(gguf_path), "float64")
     c = m.cfg
     group = c.n_head // c.n_head_kv
@@ -157,9 +164,12 @@ def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int
                 b0 = b1 + 1
         out = np.zeros((n, c.n_head, c.head_dim))
         for b0, b1 in blocks:
-            lists, gap = dhsa_select(qr[b0:b1 + 1], kr, starts, b0, b1, budget, glob, local, group)
+            nb = budget if frac <= 0 else min(budget, max(glob + local + qblock, int(np.ceil(frac * (b1 + 1)))))
+            if dense_tail > 0 and b1 >= n - dense_tail:
+                nb = b1 + 1
+            lists, gap = dhsa_select(qr[b0:b1 + 1], kr, starts, b0, b1, nb, glob, local, group, head_max)
             info["score_gap"] = min(info["score_gap"], gap)
-            info["blocks"].append((len(info["chunks"]) - 1, b0, b1, lists))
+            info["blocks"].append((len(info["chunks"]) - 1, b0, b1, lists, nb))
             if lists is not None:
                 info["sparse_blocks"] += 1
             for p in range(b0, b1 + 1):
