@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the README's attention-policy tables on SmolLM2 (Q4_1 source, 16-bit KV): needle accuracy
-# and prefill speed at 2K/4K/8K for dense, Λ and DHSA (25% and 50% budgets); decode speed with 1K and
+# and prefill speed at 2K/4K/8K for dense, Λ and DHSA (25% and 50% of each prefix); decode speed with 1K and
 # 8K cached; Λ decode and memory after 1K vs 64K tokens; long-stream perplexity per 4K segment over
 # 68K tokens of Shakespeare (dense to its 8K limit, window only, Λ). Not part of CI (about 90
 # minutes on 2 cores; steps whose output exists are skipped).
@@ -12,8 +12,8 @@ CACHE=${EA_CACHE:-$HOME/.cache/edgeattn}
 M=${MODEL:-$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf}
 S=$CACHE/shakespeare
 OUT=${1:-/tmp/edgeattn-attention}
-DEPTHS=${DEPTHS:-0.1,0.5,0.9}
-DEPTHS8K=${DEPTHS8K:-0.25,0.75}
+DEPTHS=${DEPTHS:-0.1,0.3,0.5,0.7,0.9}
+DEPTHS8K=${DEPTHS8K:-0.2,0.5,0.8}
 mkdir -p "$OUT"
 LAMBDA=(--attn lambda --sinks 4 --window 1020)
 WINONLY=(--attn lambda --sinks 0 --window 1024)
@@ -31,8 +31,10 @@ needle() {  # ctx, policy, depths
     case $pol in
         dense) a=(--attn dense) ;;
         lambda) a=("${LAMBDA[@]}") ;;
-        dhsa25) a=(--attn dhsa --budget-frac 0.25) ;;
-        dhsa50) a=(--attn dhsa --budget-frac 0.5) ;;
+        # DHSA x%: every query block reads x% of the keys it may see (its causal prefix), at least
+        # the first 64 + the latest 128 + its own; the prompt's last 64 tokens dense (the default)
+        dhsa25) a=(--attn dhsa --budget-prefix-frac 0.25) ;;
+        dhsa50) a=(--attn dhsa --budget-prefix-frac 0.5) ;;
     esac
     local f="$OUT/needle-$ctx-$pol.txt"
     [ -s "$f" ] || "$EA" needle -m "$M" -f "$OUT/filler.txt" --ctx "$ctx" --depths "$depths" "${a[@]}" > "$f"
