@@ -131,7 +131,7 @@ func strlenC(_ p: UnsafePointer<CChar>) -> Int {
 public func _ea_version() -> UInt32 { libraryVersion }
 
 /// EA_VERSION_NUMBER of this build (MAJOR*10000 + MINOR*100 + PATCH); the C tests check it equals the header's.
-public let libraryVersion: UInt32 = 0 * 10000 + 3 * 100 + 0
+public let libraryVersion: UInt32 = 0 * 10000 + 4 * 100 + 0
 
 @_cdecl("ea_set_thread_limit")
 public func _ea_set_thread_limit(_ n: UInt32) { eak_set_thread_limit(Int32(clamping: n)) }
