@@ -52,7 +52,7 @@ struct AttentionOptions: ParsableArguments {
         d.maxChunk = chunkMax
         d.threshold = chunkThreshold
         d.queryBlock = queryBlock
-        d.budgetFraction = budgetPrefixFrac
+        d.prefixFraction = budgetPrefixFrac
         d.denseTail = denseTail
         switch dhsaScore {
         case "max": d.headMax = true

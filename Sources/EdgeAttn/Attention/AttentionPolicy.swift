@@ -44,7 +44,7 @@ public struct DHSAParams: Sendable {
     public var queryBlock = 32
     /// > 0: each query block reads this fraction of the keys it may see (its causal prefix),
     /// at least global + local + queryBlock and at most `budget`; 0: every block reads `budget`.
-    public var budgetFraction: Float = 0
+    public var prefixFraction: Float = 0
     /// The last `denseTail` positions of a multi-token evaluation (a prompt's end: the
     /// instruction) attend densely, as the authors keep the last instruction tokens dense;
     /// single-token decode stays sparse. The answer's first token is predicted there, so it
@@ -53,5 +53,7 @@ public struct DHSAParams: Sendable {
     /// How the query heads that share a kv head score a chunk: the largest of their scores
     /// (a chunk one head needs is kept) or the score of their summed query.
     public var headMax = true
+    /// The fewest keys a sparse block reads: the first keys, the local window and the block.
+    public var minKeys: Int { global + local + queryBlock }
     public init() {}
 }

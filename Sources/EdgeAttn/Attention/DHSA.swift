@@ -15,13 +15,13 @@ import EAKernels
 /// Selection, per query block [b0, b1] (prefill: blocks of `queryBlock` positions aligned to
 /// multiples of it; decode: the token) and per kv head: the first `global` keys, the local range
 /// [b0 - local, b1] (the block itself included), then the chunks between them in descending order of
-/// q_b . k_c, where q_b sums the block's queries over the kv head's query heads, each chunk upsampled
-/// to its tokens, until the budget is full (the last chunk taken contributes its latest tokens).
-/// So exactly min(budget, b1 + 1) keys, ascending and unique; a budget >= b1 + 1 is dense attention.
-/// With head max (the default) a chunk's score is the largest over the kv head's query heads of
-/// (that head's summed block queries) . k_c: a chunk one retrieval head needs is not outvoted by
-/// the others. The budget is fixed, or a fraction of b1 + 1 (see DHSAParams.budgetFraction); the
-/// blocks holding the last denseTail positions of a prompt are dense.
+/// score, each chunk upsampled to its tokens, until the budget is full (the last chunk taken
+/// contributes its latest tokens). So exactly min(budget, b1 + 1) keys, ascending and unique; a
+/// budget >= b1 + 1 is dense attention. A chunk's score for a kv head is the largest over its query
+/// heads of (that head's summed block queries) . k_c (headMax: a chunk one retrieval head needs is
+/// not outvoted by the others), or (all those queries summed) . k_c. The budget is fixed, or a
+/// fraction of b1 + 1 (DHSAParams.prefixFraction); the blocks holding the last denseTail positions
+/// of a prompt are dense.
 extension Session {
     private func dhsaTable(_ slot: Int) -> UnsafeMutablePointer<Int32> {
         (arena.raw + plan.dhsaTable).assumingMemoryBound(to: Int32.self) + slot * (plan.dhsaMaxChunks + 1)

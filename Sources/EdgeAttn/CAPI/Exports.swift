@@ -367,7 +367,7 @@ public func _ea_session_default_params() -> ea_session_params {
                              dhsa_local: UInt32(d.local), dhsa_chunk_min: UInt32(d.minChunk),
                              dhsa_chunk_max: UInt32(d.maxChunk), dhsa_chunk_threshold: d.threshold,
                              dhsa_query_block: UInt32(d.queryBlock), n_layer_attention: 0, layer_attention: nil,
-                             auto_fit: 0, workspace: nil, workspace_size: 0, dhsa_prefix_frac: d.budgetFraction,
+                             auto_fit: 0, workspace: nil, workspace_size: 0, dhsa_prefix_frac: d.prefixFraction,
                              dhsa_dense_tail: UInt32(d.denseTail), dhsa_score: d.headMax ? 0 : 1)
 }
 
@@ -418,7 +418,7 @@ func sessionParams(_ p: UnsafePointer<ea_session_params>?) throws(EAError) -> Se
     s.dhsa.maxChunk = Int(c.dhsa_chunk_max)
     s.dhsa.threshold = c.dhsa_chunk_threshold
     s.dhsa.queryBlock = Int(c.dhsa_query_block)
-    s.dhsa.budgetFraction = c.dhsa_prefix_frac
+    s.dhsa.prefixFraction = c.dhsa_prefix_frac
     s.dhsa.denseTail = Int(c.dhsa_dense_tail)
     guard c.dhsa_score <= 1 else {
         throw EAError(.invalidArgument, "dhsa_score \(c.dhsa_score) is not an ea_dhsa_score (0 max, 1 sum)")
@@ -572,7 +572,7 @@ public func _ea_session_get_params(_ s: OpaquePointer?, _ out: UnsafeMutablePoin
     c.dhsa_chunk_max = UInt32(p.dhsa.maxChunk)
     c.dhsa_chunk_threshold = p.dhsa.threshold
     c.dhsa_query_block = UInt32(p.dhsa.queryBlock)
-    c.dhsa_prefix_frac = p.dhsa.budgetFraction
+    c.dhsa_prefix_frac = p.dhsa.prefixFraction
     c.dhsa_dense_tail = UInt32(p.dhsa.denseTail)
     c.dhsa_score = p.dhsa.headMax ? 0 : 1
     c.auto_fit = p.autoFit ? 1 : 0

@@ -185,9 +185,8 @@ public struct SessionPlan {
 
     /// Keys a DHSA query block that may see `allowed` keys reads (before the min with allowed).
     public func dhsaBlockBudget(allowed: Int) -> Int {
-        if dhsa.budgetFraction <= 0 { return dhsaBudget }
-        let floor = dhsa.global + dhsa.local + dhsa.queryBlock
-        return min(dhsaBudget, max(floor, Int((dhsa.budgetFraction * Float(allowed)).rounded(.up))))
+        if dhsa.prefixFraction <= 0 { return dhsaBudget }
+        return min(dhsaBudget, max(dhsa.minKeys, Int((dhsa.prefixFraction * Float(allowed)).rounded(.up))))
     }
 
     public var dhsaBudget: Int { dhsa.budget == 0 ? max(1, nCtx / 2) : dhsa.budget }
@@ -231,14 +230,14 @@ public struct SessionPlan {
             }
             if dh.queryBlock < 1 || dh.queryBlock > 4096 { throw EAError(.invalidArgument, "DHSA query block \(dh.queryBlock) out of range [1, 4096]") }
             if !(dh.threshold >= -1 && dh.threshold <= 1) { throw EAError(.invalidArgument, "DHSA threshold \(dh.threshold) outside [-1, 1]") }
-            if !(dh.budgetFraction >= 0 && dh.budgetFraction <= 1) {
-                throw EAError(.invalidArgument, "DHSA budget fraction \(dh.budgetFraction) outside [0, 1]")
+            if !(dh.prefixFraction >= 0 && dh.prefixFraction <= 1) {
+                throw EAError(.invalidArgument, "DHSA budget fraction \(dh.prefixFraction) outside [0, 1]")
             }
             if dh.denseTail < 0 || dh.denseTail > 1 << 20 { throw EAError(.invalidArgument, "DHSA dense tail \(dh.denseTail) out of range [0, 1048576]") }
-            let floor = dh.global + dh.local + dh.queryBlock
+            let floor = dh.minKeys
             // a fraction alone is capped by what the longest prefix needs
             let budget = dh.budget != 0 ? dh.budget
-                : dh.budgetFraction > 0 ? max(floor, Int((dh.budgetFraction * Float(nCtx)).rounded(.up)))
+                : dh.prefixFraction > 0 ? max(floor, Int((dh.prefixFraction * Float(nCtx)).rounded(.up)))
                 : max(1, nCtx / 2)
             if budget < floor && budget < nCtx {
                 throw EAError(.invalidArgument, "DHSA budget \(budget) tokens is below global \(dh.global) + local \(dh.local) + query block \(dh.queryBlock) = \(floor)")
