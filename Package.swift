@@ -50,7 +50,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EdgeAttnTests",
-            dependencies: ["EdgeAttn", "EAKernels"],
+            dependencies: ["EdgeAttn", "EdgeAttnTools", "EAKernels"],
             path: "Tests/EdgeAttnTests"
         ),
     ]

@@ -454,6 +454,8 @@ struct Convert: ParsableCommand {
     var type: [String] = []
     @Option(name: .long, help: "Hadamard block (power of two) to rotate the layer matrices by; 0 = none.")
     var rotate: Int = 0
+    @Option(name: .long, help: "GPTQ: rounds of code coordinate descent and joint scale/offset least squares per row after GPTQ (0 = none).")
+    var refine: Int = 0
     @Flag(name: .long, help: "No progress bar.") var quiet = false
 
     func run() throws {
@@ -477,6 +479,8 @@ struct Convert: ParsableCommand {
         }
         o.progress = !quiet
         o.rotate = rotate
+        if refine < 0 || refine > 100 { die("--refine \(refine) must be in 0...100") }
+        o.refine = refine
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

@@ -23,6 +23,9 @@ public struct ConvertOptions {
     /// of two below it that does): W is stored as W*H and the runtime rotates
     /// each input by H, which spreads outlier channels across the block before quantization.
     public var rotate = 0
+    /// GPTQ only: rounds of code coordinate descent + joint (d, m) least squares on each row's
+    /// calibration objective after GPTQ (Refine.swift); 0 = plain GPTQ.
+    public var refine = 0
     public init() {}
 }
 
@@ -325,12 +328,14 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             case .f16: (bytes, deq) = toF16Bytes(w)
             case .w8: (bytes, deq) = packQ8_0(w)
             case .w4:
-                let q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: 32, method: o.quantizer,
+                var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: 32, method: o.quantizer,
                                        importance: imp, hessian: hess)
+                if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
                 bytes = packQ4_1(q); deq = q.dequantized()
             case .w2(let g):
-                let q = quantizeMatrix(w, rows: rows, cols: cols, bits: 2, group: g, method: o.quantizer,
+                var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 2, group: g, method: o.quantizer,
                                        importance: imp, hessian: hess)
+                if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
                 bytes = packW2(q); deq = q.dequantized()
             }
             let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
