@@ -66,26 +66,7 @@ func gptqFactor(_ h: inout [Double], _ n: Int) -> [Double]? {
     // Lower Cholesky of the reversed matrix R = J H J, in place in `l`.
     var l = [Double](repeating: 0, count: n * n)
     for i in 0..<n { for j in 0...i { l[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] } }
-    let ok: Bool = l.withUnsafeMutableBufferPointer { lp in
-        let L = lp.baseAddress!
-        for j in 0..<n {
-            var s = L[j * n + j]
-            for k in 0..<j { s -= L[j * n + k] * L[j * n + k] }
-            if !(s > 0) { return false }
-            let d = s.squareRoot()
-            L[j * n + j] = d
-            let inv = 1 / d
-            parallelFor(n - j - 1) { t in
-                let i = j + 1 + t
-                var v = L[i * n + j]
-                let ri = L + i * n, rj = L + j * n
-                for k in 0..<j { v -= ri[k] * rj[k] }
-                L[i * n + j] = v * inv
-            }
-        }
-        return true
-    }
-    if !ok { return nil }
+    if !l.withUnsafeMutableBufferPointer({ choleskyInPlace($0.baseAddress!, n, parallel: true) }) { return nil }
     // A = J L J is upper triangular with H = A A^T; U = A^-1 (upper). Invert L (lower) then reverse.
     var lit = [Double](repeating: 0, count: n * n)  // (L^-1)^T: column c of L^-1 is row c here
     l.withUnsafeBufferPointer { lp in
@@ -108,6 +89,29 @@ func gptqFactor(_ h: inout [Double], _ n: Int) -> [Double]? {
     var u = [Double](repeating: 0, count: n * n)
     for i in 0..<n { for j in i..<n { u[i * n + j] = lit[(n - 1 - j) * n + (n - 1 - i)] } }
     return u
+}
+
+/// Lower Cholesky factor of the symmetric positive definite n x n matrix at L (row-major; the lower
+/// triangle is read and overwritten). Rows of a column on all cores when `parallel` (GPTQ's large
+/// Hessians); false if the matrix is not positive definite.
+func choleskyInPlace(_ L: UnsafeMutablePointer<Double>, _ n: Int, parallel: Bool) -> Bool {
+    for j in 0..<n {
+        var s = L[j * n + j]
+        for k in 0..<j { s -= L[j * n + k] * L[j * n + k] }
+        if !(s > 0) { return false }
+        let d = s.squareRoot()
+        L[j * n + j] = d
+        let inv = 1 / d
+        let column = { (t: Int) in
+            let i = j + 1 + t
+            var v = L[i * n + j]
+            let ri = L + i * n, rj = L + j * n
+            for k in 0..<j { v -= ri[k] * rj[k] }
+            L[i * n + j] = v * inv
+        }
+        if parallel { parallelFor(n - j - 1, column) } else { for t in 0..<(n - j - 1) { column(t) } }
+    }
+    return true
 }
 
 /// A quantized matrix before packing: codes and per-group parameters (row-major).

@@ -58,7 +58,7 @@ func refineMatrix(_ qm: inout QuantizedMatrix, original w: [Float], hessian h: [
     var vv = [Double](repeating: 0, count: ng * ng)
     for g in 0..<ng { for g2 in 0..<ng { var s = 0.0; for c in (g * G)..<((g + 1) * G) { s += v[g2 * n + c] }; vv[g * ng + g2] = s } }
 
-    let lock = RefineTotals()
+    let totals = RefineTotals()
     qm.codes.withUnsafeMutableBufferPointer { cp in
         qm.params.withUnsafeMutableBufferPointer { pp in
             h.withUnsafeBufferPointer { hp in
@@ -165,39 +165,28 @@ func refineMatrix(_ qm: inout QuantizedMatrix, original w: [Float], hessian h: [
                         if sweepChanged == 0 && !refitKept { break }
                     }
                     for a in 0..<ng { prm[a] = GroupParams(d: Float(d[a]), m: Float(m[a])) }
-                    lock.add(j0, j, changed, kept)
+                    totals.add(j0, j, changed, kept)
                 }
             }
         }
     }
-    report.before = lock.before
-    report.after = lock.after
-    report.codesChanged = lock.changed
-    report.refitsKept = lock.kept
+    report.before = totals.before
+    report.after = totals.after
+    report.codesChanged = totals.changed
+    report.refitsKept = totals.kept
     return report
 }
 
 /// Solves A x = b for symmetric positive definite A (k x k, row-major, destroyed); nil if not SPD.
 func choleskySolve(_ a: inout [Double], _ b: [Double], _ k: Int) -> [Double]? {
-    for j in 0..<k {
-        var s = a[j * k + j]
-        for t in 0..<j { s -= a[j * k + t] * a[j * k + t] }
-        if !(s > 0) { return nil }
-        let dj = s.squareRoot()
-        a[j * k + j] = dj
-        for i in (j + 1)..<max(j + 1, k) {
-            var x = a[i * k + j]
-            for t in 0..<j { x -= a[i * k + t] * a[j * k + t] }
-            a[i * k + j] = x / dj
-        }
-    }
+    if !a.withUnsafeMutableBufferPointer({ choleskyInPlace($0.baseAddress!, k, parallel: false) }) { return nil }
     var y = b
-    for i in 0..<k {
+    for i in 0..<k {  // L y = b
         var s = y[i]
         for t in 0..<i { s -= a[i * k + t] * y[t] }
         y[i] = s / a[i * k + i]
     }
-    for i in stride(from: k - 1, through: 0, by: -1) {
+    for i in stride(from: k - 1, through: 0, by: -1) {  // L^T x = y
         var s = y[i]
         for t in (i + 1)..<max(i + 1, k) { s -= a[t * k + i] * y[t] }
         y[i] = s / a[i * k + i]
