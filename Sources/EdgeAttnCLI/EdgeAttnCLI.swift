@@ -456,6 +456,8 @@ struct Convert: ParsableCommand {
     var rotate: Int = 0
     @Option(name: .long, help: "GPTQ: rounds of code coordinate descent and joint scale/offset least squares per row after GPTQ (0 = none).")
     var refine: Int = 0
+    @Flag(name: .long, help: "Calibrate layer by layer on the partly quantized model (needs --calib): each layer's statistics come from the outputs of the already quantized layers before it.")
+    var sequential = false
     @Flag(name: .long, help: "No progress bar.") var quiet = false
 
     func run() throws {
@@ -481,6 +483,7 @@ struct Convert: ParsableCommand {
         o.rotate = rotate
         if refine < 0 || refine > 100 { die("--refine \(refine) must be in 0...100") }
         o.refine = refine
+        o.sequential = sequential
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

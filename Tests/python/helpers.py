@@ -232,3 +232,20 @@ def assert_ppl_close(got, want, source, rel_tol, label="ppl"):
     print(f"  {label} {got:.4f} vs llama.cpp {want} ({source}): {100 * rel:+.2f}%")
     assert abs(rel) <= rel_tol, \
         f"ppl {got:.4f} differs from llama.cpp's {want} by {100 * rel:+.2f}% (limit {100 * rel_tol:.0f}%)"
+
+
+# ---------------------------------------------------------------- GGUF files
+
+
+def copy_gguf_metadata(reader, writer, skip=()) -> None:
+    """Every metadata entry of a GGUFReader into a GGUFWriter (made for the same architecture),
+    except the reader's own GGUF.* entries, general.architecture and the keys in skip."""
+    import gguf
+    for key, f in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture" or key in skip:
+            continue
+        vt = f.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, f.contents(), vt, sub_type=f.types[-1])
+        else:
+            writer.add_key_value(key, f.contents(), vt)

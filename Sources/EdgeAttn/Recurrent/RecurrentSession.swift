@@ -59,7 +59,7 @@ extension Session {
             let taken = acquireTeam()
             model.tokenEmbd.apply(feats, nTok: n, into: x, threads: threads, act: matmulScratch)
             if let b = model.inputBias { for i in 0..<n { eak_add(x + i * d, b, Int64(d)) } }
-            runLayers(n)
+            runLayers(n: n, layers: 0..<model.hp.nLayer)
             head(n, logitsFrom: 0)
             releaseTeam(taken)
             for i in 0..<n {

@@ -163,11 +163,26 @@ public final class Session {
     /// The forward pass (Llama family; Gemma 3 adds the options in Hyperparams) for one batch of n tokens at positions nPast..<nPast+n.
     /// Logits are computed for rows logitsFrom..<n into the logits region (row 0 = logitsFrom).
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
-        let x = arena.floats(at: plan.x), d = model.hp.nEmbd, n = tokens.count
-        for i in 0..<n { model.tokenEmbd.row(Int(tokens[i]), into: x + i * d) }
-        if model.hp.embedScale != 1 { eak_scale(x, model.hp.embedScale, Int64(n * d)) }
-        runLayers(n)
-        head(n, logitsFrom: logitsFrom)
+        model.embed(tokens, into: arena.floats(at: plan.x))
+        runLayers(n: tokens.count, layers: 0..<model.hp.nLayer)
+        head(tokens.count, logitsFrom: logitsFrom)
+    }
+
+    /// Host tools (sequential calibration): runs `layers` of the model over n hidden-state rows x
+    /// (n x n_embd, replaced by the layers' output) at positions 0..<n of an emptied cache. The
+    /// observer sees those layers' matrix inputs. No logits. n must be at most n_batch and n_ctx.
+    public func runLayers(on x: UnsafeMutablePointer<Float>, n: Int, layers: Range<Int>) throws(EAError) {
+        if n < 1 || n > plan.nBatch || n > plan.maxPositions || layers.lowerBound < 0 || layers.upperBound > model.hp.nLayer {
+            throw EAError(.invalidArgument, "runLayers: \(n) rows, layers \(layers.lowerBound)..<\(layers.upperBound) do not fit this session")
+        }
+        reset()
+        let ax = arena.floats(at: plan.x), d = model.hp.nEmbd
+        ax.update(from: x, count: n * d)
+        let taken = acquireTeam()
+        runLayers(n: n, layers: layers)
+        releaseTeam(taken)
+        x.update(from: ax, count: n * d)
+        reset()
     }
 
     var matmulScratch: MatmulScratch {
@@ -183,8 +198,9 @@ public final class Session {
         model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: threads, act: matmulScratch)
     }
 
-    /// Every layer over the n embedded rows in x (positions nPast..<nPast+n); advances nPast.
-    func runLayers(_ n: Int) {
+    /// The given layers (all of them in a forward pass) over the n rows in x (positions
+    /// nPast..<nPast+n); advances nPast.
+    func runLayers(n: Int, layers: Range<Int>) {
         let hp = model.hp
         let d = hp.nEmbd, pos0 = nPast, th = threads
         let x = arena.floats(at: plan.x), xb = arena.floats(at: plan.xb), tmp = arena.floats(at: plan.tmp)
@@ -195,7 +211,8 @@ public final class Session {
         let neox: Int32 = hp.ropeNeox ? 1 : 0
 
         let half = plan.kvBits == 16, quant = plan.kvBits <= 8
-        for (l, w) in model.layers.enumerated() {
+        for l in layers {
+            let w = model.layers[l]
             // keys/values are computed in float into k_new/v_new, then stored (copied, rounded to
             // half or quantized) at their cache slots
             let kNew = arena.floats(at: plan.kNew), vNew = arena.floats(at: plan.vNew)

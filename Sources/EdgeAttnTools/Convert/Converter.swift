@@ -26,6 +26,9 @@ public struct ConvertOptions {
     /// GPTQ only: rounds of code coordinate descent + joint (d, m) least squares on each row's
     /// calibration objective after GPTQ (Refine.swift); 0 = plain GPTQ.
     public var refine = 0
+    /// Calibrate layer by layer on the partly quantized model (GPTQ's sequential order): layer l's
+    /// statistics come from hidden states that went through the already quantized layers 0..<l.
+    public var sequential = false
     public init() {}
 }
 
@@ -148,7 +151,11 @@ func readText(_ path: String) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-func calibrate(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throws -> Calibration {
+/// Tokens of calibration text the calibration runs over.
+let calibrationChunk = 512
+
+/// The calibration texts as chunks of calibrationChunk tokens (BOS first where the model adds one).
+func calibrationChunks(_ model: Model, _ o: ConvertOptions) throws -> [[Int32]] {
     if model.hp.series != nil {
         throw ConvertError("calibration texts need a text model; convert series models with --quantizer rtn or search")
     }
@@ -158,25 +165,34 @@ func calibrate(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throw
     let all = bytes.withUnsafeMutableBufferPointer {
         model.tokenizer.encode(UnsafeBufferPointer($0), addBos: false, parseSpecial: false)
     }
-    let chunk = 512
+    let chunk = calibrationChunk
     let nChunks = min(all.count / chunk, max(1, o.calibTokens / chunk))
     if nChunks < 1 { throw ConvertError("calibration text has \(all.count) tokens; at least \(chunk) are needed") }
+    let bos: [Int32] = model.tokenizer.addBos ? [model.tokenizer.bos] : []
+    return (0..<nChunks).map { c in bos + Array(all[(c * chunk)..<((c + 1) * chunk - bos.count)]) }
+}
+
+/// A session for calibration passes: one chunk at a time, float cache.
+func calibrationSession(_ model: Model) throws -> Session {
     var sp = SessionParams()
-    sp.nCtx = chunk
-    sp.nBatch = chunk
+    sp.nCtx = calibrationChunk
+    sp.nBatch = calibrationChunk
     sp.kvBits = 32
-    let session: Session
-    do { session = try Session(model: model, params: sp) } catch { throw ConvertError("calibration session: \(error.message)") }
+    do { return try Session(model: model, params: sp) } catch { throw ConvertError("calibration session: \(error.message)") }
+}
+
+/// Statistics of every layer matrix's input from one forward pass of the source model.
+func calibrate(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throws -> Calibration {
+    let chunks = try calibrationChunks(model, o)
+    let session = try calibrationSession(model)
     let cal = Calibration()
     session.observer = { cal.observe($0, $1, $2, $3, $4) }
-    let bos: [Int32] = model.tokenizer.addBos ? [model.tokenizer.bos] : []
-    for c in 0..<nChunks {
+    for (c, toks) in chunks.enumerated() {
         session.reset()
-        let toks = bos + Array(all[(c * chunk)..<((c + 1) * chunk - bos.count)])
         do { try toks.withUnsafeBufferPointer { (p) throws(EAError) in try session.evaluate(p) } } catch {
             throw ConvertError("calibration forward pass: \(error.message)")
         }
-        if o.progress { log("\rcalibrating: \(c + 1)/\(nChunks) chunks of \(chunk) tokens") }
+        if o.progress { log("\rcalibrating: \(c + 1)/\(chunks.count) chunks of \(calibrationChunk) tokens") }
     }
     if o.progress { log("\n") }
     return cal
@@ -212,6 +228,144 @@ func relativeError(_ w: [Float], _ q: [Float], rows: Int, cols: Int, sample: [Fl
     return (b > 0 ? (a / b).squareRoot() : 0, false)
 }
 
+/// What one tensor becomes. dims: the logical [cols, rows] (a W2 source tensor is stored as bytes);
+/// rotate: the Hadamard block it is stored rotated by; sourceRotation: the block the source matrix
+/// was stored rotated by (undone after decoding).
+struct ConvertPlan {
+    let t: GGUFTensor
+    let target: TargetType?
+    let isLinear: Bool
+    var rotate = 0
+    var dims: [Int] = []
+    var sourceRotation = 0
+    /// The target is the source tensor's own block format (w4 from Q4_1, w8 from Q8_0, unrotated):
+    /// its bytes are copied, since quantizing them again can only lose.
+    var copy = false
+}
+
+/// One converted matrix: its file bytes, its dequantized values (in the stored, rotated basis) and
+/// the relative error the summary reports.
+struct ConvertedMatrix {
+    let bytes: [UInt8]
+    let deq: [Float]
+    let relError: Double
+    let onOutput: Bool
+}
+
+/// The source matrix of a plan as floats in its logical basis (rotation of the source undone).
+func decodeSource(_ f: GGUFFile, _ p: ConvertPlan) throws -> [Float] {
+    let rows = p.dims[1], cols = p.dims[0]
+    var w = [Float](repeating: 0, count: rows * cols)
+    let ok = w.withUnsafeMutableBufferPointer { dequantizeTensor(f, p.t, into: $0.baseAddress!) }
+    if !ok { throw ConvertError("cannot decode tensor '\(p.t.name)' of type \(p.t.type)") }
+    if p.sourceRotation > 0 {  // stored as W*H: (W*H)*H = W
+        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.sourceRotation))
+    }
+    return w
+}
+
+/// Quantizes one matrix to its target with the calibration statistics of its input (if any).
+func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: ConvertOptions,
+                    cal: Calibration?, site: Int?) throws -> ConvertedMatrix {
+    let rows = p.dims[1], cols = p.dims[0]
+    var w = try decodeSource(f, p)
+    let st = site.flatMap { cal?.stats($0, rotate: p.rotate) }
+    let imp = st?.importance
+    let hess = o.quantizer == .gptq ? st?.hessian : nil
+    var sample = site.flatMap { cal?.sample[$0] }
+    if p.rotate > 0 {  // quantize W*H against rotated inputs H*x
+        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.rotate))
+        if var x = sample {
+            eak_hadamard(&x, Int32(x.count / cols), Int32(cols), Int32(p.rotate))
+            sample = x
+        }
+    }
+    var bytes: [UInt8]
+    var deq: [Float]
+    switch target {
+    case _ where p.copy: bytes = Array(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount)); deq = w
+    case .f32: bytes = toF32Bytes(w); deq = w
+    case .f16: (bytes, deq) = toF16Bytes(w)
+    case .w8: (bytes, deq) = packQ8_0(w)
+    case .w4:
+        var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: 32, method: o.quantizer,
+                               importance: imp, hessian: hess)
+        if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
+        bytes = packQ4_1(q); deq = q.dequantized()
+    case .w2(let g):
+        var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 2, group: g, method: o.quantizer,
+                               importance: imp, hessian: hess)
+        if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
+        bytes = packW2(q); deq = q.dequantized()
+    }
+    let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
+    return ConvertedMatrix(bytes: bytes, deq: deq, relError: err, onOutput: onOutput)
+}
+
+/// Sequential calibration and quantization of every layer matrix (GPTQ's order). The calibration
+/// chunks' hidden states are kept (chunks x 512 x n_embd floats); for each layer l in turn, the
+/// statistics of its matrices' inputs are gathered by running layer l over those states, its
+/// matrices are quantized, and the states are advanced through the quantized layer l (a derived
+/// model running the converted bytes as the runtime does: rotation, 8-bit activations, integer
+/// kernels). So each layer is fitted to the inputs it sees at run time, errors of the layers before
+/// it included, rather than to the source model's.
+func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOptions,
+                          log: (String) -> Void) throws -> [String: ConvertedMatrix] {
+    let f = model.file, hp = model.hp, d = hp.nEmbd, n = calibrationChunk
+    let chunks = try calibrationChunks(model, o)
+    let states = UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * n * d)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    var owned: [UnsafeMutableRawPointer] = []  // the converted matrices the derived models use
+    defer {
+        states.deallocate()
+        scratch.deallocate()
+        for m in owned { m.deallocate() }
+    }
+    for (c, toks) in chunks.enumerated() {
+        toks.withUnsafeBufferPointer { model.embed($0, into: states + c * n * d) }
+    }
+    var current = model
+    var out: [String: ConvertedMatrix] = [:]
+    func run(_ session: Session, _ x: UnsafeMutablePointer<Float>, _ l: Int) throws {
+        do { try session.runLayers(on: x, n: n, layers: l..<(l + 1)) } catch {
+            throw ConvertError("calibration pass of layer \(l): \(error.message)")
+        }
+    }
+    for l in 0..<hp.nLayer {
+        // statistics of layer l's inputs on the states the quantized layers before it produced
+        let cal = Calibration()
+        let observing = try calibrationSession(current)
+        observing.observer = { cal.observe($0, $1, $2, $3, $4) }
+        for c in 0..<chunks.count {
+            scratch.update(from: states + c * n * d, count: n * d)
+            try run(observing, scratch, l)
+        }
+        var mats: [String: WeightMatrix] = [:]
+        for p in plans {
+            guard let target = p.target, let (layer, site) = calibrationSite(p.t.name), layer == l else { continue }
+            if o.progress { log("\r[layer \(l + 1)/\(hp.nLayer)] \(p.t.name)" + String(repeating: " ", count: 16)) }
+            let conv = try quantizeTensor(f, p, target, o, cal: cal, site: layer * 4 + site)
+            out[p.t.name] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
+            // the layer as the runtime will run it: the converted bytes, rotation and 8-bit activations
+            let rows = p.dims[1], cols = p.dims[0], st = target.storage(rows: rows, cols: cols)
+            let m = UnsafeMutableRawPointer.allocate(byteCount: max(64, conv.bytes.count), alignment: 64)
+            owned.append(m)
+            conv.bytes.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            var group = 0
+            if case .w2(let g) = target { group = g }
+            mats[String(p.t.name.split(separator: ".")[2])] =
+                WeightMatrix(type: group > 0 ? Int32(EAK_W2) : Int32(st.type), data: UnsafeRawPointer(m), rows: rows, cols: cols,
+                             rowBytes: st.bytes / rows, group: group, rotation: p.rotate)
+        }
+        // advance the states through the quantized layer
+        current = current.replacingMatrices(layer: l, mats)
+        let advancing = try calibrationSession(current)
+        for c in 0..<chunks.count { try run(advancing, states + c * n * d, l) }
+    }
+    if o.progress { log("\n") }
+    return out
+}
+
 public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [TensorReport] {
     let model: Model
     do { model = try Model(path: o.input) } catch { throw ConvertError("\(error.status.text): \(error.message)") }
@@ -222,18 +376,14 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     }
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
     if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
-    let cal: Calibration? = o.calibFiles.isEmpty ? nil : try calibrate(model, o, log: log)
+    if o.sequential && o.calibFiles.isEmpty { throw ConvertError("--sequential needs --calib TEXT") }
 
     // Policy: what each tensor becomes.
-    // dims: the logical [cols, rows] (a W2 source tensor is stored as bytes); sourceRotation: the
-    // Hadamard block a source matrix was stored rotated by (undone after decoding)
-    struct Plan { let t: GGUFTensor; let target: TargetType?; let isLinear: Bool; var rotate = 0; var dims: [Int] = []
-                  var sourceRotation = 0 }
-    var plans: [Plan] = []
+    var plans: [ConvertPlan] = []
     let linearDefault = o.linearType ?? .w2(o.group)
     for t in f.tensors {
         let isMatrix = t.dims.count == 2 && t.name.hasSuffix(".weight")
-        if !isMatrix { plans.append(Plan(t: t, target: nil, isLinear: false)); continue }
+        if !isMatrix { plans.append(ConvertPlan(t: t, target: nil, isLinear: false)); continue }
         let isEmbed = t.name == "token_embd.weight" || t.name == "output.weight"
         var target = isEmbed ? o.embedType : linearDefault
         for (pat, ty) in o.overrides where glob(pat, t.name) { target = ty }
@@ -248,14 +398,26 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         default: break
         }
         let linear = t.name.hasPrefix("blk.")
-        var rot = linear ? o.rotate : 0  // largest power of two <= --rotate dividing the row
+        let srcRot = (try? f.int(Model.rotationKey(t.name))) ?? 0
+        let copy = srcRot == 0
+            && ((target == .w4 && t.type == Int32(EAK_Q4_1)) || (target == .w8 && t.type == Int32(EAK_Q8_0)))
+        var rot = linear && !copy ? o.rotate : 0  // largest power of two <= --rotate dividing the row
         while rot > 1 && cols % rot != 0 { rot /= 2 }
         if rot < 2 { rot = 0 }
-        let srcRot = (try? f.int(Model.rotationKey(t.name))) ?? 0
         if srcRot != 0 && (srcRot < 2 || srcRot & (srcRot - 1) != 0 || cols % srcRot != 0) {
             throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
         }
-        plans.append(Plan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot))
+        plans.append(ConvertPlan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot,
+                                 copy: copy))
+    }
+
+    // Calibration: one pass of the source model, or layer by layer with the quantization itself.
+    var cal: Calibration? = nil
+    var done: [String: ConvertedMatrix] = [:]
+    if o.sequential {
+        done = try quantizeSequentially(model, plans, o, log: log)
+    } else if !o.calibFiles.isEmpty {
+        cal = try calibrate(model, o, log: log)
     }
 
     // Metadata: the source's entries verbatim (minus its file type and the keys a conversion writes:
@@ -294,54 +456,20 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         let total = plans.count
         for (idx, p) in plans.enumerated() {
             if o.progress {
-                let w = 30, done = w * idx / max(1, total)
-                log("\r[" + String(repeating: "#", count: done) + String(repeating: ".", count: w - done)
+                let w = 30, n = w * idx / max(1, total)
+                log("\r[" + String(repeating: "#", count: n) + String(repeating: ".", count: w - n)
                     + "] \(idx + 1)/\(total) \(p.t.name)" + String(repeating: " ", count: 12))
             }
             guard let target = p.target else {
                 try writer.writeTensor(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount))
                 continue
             }
-            let rows = p.dims[1], cols = p.dims[0]
-            var w = [Float](repeating: 0, count: rows * cols)
-            let ok = w.withUnsafeMutableBufferPointer { dequantizeTensor(f, p.t, into: $0.baseAddress!) }
-            if !ok { throw ConvertError("cannot decode tensor '\(p.t.name)' of type \(p.t.type)") }
-            if p.sourceRotation > 0 {  // stored as W*H: (W*H)*H = W
-                eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.sourceRotation))
-            }
-            let site = calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 }
-            let st = site.flatMap { cal?.stats($0, rotate: p.rotate) }
-            let imp = st?.importance
-            let hess = o.quantizer == .gptq ? st?.hessian : nil
-            var sample = site.flatMap { cal?.sample[$0] }
-            if p.rotate > 0 {  // quantize W*H against rotated inputs H*x
-                eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.rotate))
-                if var x = sample {
-                    eak_hadamard(&x, Int32(x.count / cols), Int32(cols), Int32(p.rotate))
-                    sample = x
-                }
-            }
-            var bytes: [UInt8]
-            var deq: [Float]
-            switch target {
-            case .f32: bytes = toF32Bytes(w); deq = w
-            case .f16: (bytes, deq) = toF16Bytes(w)
-            case .w8: (bytes, deq) = packQ8_0(w)
-            case .w4:
-                var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: 32, method: o.quantizer,
-                                       importance: imp, hessian: hess)
-                if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
-                bytes = packQ4_1(q); deq = q.dequantized()
-            case .w2(let g):
-                var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 2, group: g, method: o.quantizer,
-                                       importance: imp, hessian: hess)
-                if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
-                bytes = packW2(q); deq = q.dequantized()
-            }
-            let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
-            try bytes.withUnsafeBytes { try writer.writeTensor($0) }
-            reports.append(TensorReport(name: p.t.name, type: target.name, elements: rows * cols, bytes: bytes.count,
-                                        isLinear: p.isLinear, relError: err, outputError: onOutput))
+            let conv = try done.removeValue(forKey: p.t.name)
+                ?? quantizeTensor(f, p, target, o, cal: cal, site: calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 })
+            try conv.bytes.withUnsafeBytes { try writer.writeTensor($0) }
+            reports.append(TensorReport(name: p.t.name, type: target.name, elements: p.dims[0] * p.dims[1],
+                                        bytes: conv.bytes.count, isLinear: p.isLinear, relError: conv.relError,
+                                        outputError: conv.onOutput))
         }
         if o.progress { log("\r[" + String(repeating: "#", count: 30) + "] done" + String(repeating: " ", count: 40) + "\n") }
         try writer.finish()
