@@ -20,4 +20,4 @@ bash examples/fetch-model.sh gemma3 >/dev/null
 bash examples/fetch-model.sh shakespeare >/dev/null
 bash examples/fetch-model.sh recurrent >/dev/null   # trains the two small recurrent-mode models once
 echo "== reference tests (pytest)" >&2
-python3 -m pytest -q Tests/python "$@"
+python3 -m pytest -q --durations=15 Tests/python "$@"
