@@ -101,8 +101,8 @@ recurrent)
     mkdir -p "$tmp/r"
     echo "fetch: training the Aaren forecaster (about a minute)" >&2
     EA_CACHE="$cache" "$venv/bin/python" "$here/Tests/Fixtures/train/train_aaren_forecaster.py" "$tmp/r/aaren-forecaster.gguf" >&2
-    echo "fetch: training the linear-attention LM (1000 steps, about 5 minutes)" >&2
-    STEPS=1000 EA_CACHE="$cache" "$venv/bin/python" "$here/Tests/Fixtures/train/train_linear_lm.py" "$tmp/r/linear-lm.gguf" >&2
+    echo "fetch: training the linear-attention LM (500 steps, about 5 minutes)" >&2
+    STEPS=500 EA_CACHE="$cache" "$venv/bin/python" "$here/Tests/Fixtures/train/train_linear_lm.py" "$tmp/r/linear-lm.gguf" >&2
     rm -rf "$out"
     mv "$tmp/r" "$out"
   fi
