@@ -144,7 +144,15 @@ static float softmax_exp(float *s, int j0, int n, float mx) {
  * with softmax_exp and accumulates values with `pv`. The formats differ only in those two row
  * operations (and the half format rounds q and the weights to half, as llama.cpp does). */
 typedef float (*qk_fn)(const float *q, const void *k, int n, const float *h2f);
-typedef void (*pv_fn)(float *o, float p, const void *v, int n, const float *h2f);
+/* o[d] += p[j] * v[j][d] for j = 0 .. nv-1 in that order (nv <= 4): the same sums as nv calls for
+ * one key, with o loaded and stored once per 4 keys instead of once per key */
+typedef void (*pv_fn)(float *o, const float *p, const void *const *v, int nv, int n, const float *h2f);
+/* s[k] <- s[k] * inv, rounded to half and back when round_half (llama.cpp's half probabilities) */
+typedef void (*pw_fn)(float *s, int n, float inv, int round_half, const float *h2f);
+
+static void pw_generic(float *s, int n, float inv, int round_half, const float *h2f) {
+    for (int k = 0; k < n; ++k) s[k] = round_half ? h2f[eak_f32_to_f16(s[k] * inv)] : s[k] * inv;
+}
 
 /* Half-cache inner loops. Every version computes in the same order (8 lanes, lane k takes elements
  * i = k mod 8, multiply then add, lanes reduced ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), tail in order;
@@ -160,9 +168,12 @@ static float qk_generic(const float *q, const void *kv, int n, const float *h2f)
     return r;
 }
 
-static void pv_generic(float *o, float p, const void *vv, int n, const float *h2f) {
-    const uint16_t *v = vv;
-    for (int d = 0; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+static void pv_generic(float *o, const float *p, const void *const *vv, int nv, int n, const float *h2f) {
+    for (int d = 0; d < n; ++d) {
+        float a = o[d];
+        for (int j = 0; j < nv; ++j) a = a + p[j] * h2f[((const uint16_t *)vv[j])[d]];
+        o[d] = a;
+    }
 }
 
 #if defined(__x86_64__)
@@ -179,14 +190,32 @@ __attribute__((target("avx2,f16c"))) static float qk_f16c(const float *q, const 
     return r;
 }
 
-__attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, float p, const void *vv, int n, const float *h2f) {
-    const uint16_t *v = vv;
-    const __m256 pv = _mm256_set1_ps(p);
+__attribute__((target("avx2,f16c"))) static void pv_f16c(float *o, const float *p, const void *const *vv, int nv, int n,
+                                                        const float *h2f) {
     int d = 0;
-    for (; d + 8 <= n; d += 8)
-        _mm256_storeu_ps(o + d, _mm256_add_ps(_mm256_loadu_ps(o + d),
-                                              _mm256_mul_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + d))))));
-    for (; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+    for (; d + 8 <= n; d += 8) {
+        __m256 a = _mm256_loadu_ps(o + d);
+        for (int j = 0; j < nv; ++j)
+            a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[j]),
+                                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)vv[j] + d)))));
+        _mm256_storeu_ps(o + d, a);
+    }
+    for (; d < n; ++d) {
+        float a = o[d];
+        for (int j = 0; j < nv; ++j) a = a + p[j] * h2f[((const uint16_t *)vv[j])[d]];
+        o[d] = a;
+    }
+}
+
+/* F16C's round to nearest even is eak_f32_to_f16's rounding (probabilities are finite) */
+__attribute__((target("avx2,f16c"))) static void pw_f16c(float *s, int n, float inv, int round_half, const float *h2f) {
+    const __m256 iv = _mm256_set1_ps(inv);
+    int k = 0;
+    if (round_half)
+        for (; k + 8 <= n; k += 8)
+            _mm256_storeu_ps(s + k, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(s + k), iv),
+                                                                    _MM_FROUND_TO_NEAREST_INT)));
+    pw_generic(s + k, n - k, inv, round_half, h2f);
 }
 #endif
 
@@ -209,23 +238,30 @@ static float qk_neon(const float *q, const void *kv, int n, const float *h2f) {
     return r;
 }
 
-static void pv_neon(float *o, float p, const void *vv, int n, const float *h2f) {
-    const uint16_t *v = vv;
-    const float32x4_t pv = vdupq_n_f32(p);
+static void pv_neon(float *o, const float *p, const void *const *vv, int nv, int n, const float *h2f) {
     int d = 0;
-    for (; d + 4 <= n; d += 4) vst1q_f32(o + d, vaddq_f32(vld1q_f32(o + d), vmulq_f32(pv, h4(v + d))));
-    for (; d < n; ++d) o[d] = o[d] + p * h2f[v[d]];
+    for (; d + 4 <= n; d += 4) {
+        float32x4_t a = vld1q_f32(o + d);
+        for (int j = 0; j < nv; ++j) a = vaddq_f32(a, vmulq_f32(vdupq_n_f32(p[j]), h4((const uint16_t *)vv[j] + d)));
+        vst1q_f32(o + d, a);
+    }
+    for (; d < n; ++d) {
+        float a = o[d];
+        for (int j = 0; j < nv; ++j) a = a + p[j] * h2f[((const uint16_t *)vv[j])[d]];
+        o[d] = a;
+    }
 }
 #endif
 
 
-static void pick_half(qk_fn *qk, pv_fn *pv) {
+static void pick_half(qk_fn *qk, pv_fn *pv, pw_fn *pw) {
     *qk = qk_generic;
     *pv = pv_generic;
+    *pw = pw_generic;
     if (eak_generic_forced()) return;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) { *qk = qk_f16c; *pv = pv_f16c; }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) { *qk = qk_f16c; *pv = pv_f16c; *pw = pw_f16c; }
 #elif defined(__aarch64__)
     *qk = qk_neon;
     *pv = pv_neon;
@@ -238,10 +274,13 @@ static float qk_f32(const float *q, const void *kv, int n, const float *h2f) {
     return eak_dot_f32(q, kv, n);
 }
 
-static void pv_f32(float *o, float p, const void *vv, int n, const float *h2f) {
-    const float *v = vv;
+static void pv_f32(float *o, const float *p, const void *const *vv, int nv, int n, const float *h2f) {
     (void)h2f;
-    for (int d = 0; d < n; ++d) o[d] = o[d] + p * v[d];
+    for (int d = 0; d < n; ++d) {
+        float a = o[d];
+        for (int j = 0; j < nv; ++j) a = a + p[j] * ((const float *)vv[j])[d];
+        o[d] = a;
+    }
 }
 
 int eak_span_max_keys(const eak_span *span, int pos0, int n_tok) {
@@ -256,7 +295,7 @@ int eak_span_max_keys(const eak_span *span, int pos0, int n_tok) {
 static void attention_driver(const float *q, const void *k_cache, const void *v_cache, size_t elem_bytes,
                              float *out, int n_tok, int pos0, int n_head, int n_kv_head, int head_dim,
                              float scale, const eak_span *span, float *scratch, int n_threads, int round_half,
-                             qk_fn qk, pv_fn pv) {
+                             qk_fn qk, pv_fn pv, pw_fn pw) {
     const float *h2f = eak_f16_table();
     const int group = n_head / n_kv_head;
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv_head * head_dim;
@@ -297,9 +336,12 @@ static void attention_driver(const float *q, const void *k_cache, const void *v_
         const float inv = softmax_exp(s, 0, nk, mx);
         float *o = out + (size_t)t * q_stride + (size_t)h * head_dim;
         for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-        for (int k = 0; k < nk; ++k) {
-            const float pw = round_half ? h2f[eak_f32_to_f16(s[k] * inv)] : s[k] * inv;
-            pv(o, pw, vc + (size_t)SLOT(k) * step + row, head_dim, h2f);
+        pw(s, nk, inv, round_half, h2f);
+        for (int k = 0; k < nk; k += 4) {
+            const int nv = nk - k < 4 ? nk - k : 4;
+            const void *vp[4];
+            for (int j = 0; j < nv; ++j) vp[j] = vc + (size_t)SLOT(k + j) * step + row;
+            pv(o, s + k, vp, nv, head_dim, h2f);
         }
     });
 #undef SLOT
@@ -309,7 +351,7 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
                    int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
                    const eak_span *span, float *scratch, int n_threads) {
     attention_driver(q, k_cache, v_cache, sizeof(float), out, n_tok, pos0, n_head, n_kv_head, head_dim,
-                     scale, span, scratch, n_threads, 0, qk_f32, pv_f32);
+                     scale, span, scratch, n_threads, 0, qk_f32, pv_f32, pw_generic);
 }
 
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
@@ -317,9 +359,10 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
                        const eak_span *span, float *scratch, int n_threads) {
     qk_fn qk;
     pv_fn pv;
-    pick_half(&qk, &pv);
+    pw_fn pw;
+    pick_half(&qk, &pv, &pw);
     attention_driver(q, k_cache, v_cache, sizeof(uint16_t), out, n_tok, pos0, n_head, n_kv_head, head_dim,
-                     scale, span, scratch, n_threads, 1, qk, pv);
+                     scale, span, scratch, n_threads, 1, qk, pv, pw);
 }
 
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {

@@ -156,6 +156,58 @@ __attribute__((target("avx2"))) static void lanes4_avx2(const int8_t *wq, const 
     _mm256_storeu_ps(a, a3); out[3] = mw ? eak_reduce8(a) + m3 : eak_reduce8(a);
 }
 
+/* Two rows against four tokens (prefill) for weights that are unsigned codes q = w + off (Q4_0: 8,
+ * Q5_0: 16, Q4_1 / Q5_1 / W2: 0). maddubs takes q as it is (q <= 31 and |x| <= 127: pairs fit int16)
+ * and off * (the lane's sum of x) is subtracted in int32, so each lane is exactly lanes_generic's
+ * L[b][m]; every token's block is loaded once for both rows, and dw * dx is one vector multiply (the
+ * same float product as the scalar one). Accumulation order and the offset term (mw: sum_b mw[b] *
+ * s_b) are lanes4_avx2's, so the results are bit-identical to it and to the generic kernel. */
+__attribute__((target("avx2"))) static void tile2x4_avx2(const int8_t *wa, const int8_t *wb, int off,
+                                                       const eak_act_block *x, size_t x_stride,
+                                                       const float *dwa, const float *dwb, const float *mwa,
+                                                       const float *mwb, int nb, float outa[4], float outb[4]) {
+    const __m256i ones = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1), offv = _mm256_set1_epi8((char)off);
+    const __m128i sh = _mm_cvtsi32_si128(off == 16 ? 4 : 3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const eak_act_block *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    for (int b = 0; b < nb; ++b) {
+        const __m256i qa = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(wa + (size_t)b * 32)), offv);
+        const __m256i qb = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(wb + (size_t)b * 32)), offv);
+        const __m256 da = _mm256_set1_ps(dwa[b]), db = _mm256_set1_ps(dwb[b]);
+#define TILE(A, B, X)                                                                                            \
+        {                                                                                                        \
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)X[b].qs);                                    \
+            const __m256 dx = _mm256_set1_ps(X[b].d);                                                            \
+            __m256i la = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xv), ones);                                  \
+            __m256i lb = _mm256_madd_epi16(_mm256_maddubs_epi16(qb, xv), ones);                                  \
+            if (off) {                                                                                           \
+                const __m256i xs = _mm256_sll_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones), sh); \
+                la = _mm256_sub_epi32(la, xs);                                                                   \
+                lb = _mm256_sub_epi32(lb, xs);                                                                   \
+            }                                                                                                    \
+            A = _mm256_add_ps(A, _mm256_mul_ps(_mm256_mul_ps(da, dx), _mm256_cvtepi32_ps(la)));                  \
+            B = _mm256_add_ps(B, _mm256_mul_ps(_mm256_mul_ps(db, dx), _mm256_cvtepi32_ps(lb)));                  \
+        }
+        TILE(a0, b0, x0) TILE(a1, b1, x1) TILE(a2, b2, x2) TILE(a3, b3, x3)
+#undef TILE
+    }
+    float a[8];
+    __m256 acc[8] = {a0, a1, a2, a3, b0, b1, b2, b3};
+    const eak_act_block *xs[4] = {x0, x1, x2, x3};
+    for (int k = 0; k < 8; ++k) {
+        const float *mw = k < 4 ? mwa : mwb;
+        _mm256_storeu_ps(a, acc[k]);
+        float v = eak_reduce8(a);
+        if (mw) {
+            const eak_act_block *xk = xs[k & 3];
+            float m = 0.0f;
+            for (int b = 0; b < nb; ++b) m = m + mw[b] * xk[b].s;
+            v = v + m;
+        }
+        if (k < 4) outa[k] = v; else outb[k - 4] = v;
+    }
+}
+
 /* Q4_0 / Q4_1 rows: nibbles to bytes, 16 at a time. */
 __attribute__((target("avx2"))) static int unpack_row_avx2(int type, const uint8_t *row, int nb, int8_t *wq) {
     if (type != EAK_Q4_0 && type != EAK_Q4_1) return 0;
@@ -386,11 +438,16 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     const int has_min = type == EAK_Q4_1 || type == EAK_Q5_1;
     if (n_threads < 1) n_threads = 1;
     const int eak_nt = n_threads;
+    /* unsigned-code offset for the two-row prefill tile; -1: Q8_0 (signed bytes, one row at a time) */
+    const int off = type == EAK_Q4_0 ? 8 : type == EAK_Q5_0 ? 16 : type == EAK_Q8_0 ? -1 : 0;
+    (void)off;
     EAK_PARALLEL(n_threads > 1,
-    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
+    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows), nr = 1; r < r_end; r += nr) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        /* one row uses all of it; two rows (the prefill tile) take half each */
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
+        nr = 1;
         if (n_tok == 1 && fused && nb_all <= MAXB) {
             float v;
             if (fused(type, row, xq, nb_all, h2f, &v)) {
@@ -403,21 +460,39 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                 continue;
             }
         }
-        for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r] = 0.0f;
-        for (int b0 = 0; b0 < nb_all; b0 += MAXB) {
-            const int nb = nb_all - b0 < MAXB ? nb_all - b0 : MAXB;
-            const uint8_t *rb = row + (size_t)b0 * bb;
-            /* decode the row once for all tokens: int8 values and the block scales */
-            if (!unpack || !unpack(type, rb, nb, wq))
-                for (int b = 0; b < nb; ++b) unpack_block(type, rb + (size_t)b * bb, wq + (size_t)b * 32);
-            for (int b = 0; b < nb; ++b) {
-                const uint8_t *blk = rb + (size_t)b * bb;
-                dw[b] = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
-                mw[b] = has_min ? h2f[(uint16_t)(blk[2] | (blk[3] << 8))] : 0.0f;
+#if defined(__x86_64__)
+        if (lanes == lanes_avx2 && n_tok >= 4 && off >= 0 && r + 1 < r_end) nr = 2;
+#endif
+        const int chunk = MAXB / nr;
+        for (int k = 0; k < nr; ++k)
+            for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r + k] = 0.0f;
+        for (int b0 = 0; b0 < nb_all; b0 += chunk) {
+            const int nb = nb_all - b0 < chunk ? nb_all - b0 : chunk;
+            /* decode the rows once for all tokens: int8 values and the block scales */
+            for (int k = 0; k < nr; ++k) {
+                const uint8_t *rb = row + (size_t)k * row_bytes + (size_t)b0 * bb;
+                int8_t *wk = wq + (size_t)k * chunk * 32;
+                if (!unpack || !unpack(type, rb, nb, wk))
+                    for (int b = 0; b < nb; ++b) unpack_block(type, rb + (size_t)b * bb, wk + (size_t)b * 32);
+                for (int b = 0; b < nb; ++b) {
+                    const uint8_t *blk = rb + (size_t)b * bb;
+                    dw[k * chunk + b] = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+                    mw[k * chunk + b] = has_min ? h2f[(uint16_t)(blk[2] | (blk[3] << 8))] : 0.0f;
+                }
             }
             int t = 0;
 #if defined(__x86_64__)
-            if (lanes == lanes_avx2)
+            if (nr == 2)
+                for (; t + 4 <= n_tok; t += 4) {
+                    float va[4], vb[4];
+                    tile2x4_avx2(wq, wq + (size_t)chunk * 32, off, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw,
+                                 dw + chunk, has_min ? mw : NULL, has_min ? mw + chunk : NULL, nb, va, vb);
+                    for (int k = 0; k < 4; ++k) {
+                        y[(size_t)(t + k) * rows + r] += va[k];
+                        y[(size_t)(t + k) * rows + r + 1] += vb[k];
+                    }
+                }
+            else if (lanes == lanes_avx2)
                 for (; t + 4 <= n_tok; t += 4) {
                     float v4[4];
                     lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, has_min ? mw : NULL, nb, v4);
@@ -426,13 +501,15 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
 #endif
             for (; t < n_tok; ++t) {
                 const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
-                float v = lanes(wq, xa, dw, nb);
-                if (has_min) {
-                    float m = 0.0f;
-                    for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
-                    v = v + m;
+                for (int k = 0; k < nr; ++k) {
+                    float v = lanes(wq + (size_t)k * chunk * 32, xa, dw + k * chunk, nb);
+                    if (has_min) {
+                        float m = 0.0f;
+                        for (int b = 0; b < nb; ++b) m = m + mw[k * chunk + b] * xa[b].s;
+                        v = v + m;
+                    }
+                    y[(size_t)t * rows + r + k] += v;
                 }
-                y[(size_t)t * rows + r] += v;
             }
         }
     });
@@ -646,20 +723,37 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
         }
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
-        for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r] = 0.0f;
-        /* MAXB is a multiple of every group's block count up to 512 blocks, so groups never split */
-        for (int b0 = 0; b0 < nb_all; b0 += MAXB) {
-            const int nb = nb_all - b0 < MAXB ? nb_all - b0 : MAXB;
-            for (int b = 0; b < nb; ++b) {
-                const int blk = b0 + b, g = blk / cpg, c = blk % cpg;
-                const uint8_t *gp = row + (size_t)g * (4 + 8 * cpg);
-                unpack(gp + 4 + 8 * c, wq + (size_t)b * 32);
-                dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
-                mw[b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
-            }
+        int nr = 1; /* two rows share the prefill tile, each with half of the buffers */
+#if defined(__x86_64__)
+        if (lanes == lanes_avx2 && n_tok >= 4 && r + 1 < r_end) nr = 2;
+#endif
+        const int chunk = MAXB / nr;
+        for (int k = 0; k < nr; ++k)
+            for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r + k] = 0.0f;
+        /* scales and offsets are looked up per block, so a chunk may end inside a group */
+        for (int b0 = 0; b0 < nb_all; b0 += chunk) {
+            const int nb = nb_all - b0 < chunk ? nb_all - b0 : chunk;
+            for (int k = 0; k < nr; ++k)
+                for (int b = 0; b < nb; ++b) {
+                    const int blk = b0 + b, g = blk / cpg, c = blk % cpg;
+                    const uint8_t *gp = row + (size_t)k * row_bytes + (size_t)g * (4 + 8 * cpg);
+                    unpack(gp + 4 + 8 * c, wq + ((size_t)k * chunk + b) * 32);
+                    dw[k * chunk + b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
+                    mw[k * chunk + b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
+                }
             int t = 0;
 #if defined(__x86_64__)
-            if (lanes == lanes_avx2)
+            if (nr == 2)
+                for (; t + 4 <= n_tok; t += 4) {
+                    float va[4], vb[4];
+                    tile2x4_avx2(wq, wq + (size_t)chunk * 32, 0, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw,
+                                 dw + chunk, mw, mw + chunk, nb, va, vb);
+                    for (int k = 0; k < 4; ++k) {
+                        y[(size_t)(t + k) * rows + r] += va[k];
+                        y[(size_t)(t + k) * rows + r + 1] += vb[k];
+                    }
+                }
+            else if (lanes == lanes_avx2)
                 for (; t + 4 <= n_tok; t += 4) {
                     float v4[4];
                     lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, mw, nb, v4);
@@ -668,11 +762,14 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
 #endif
             for (; t < n_tok; ++t) {
                 const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
-                float v = lanes(wq, xa, dw, nb), m = 0.0f;
-                for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
-                y[(size_t)t * rows + r] += v + m;
+                for (int k = 0; k < nr; ++k) {
+                    float v = lanes(wq + (size_t)k * chunk * 32, xa, dw + k * chunk, nb), m = 0.0f;
+                    for (int b = 0; b < nb; ++b) m = m + mw[k * chunk + b] * xa[b].s;
+                    y[(size_t)t * rows + r + k] += v + m;
+                }
             }
         }
+        r += nr - 1;
     });
 }
 

@@ -284,6 +284,32 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Half-cache attention: the SIMD row kernels (scores, probabilities rounded to half, values four
+    /// keys at a time) equal the generic ones bit for bit on long key ranges and a head size with a
+    /// tail (68 = 8 * 8 + 4), with and without a window.
+    func testHalfAttentionSIMDEqualsGenericOnLongRanges() {
+        var rng = TestRNG(state: 23)
+        let nHead = 4, nKV = 2, hd = 68, pos0 = 45, n = 6, total = pos0 + n
+        let q = (0..<(n * nHead * hd)).map { _ in rng.float(-2, 2) }
+        let k16 = (0..<(total * nKV * hd)).map { _ in eak_f32_to_f16(rng.float(-2, 2)) }
+        let v16 = (0..<(total * nKV * hd)).map { _ in eak_f32_to_f16(rng.float(-2, 2)) }
+        let scale = 1 / Float(hd).squareRoot()
+        for window in [0, 13, 30] {
+            var span = eak_span()
+            span.window = Int32(window)
+            var simd = [Float](repeating: 0, count: q.count), generic = simd
+            var scratch = [Float](repeating: 0, count: 2 * total)
+            eak_attention_f16(q, k16, v16, &simd, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd),
+                              scale, &span, &scratch, 2)
+            eak_force_generic(1)
+            eak_attention_f16(q, k16, v16, &generic, Int32(n), Int32(pos0), Int32(nHead), Int32(nKV), Int32(hd),
+                              scale, &span, &scratch, 1)
+            eak_force_generic(0)
+            XCTAssertEqual(simd.map(\.bitPattern), generic.map(\.bitPattern), "window \(window)")
+            XCTAssertFalse(simd.contains { !$0.isFinite })
+        }
+    }
+
     /// Attention kernels (float and half cache) against a direct softmax(qK^T/sqrt(d))V in double,
     /// GQA with 2 groups, with and without a sliding window (last W keys only).
     func testAttentionMatchesDirectFormula() {
