@@ -425,6 +425,48 @@ const char *eak_idot_name(void) {
     return "generic";
 }
 
+/* Adds the products of nr (1 or 2) unpacked rows (row k: wq + k * chunk * 32, scales dw + k * chunk,
+ * offsets mw + k * chunk or none) with blocks b0 .. b0 + nb of every token to y (token t, row r + k at
+ * y[t * rows + r + k]): two rows through the tile, one row four tokens at a time (AVX2), the rest one
+ * token at a time. off: the unsigned-code offset of the tile (unused for one row). */
+static void rows_times_tokens(lanes_fn lanes, int nr, int chunk, const int8_t *wq, const float *dw, const float *mw,
+                              int off, const eak_act_block *xq, int nb_all, int b0, int nb, int n_tok, float *y,
+                              int rows, int r) {
+    int t = 0;
+#if defined(__x86_64__)
+    if (nr == 2)
+        for (; t + 4 <= n_tok; t += 4) {
+            float va[4], vb[4];
+            tile2x4_avx2(wq, wq + (size_t)chunk * 32, off, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, dw + chunk,
+                         mw, mw ? mw + chunk : NULL, nb, va, vb);
+            for (int k = 0; k < 4; ++k) {
+                y[(size_t)(t + k) * rows + r] += va[k];
+                y[(size_t)(t + k) * rows + r + 1] += vb[k];
+            }
+        }
+    else if (lanes == lanes_avx2)
+        for (; t + 4 <= n_tok; t += 4) {
+            float v4[4];
+            lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, mw, nb, v4);
+            for (int k = 0; k < 4; ++k) y[(size_t)(t + k) * rows + r] += v4[k];
+        }
+#else
+    (void)off;
+#endif
+    for (; t < n_tok; ++t) {
+        const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
+        for (int k = 0; k < nr; ++k) {
+            float v = lanes(wq + (size_t)k * chunk * 32, xa, dw + k * chunk, nb);
+            if (mw) {
+                float m = 0.0f;
+                for (int b = 0; b < nb; ++b) m = m + mw[k * chunk + b] * xa[b].s;
+                v = v + m;
+            }
+            y[(size_t)t * rows + r + k] += v;
+        }
+    }
+}
+
 #define MAXB 512 /* blocks per row handled at once: 16384 columns */
 
 void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
@@ -480,37 +522,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                     mw[k * chunk + b] = has_min ? h2f[(uint16_t)(blk[2] | (blk[3] << 8))] : 0.0f;
                 }
             }
-            int t = 0;
-#if defined(__x86_64__)
-            if (nr == 2)
-                for (; t + 4 <= n_tok; t += 4) {
-                    float va[4], vb[4];
-                    tile2x4_avx2(wq, wq + (size_t)chunk * 32, off, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw,
-                                 dw + chunk, has_min ? mw : NULL, has_min ? mw + chunk : NULL, nb, va, vb);
-                    for (int k = 0; k < 4; ++k) {
-                        y[(size_t)(t + k) * rows + r] += va[k];
-                        y[(size_t)(t + k) * rows + r + 1] += vb[k];
-                    }
-                }
-            else if (lanes == lanes_avx2)
-                for (; t + 4 <= n_tok; t += 4) {
-                    float v4[4];
-                    lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, has_min ? mw : NULL, nb, v4);
-                    for (int k = 0; k < 4; ++k) y[(size_t)(t + k) * rows + r] += v4[k];
-                }
-#endif
-            for (; t < n_tok; ++t) {
-                const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
-                for (int k = 0; k < nr; ++k) {
-                    float v = lanes(wq + (size_t)k * chunk * 32, xa, dw + k * chunk, nb);
-                    if (has_min) {
-                        float m = 0.0f;
-                        for (int b = 0; b < nb; ++b) m = m + mw[k * chunk + b] * xa[b].s;
-                        v = v + m;
-                    }
-                    y[(size_t)t * rows + r + k] += v;
-                }
-            }
+            rows_times_tokens(lanes, nr, chunk, wq, dw, has_min ? mw : NULL, off, xq, nb_all, b0, nb, n_tok, y, rows, r);
         }
     });
 }
@@ -741,33 +753,7 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
                     dw[k * chunk + b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
                     mw[k * chunk + b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
                 }
-            int t = 0;
-#if defined(__x86_64__)
-            if (nr == 2)
-                for (; t + 4 <= n_tok; t += 4) {
-                    float va[4], vb[4];
-                    tile2x4_avx2(wq, wq + (size_t)chunk * 32, 0, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw,
-                                 dw + chunk, mw, mw + chunk, nb, va, vb);
-                    for (int k = 0; k < 4; ++k) {
-                        y[(size_t)(t + k) * rows + r] += va[k];
-                        y[(size_t)(t + k) * rows + r + 1] += vb[k];
-                    }
-                }
-            else if (lanes == lanes_avx2)
-                for (; t + 4 <= n_tok; t += 4) {
-                    float v4[4];
-                    lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, mw, nb, v4);
-                    for (int k = 0; k < 4; ++k) y[(size_t)(t + k) * rows + r] += v4[k];
-                }
-#endif
-            for (; t < n_tok; ++t) {
-                const eak_act_block *xa = xq + (size_t)t * nb_all + b0;
-                for (int k = 0; k < nr; ++k) {
-                    float v = lanes(wq + (size_t)k * chunk * 32, xa, dw + k * chunk, nb), m = 0.0f;
-                    for (int b = 0; b < nb; ++b) m = m + mw[k * chunk + b] * xa[b].s;
-                    y[(size_t)t * rows + r + k] += v + m;
-                }
-            }
+            rows_times_tokens(lanes, nr, chunk, wq, dw, mw, 0, xq, nb_all, b0, nb, n_tok, y, rows, r);
         }
         r += nr - 1;
     });
