@@ -528,10 +528,45 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
 }
 
 /* ---- W2 rows -------------------------------------------------------------------------------------
- * The codes (0..3) go through the same lane kernels as the 4- and 8-bit types, with the group's scale
- * and offset repeated for each of its 32-element blocks, so every ISA stays bit-identical. */
-static void w2_unpack_generic(const uint8_t *chunk, int8_t *w) {
-    for (int j = 0; j < 32; ++j) w[j] = (int8_t)((chunk[j & 7] >> (2 * (j >> 3))) & 3);
+ * W2 has its own lane order (not the eight quad lanes of the types above): per row two float
+ * accumulators, one for elements 0-15 and one for 16-31 of every 32-element block, updated block by
+ * block as lo = lo + (d * dx) * (float)L_lo (L: the exact int32 sum of code * x over those 16
+ * elements), the offset term m = m + mn * s block by block, and y = (lo + hi) + m. Two sums per
+ * block instead of eight let the SIMD kernels reduce four rows' integer sums into one vector (AVX2:
+ * three 16-bit horizontal adds; NEON: pairwise adds) and do the float work of four rows in one
+ * multiply and add: about half the instructions of eight lanes per row. Decode and prefill run the
+ * same kernels (one or two tokens per pass), so a token's result does not depend on its batch. */
+static inline int w2_code(const uint8_t *chunk, int j) { return (chunk[j & 7] >> (2 * (j >> 3))) & 3; }
+
+static float w2_row_generic(const uint8_t *row, const eak_act_block *xa, int ng, int cpg, const float *h2f) {
+    float lo = 0.0f, hi = 0.0f, m = 0.0f;
+    for (int g = 0, b = 0; g < ng; ++g, row += 4 + 8 * cpg) {
+        const float d = h2f[(uint16_t)(row[0] | (row[1] << 8))], mn = h2f[(uint16_t)(row[2] | (row[3] << 8))];
+        for (int c = 0; c < cpg; ++c, ++b) {
+            const uint8_t *chunk = row + 4 + 8 * c;
+            int32_t l0 = 0, l1 = 0;
+            for (int j = 0; j < 16; ++j) {
+                l0 += w2_code(chunk, j) * xa[b].qs[j];
+                l1 += w2_code(chunk, j + 16) * xa[b].qs[j + 16];
+            }
+            const float sc = d * xa[b].d;
+            lo = lo + sc * (float)l0;
+            hi = hi + sc * (float)l1;
+            m = m + mn * xa[b].s;
+        }
+    }
+    return (lo + hi) + m;
+}
+
+/* Four rows (r[k]; a short tail repeats a row) times nt (1 or 2) tokens (token t at x + t * xs);
+ * y[t * ys + k] receives row k's result for token t. */
+typedef void (*w2_quad_fn)(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
+                           const float *h2f, float *y, size_t ys);
+
+static void w2_quad_generic(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
+                            const float *h2f, float *y, size_t ys) {
+    for (int t = 0; t < nt; ++t)
+        for (int k = 0; k < 4; ++k) y[(size_t)t * ys + k] = w2_row_generic(r[k], x + (size_t)t * xs, ng, cpg, h2f);
 }
 
 #if defined(__x86_64__)
@@ -543,69 +578,51 @@ __attribute__((target("avx2"))) static inline __m256i w2_codes_avx2(const uint8_
     return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)v), sh), _mm256_set1_epi8(3));
 }
 
-__attribute__((target("avx2"))) static void w2_unpack_avx2(const uint8_t *chunk, int8_t *w) {
-    _mm256_storeu_si256((__m256i *)w, w2_codes_avx2(chunk));
-}
-
-/* One row times one token straight from the packed groups. Codes are unsigned, so maddubs needs no
- * sign trick; lanes are the same quads as lanes_generic. */
-__attribute__((target("avx2"))) static float w2_fused_avx2(const uint8_t *row, const eak_act_block *xa, int ng,
-                                                         int cpg, const float *h2f) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float m = 0.0f;
-    for (int g = 0, b = 0; g < ng; ++g, row += 4 + 8 * cpg) {
-        const float d = h2f[(uint16_t)(row[0] | (row[1] << 8))], mn = h2f[(uint16_t)(row[2] | (row[3] << 8))];
-        for (int c = 0; c < cpg; ++c, ++b) {
-            __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(row + 4 + 8 * c),
-                                                               _mm256_loadu_si256((const __m256i *)xa[b].qs)), ones);
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(d * xa[b].d), _mm256_cvtepi32_ps(l)));
-        }
-        for (int c = 0; c < cpg; ++c) m = m + mn * xa[g * cpg + c].s;
+/* One token's update of the four rows: maddubs gives pair sums (<= 762 in magnitude), two rounds of
+ * hadd_epi16 quads and octets (<= 3048: no wrap), madd the 16-element sums, laid out as
+ * [L_lo rows 0-3 | L_hi rows 0-3]; the float lanes then do exactly w2_row_generic's operations. */
+#define W2_QUAD_AVX2_TOKEN(ACC, M, XB)                                                                         \
+    {                                                                                                          \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(XB)->qs);                                     \
+        const __m256i h = _mm256_hadd_epi16(                                                                   \
+            _mm256_hadd_epi16(_mm256_maddubs_epi16(w0, xv), _mm256_maddubs_epi16(w1, xv)),                     \
+            _mm256_hadd_epi16(_mm256_maddubs_epi16(w2, xv), _mm256_maddubs_epi16(w3, xv)));                    \
+        const __m256 sc = _mm256_mul_ps(dv, _mm256_set1_ps((XB)->d));                                          \
+        ACC = _mm256_add_ps(ACC, _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_madd_epi16(h, ones))));           \
+        M = _mm_add_ps(M, _mm_mul_ps(mv, _mm_set1_ps((XB)->s)));                                               \
     }
-    float a[8];
-    _mm256_storeu_ps(a, acc);
-    return eak_reduce8(a) + m;
-}
 
-/* Four rows at once (decode): each row's lanes see exactly the operations of w2_fused_avx2 in the
- * same order, so results are bit-identical; the four accumulator chains are independent, which hides
- * the float add latency that bounds the one-row loop, and each activation block is loaded once. */
-__attribute__((target("avx2"))) static void w2_fused4_avx2(const uint8_t *row, size_t row_bytes, const eak_act_block *xa,
-                                                         int ng, int cpg, const float *h2f, float *y) {
+__attribute__((target("avx2,f16c"))) static void w2_quad_avx2(const uint8_t *const r[4], const eak_act_block *x,
+                                                            size_t xs, int nt, int ng, int cpg, const float *h2f,
+                                                            float *y, size_t ys) {
+    (void)h2f; /* F16C converts the scales (exactly, as the table does) */
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
-    const uint8_t *r0 = row, *r1 = row + row_bytes, *r2 = row + 2 * row_bytes, *r3 = row + 3 * row_bytes;
+    /* the four rows' (d, m) words -> [d0 d1 d2 d3 m0 m1 m2 m3] as fp16 */
+    const __m128i pick = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    __m128 m0 = _mm_setzero_ps(), m1 = m0;
+    const eak_act_block *x1 = x + xs;
     const size_t gb = 4 + 8 * (size_t)cpg;
-    for (int g = 0, b = 0; g < ng; ++g, r0 += gb, r1 += gb, r2 += gb, r3 += gb) {
-        const float d0 = h2f[(uint16_t)(r0[0] | (r0[1] << 8))], d1 = h2f[(uint16_t)(r1[0] | (r1[1] << 8))];
-        const float d2 = h2f[(uint16_t)(r2[0] | (r2[1] << 8))], d3 = h2f[(uint16_t)(r3[0] | (r3[1] << 8))];
+    for (int g = 0, b = 0; g < ng; ++g) {
+        const size_t o = (size_t)g * gb;
+        uint32_t h0, h1, h2, h3;
+        memcpy(&h0, r[0] + o, 4); memcpy(&h1, r[1] + o, 4); memcpy(&h2, r[2] + o, 4); memcpy(&h3, r[3] + o, 4);
+        const __m256 dm = _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_setr_epi32((int)h0, (int)h1, (int)h2, (int)h3), pick));
+        const __m256 dv = _mm256_insertf128_ps(dm, _mm256_castps256_ps128(dm), 1);
+        const __m128 mv = _mm256_extractf128_ps(dm, 1);
         for (int c = 0; c < cpg; ++c, ++b) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
-            const float xd = xa[b].d;
-            __m256i l0 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r0 + 4 + 8 * c), x), ones);
-            __m256i l1 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r1 + 4 + 8 * c), x), ones);
-            __m256i l2 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r2 + 4 + 8 * c), x), ones);
-            __m256i l3 = _mm256_madd_epi16(_mm256_maddubs_epi16(w2_codes_avx2(r3 + 4 + 8 * c), x), ones);
-            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_set1_ps(d0 * xd), _mm256_cvtepi32_ps(l0)));
-            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_set1_ps(d1 * xd), _mm256_cvtepi32_ps(l1)));
-            acc2 = _mm256_add_ps(acc2, _mm256_mul_ps(_mm256_set1_ps(d2 * xd), _mm256_cvtepi32_ps(l2)));
-            acc3 = _mm256_add_ps(acc3, _mm256_mul_ps(_mm256_set1_ps(d3 * xd), _mm256_cvtepi32_ps(l3)));
-        }
-        const float n0 = h2f[(uint16_t)(r0[2] | (r0[3] << 8))], n1 = h2f[(uint16_t)(r1[2] | (r1[3] << 8))];
-        const float n2 = h2f[(uint16_t)(r2[2] | (r2[3] << 8))], n3 = h2f[(uint16_t)(r3[2] | (r3[3] << 8))];
-        for (int c = 0; c < cpg; ++c) {
-            const float xs = xa[g * cpg + c].s;
-            m0 = m0 + n0 * xs; m1 = m1 + n1 * xs; m2 = m2 + n2 * xs; m3 = m3 + n3 * xs;
+            const size_t co = o + 4 + 8 * (size_t)c;
+            const __m256i w0 = w2_codes_avx2(r[0] + co), w1 = w2_codes_avx2(r[1] + co);
+            const __m256i w2 = w2_codes_avx2(r[2] + co), w3 = w2_codes_avx2(r[3] + co);
+            W2_QUAD_AVX2_TOKEN(acc0, m0, x + b)
+            if (nt == 2) W2_QUAD_AVX2_TOKEN(acc1, m1, x1 + b)
         }
     }
-    float a[8];
-    _mm256_storeu_ps(a, acc0); y[0] = eak_reduce8(a) + m0;
-    _mm256_storeu_ps(a, acc1); y[1] = eak_reduce8(a) + m1;
-    _mm256_storeu_ps(a, acc2); y[2] = eak_reduce8(a) + m2;
-    _mm256_storeu_ps(a, acc3); y[3] = eak_reduce8(a) + m3;
+    _mm_storeu_ps(y, _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1)), m0));
+    if (nt == 2)
+        _mm_storeu_ps(y + ys, _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc1), _mm256_extractf128_ps(acc1, 1)), m1));
 }
+#undef W2_QUAD_AVX2_TOKEN
 #endif
 
 #if defined(__aarch64__)
@@ -615,147 +632,97 @@ static inline void w2_codes_neon(const uint8_t *chunk, int8x16_t *w0, int8x16_t 
     *w1 = vreinterpretq_s8_u8(vcombine_u8(vand_u8(vshr_n_u8(raw, 4), m3), vshr_n_u8(raw, 6)));
 }
 
-static void w2_unpack_neon(const uint8_t *chunk, int8_t *w) {
-    int8x16_t a, b;
-    w2_codes_neon(chunk, &a, &b);
-    vst1q_s8(w, a);
-    vst1q_s8(w + 16, b);
-}
-
-#define W2_FUSED_NEON_BODY(LANES16)                                                                   \
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;                                                         \
-    float m = 0.0f;                                                                                   \
-    for (int g = 0, b = 0; g < ng; ++g, row += 4 + 8 * cpg) {                                         \
-        const float d = h2f[(uint16_t)(row[0] | (row[1] << 8))];                                      \
-        const float mn = h2f[(uint16_t)(row[2] | (row[3] << 8))];                                     \
-        for (int c = 0; c < cpg; ++c, ++b) {                                                          \
-            int8x16_t w0, w1;                                                                         \
-            w2_codes_neon(row + 4 + 8 * c, &w0, &w1);                                                 \
-            const float32x4_t sc = vdupq_n_f32(d * xa[b].d);                                          \
-            a0 = vaddq_f32(a0, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, vld1q_s8(xa[b].qs)))));         \
-            a1 = vaddq_f32(a1, vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, vld1q_s8(xa[b].qs + 16)))));    \
-        }                                                                                             \
-        for (int c = 0; c < cpg; ++c) m = m + mn * xa[g * cpg + c].s;                                 \
-    }                                                                                                 \
-    float a[8];                                                                                       \
-    vst1q_f32(a, a0);                                                                                 \
-    vst1q_f32(a + 4, a1);                                                                             \
-    return eak_reduce8(a) + m;
-
-static float w2_fused_neon(const uint8_t *row, const eak_act_block *xa, int ng, int cpg, const float *h2f) {
-    W2_FUSED_NEON_BODY(lanes16_neon)
-}
-
-__attribute__((target("arch=armv8.2-a+dotprod"))) static float w2_fused_dotprod(const uint8_t *row,
-                                                                              const eak_act_block *xa, int ng,
-                                                                              int cpg, const float *h2f) {
-    W2_FUSED_NEON_BODY(lanes16_dp)
-}
-
-/* Four rows at once, as w2_fused4_avx2: per row the same operations in the same order. */
-#define W2_FUSED4_NEON_BODY(LANES16)                                                                  \
-    float32x4_t a[4][2];                                                                              \
-    float m[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                            \
-    for (int k = 0; k < 4; ++k) a[k][0] = a[k][1] = vdupq_n_f32(0);                                   \
+/* As w2_quad_avx2: the lanes' 16-element sums of four rows by pairwise adds ([rows 0-3] for elements
+ * 0-15 and for 16-31), then the same float operations per row. */
+#define W2_QUAD_NEON_BODY(LANES16)                                                                    \
+    float32x4_t lo[2], hi[2], mm[2];                                                                  \
+    for (int t = 0; t < 2; ++t) lo[t] = hi[t] = mm[t] = vdupq_n_f32(0);                               \
     const size_t gb = 4 + 8 * (size_t)cpg;                                                            \
     for (int g = 0, b = 0; g < ng; ++g) {                                                             \
-        const uint8_t *gr[4];                                                                         \
-        float d[4], mn[4];                                                                            \
+        const size_t o = (size_t)g * gb;                                                              \
+        float da[4], ma[4];                                                                           \
         for (int k = 0; k < 4; ++k) {                                                                 \
-            gr[k] = row + (size_t)k * row_bytes + (size_t)g * gb;                                     \
-            d[k] = h2f[(uint16_t)(gr[k][0] | (gr[k][1] << 8))];                                       \
-            mn[k] = h2f[(uint16_t)(gr[k][2] | (gr[k][3] << 8))];                                      \
+            da[k] = h2f[(uint16_t)(r[k][o] | (r[k][o + 1] << 8))];                                    \
+            ma[k] = h2f[(uint16_t)(r[k][o + 2] | (r[k][o + 3] << 8))];                                \
         }                                                                                             \
+        const float32x4_t dv = vld1q_f32(da), mv = vld1q_f32(ma);                                     \
         for (int c = 0; c < cpg; ++c, ++b) {                                                          \
-            const int8x16_t x0 = vld1q_s8(xa[b].qs), x1 = vld1q_s8(xa[b].qs + 16);                    \
-            const float xd = xa[b].d;                                                                 \
-            for (int k = 0; k < 4; ++k) {                                                             \
-                int8x16_t w0, w1;                                                                     \
-                w2_codes_neon(gr[k] + 4 + 8 * c, &w0, &w1);                                           \
-                const float32x4_t sc = vdupq_n_f32(d[k] * xd);                                        \
-                a[k][0] = vaddq_f32(a[k][0], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w0, x0))));          \
-                a[k][1] = vaddq_f32(a[k][1], vmulq_f32(sc, vcvtq_f32_s32(LANES16(w1, x1))));          \
+            int8x16_t wl[4], wh[4];                                                                   \
+            for (int k = 0; k < 4; ++k) w2_codes_neon(r[k] + o + 4 + 8 * c, &wl[k], &wh[k]);          \
+            for (int t = 0; t < nt; ++t) {                                                            \
+                const eak_act_block *xb = x + (size_t)t * xs + b;                                     \
+                const int8x16_t xl = vld1q_s8(xb->qs), xh = vld1q_s8(xb->qs + 16);                    \
+                const int32x4_t l0 = vpaddq_s32(vpaddq_s32(LANES16(wl[0], xl), LANES16(wl[1], xl)),   \
+                                                vpaddq_s32(LANES16(wl[2], xl), LANES16(wl[3], xl)));  \
+                const int32x4_t l1 = vpaddq_s32(vpaddq_s32(LANES16(wh[0], xh), LANES16(wh[1], xh)),   \
+                                                vpaddq_s32(LANES16(wh[2], xh), LANES16(wh[3], xh)));  \
+                const float32x4_t sc = vmulq_f32(dv, vdupq_n_f32(xb->d));                             \
+                lo[t] = vaddq_f32(lo[t], vmulq_f32(sc, vcvtq_f32_s32(l0)));                           \
+                hi[t] = vaddq_f32(hi[t], vmulq_f32(sc, vcvtq_f32_s32(l1)));                           \
+                mm[t] = vaddq_f32(mm[t], vmulq_f32(mv, vdupq_n_f32(xb->s)));                          \
             }                                                                                         \
         }                                                                                             \
-        for (int c = 0; c < cpg; ++c)                                                                 \
-            for (int k = 0; k < 4; ++k) m[k] = m[k] + mn[k] * xa[g * cpg + c].s;                      \
     }                                                                                                 \
-    for (int k = 0; k < 4; ++k) {                                                                     \
-        float l[8];                                                                                   \
-        vst1q_f32(l, a[k][0]);                                                                        \
-        vst1q_f32(l + 4, a[k][1]);                                                                    \
-        y[k] = eak_reduce8(l) + m[k];                                                                 \
-    }
+    for (int t = 0; t < nt; ++t) vst1q_f32(y + (size_t)t * ys, vaddq_f32(vaddq_f32(lo[t], hi[t]), mm[t]));
 
-static void w2_fused4_neon(const uint8_t *row, size_t row_bytes, const eak_act_block *xa, int ng, int cpg,
-                           const float *h2f, float *y) {
-    W2_FUSED4_NEON_BODY(lanes16_neon)
+static void w2_quad_neon(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
+                         const float *h2f, float *y, size_t ys) {
+    W2_QUAD_NEON_BODY(lanes16_neon)
 }
 
-__attribute__((target("arch=armv8.2-a+dotprod"))) static void w2_fused4_dotprod(const uint8_t *row, size_t row_bytes,
-                                                                              const eak_act_block *xa, int ng,
-                                                                              int cpg, const float *h2f, float *y) {
-    W2_FUSED4_NEON_BODY(lanes16_dp)
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void w2_quad_dotprod(const uint8_t *const r[4],
+                                                                            const eak_act_block *x, size_t xs,
+                                                                            int nt, int ng, int cpg,
+                                                                            const float *h2f, float *y, size_t ys) {
+    W2_QUAD_NEON_BODY(lanes16_dp)
 }
 #endif
+
+static w2_quad_fn pick_w2_quad(void) {
+    const lanes_fn lanes = pick_lanes(); /* also honours eak_force_generic */
+    if (lanes == lanes_generic) return w2_quad_generic;
+#if defined(__x86_64__)
+    static int f16c = -1;
+    if (f16c < 0) f16c = __builtin_cpu_supports("f16c"); /* racing stores agree */
+    return f16c ? w2_quad_avx2 : w2_quad_generic;
+#elif defined(__aarch64__)
+    return lanes == lanes_dotprod ? w2_quad_dotprod : w2_quad_neon;
+#else
+    return w2_quad_generic;
+#endif
+}
+
+#define W2_TOKEN_TILE 32 /* prefill: tokens per pass over a thread's rows (their activations stay in cache) */
 
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads) {
-    const lanes_fn lanes = pick_lanes();
+    const w2_quad_fn quad = pick_w2_quad();
     const float *h2f = eak_f16_table();
     if (eak_w2_row_bytes(cols, group) == 0) return; /* callers validate; never read out of bounds */
     const int cpg = group / 32, ng = cols / group, nb_all = cols / 32;
-    void (*unpack)(const uint8_t *, int8_t *) = w2_unpack_generic;
-    float (*fused)(const uint8_t *, const eak_act_block *, int, int, const float *) = 0;
-    void (*fused4)(const uint8_t *, size_t, const eak_act_block *, int, int, const float *, float *) = 0;
-    if (lanes != lanes_generic) {
-#if defined(__x86_64__)
-        unpack = w2_unpack_avx2;
-        fused = w2_fused_avx2;
-        fused4 = w2_fused4_avx2;
-#elif defined(__aarch64__)
-        unpack = w2_unpack_neon;
-        fused = lanes == lanes_dotprod ? w2_fused_dotprod : w2_fused_neon;
-        fused4 = lanes == lanes_dotprod ? w2_fused4_dotprod : w2_fused4_neon;
-#endif
-    }
     if (n_threads < 1) n_threads = 1;
     const int eak_nt = n_threads;
     EAK_PARALLEL(n_threads > 1,
-    for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        if (n_tok == 1 && fused4 && r + 4 <= r_end) {
-            fused4(row, row_bytes, xq, ng, cpg, h2f, y + r);
-            r += 3;
-            continue;
-        }
-        if (n_tok == 1 && fused) {
-            y[r] = fused(row, xq, ng, cpg, h2f);
-            continue;
-        }
-        int8_t wq[MAXB * 32];
-        float dw[MAXB], mw[MAXB];
-        int nr = 1; /* two rows share the prefill tile, each with half of the buffers */
-#if defined(__x86_64__)
-        if (lanes == lanes_avx2 && n_tok >= 4 && r + 1 < r_end) nr = 2;
-#endif
-        const int chunk = MAXB / nr;
-        for (int k = 0; k < nr; ++k)
-            for (int t = 0; t < n_tok; ++t) y[(size_t)t * rows + r + k] = 0.0f;
-        /* scales and offsets are looked up per block, so a chunk may end inside a group */
-        for (int b0 = 0; b0 < nb_all; b0 += chunk) {
-            const int nb = nb_all - b0 < chunk ? nb_all - b0 : chunk;
-            for (int k = 0; k < nr; ++k)
-                for (int b = 0; b < nb; ++b) {
-                    const int blk = b0 + b, g = blk / cpg, c = blk % cpg;
-                    const uint8_t *gp = row + (size_t)k * row_bytes + (size_t)g * (4 + 8 * cpg);
-                    unpack(gp + 4 + 8 * c, wq + ((size_t)k * chunk + b) * 32);
-                    dw[k * chunk + b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
-                    mw[k * chunk + b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
+    const int r_lo = eak_team_lo(rows), r_hi = eak_team_hi(rows);
+    for (int t0 = 0; t0 < n_tok; t0 += W2_TOKEN_TILE) {
+        const int t_end = n_tok - t0 < W2_TOKEN_TILE ? n_tok : t0 + W2_TOKEN_TILE;
+        for (int r = r_lo; r < r_hi; r += 4) {
+            const int nr = r_hi - r < 4 ? r_hi - r : 4;
+            const uint8_t *rp[4];
+            for (int k = 0; k < 4; ++k) rp[k] = (const uint8_t *)w + (size_t)(r + (k < nr ? k : nr - 1)) * row_bytes;
+            for (int t = t0; t < t_end; t += 2) {
+                const int nt = t_end - t >= 2 ? 2 : 1;
+                const eak_act_block *x = xq + (size_t)t * nb_all;
+                if (nr == 4) {
+                    quad(rp, x, (size_t)nb_all, nt, ng, cpg, h2f, y + (size_t)t * rows + r, (size_t)rows);
+                } else {
+                    float tmp[8];
+                    quad(rp, x, (size_t)nb_all, nt, ng, cpg, h2f, tmp, 4);
+                    for (int u = 0; u < nt; ++u)
+                        for (int k = 0; k < nr; ++k) y[(size_t)(t + u) * rows + r + k] = tmp[u * 4 + k];
                 }
-            rows_times_tokens(lanes, nr, chunk, wq, dw, mw, 0, xq, nb_all, b0, nb, n_tok, y, rows, r);
+            }
         }
-        r += nr - 1;
     });
 }
 
@@ -766,14 +733,14 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
     enum { NB = 48 }; /* up to 1536 columns */
     const lanes_fn picked = pick_lanes();
     const float *h2f = eak_f16_table();
-    static _Thread_local int8_t wq[NB * 32], wq2[NB * 32];
+    static _Thread_local int8_t wq[NB * 32];
     static _Thread_local eak_act_block xa[NB];
     static _Thread_local uint8_t row[NB * 40];
-    static _Thread_local float dw[NB], mw[NB];
+    static _Thread_local float dw[NB];
     uint32_t s = seed ? seed : 1;
     int checks = 0;
     for (int iter = 0; iter < 200; ++iter) {
-        const int group = 32 << (st_rand(&s) % 3);            /* 32, 64, 128 */
+        const int group = 32 * (1 + (int)(st_rand(&s) % 4));   /* 32, 64, 96, 128 */
         const int ng = 1 + (int)(st_rand(&s) % (NB * 32 / group)), nb = ng * group / 32;
         for (int b = 0; b < nb; ++b) {
             xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
@@ -791,7 +758,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             if (msg) snprintf(msg, msg_len, "int8 lanes (%s) %.9g != generic %.9g (%d blocks)", eak_idot_name(), b2, a, nb);
             return -1;
         }
-        /* W2: random packed row, fused and unpacked paths against generic unpack + generic lanes */
+        /* W2: a random packed row, one and three tokens, against the generic row */
         const int gb = 4 + group / 4;
         for (int i = 0; i < ng * gb; ++i) row[i] = (uint8_t)st_rand(&s);
         for (int g = 0; g < ng; ++g) { /* finite scales */
@@ -800,35 +767,23 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             row[g * gb + 2] = (uint8_t)m; row[g * gb + 3] = (uint8_t)(m >> 8);
         }
         const int cpg = group / 32;
-        for (int b = 0; b < nb; ++b) {
-            const uint8_t *gp = row + (size_t)(b / cpg) * gb;
-            w2_unpack_generic(gp + 4 + 8 * (b % cpg), wq + b * 32);
-            dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
-            mw[b] = h2f[(uint16_t)(gp[2] | (gp[3] << 8))];
-        }
-        float ref = lanes_generic(wq, xa, dw, nb), m = 0.0f;
-        for (int b = 0; b < nb; ++b) m = m + mw[b] * xa[b].s;
-        ref = ref + m;
-        float got_m = 0.0f, got_f = ref;
+        const float ref = w2_row_generic(row, xa, ng, cpg, h2f);
         float yv = 0.0f;
-        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa, 1, &yv, 1); /* fused when SIMD */
-        got_f = yv;
-        /* two tokens force the unpack path (same activations twice) */
-        static _Thread_local eak_act_block xa2[2 * NB];
-        memcpy(xa2, xa, sizeof(eak_act_block) * nb);
-        memcpy(xa2 + nb, xa, sizeof(eak_act_block) * nb);
-        float y2[2];
-        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa2, 2, y2, 1);
-        got_m = y2[1];
-        (void)wq2;
-        if (memcmp(&ref, &got_f, sizeof ref) != 0 || memcmp(&ref, &got_m, sizeof ref) != 0 || memcmp(&ref, &y2[0], sizeof ref) != 0) {
-            if (msg) snprintf(msg, msg_len, "W2 kernel (%s, group %d, %d blocks): fused %.9g, unpacked %.9g, generic %.9g",
-                              eak_idot_name(), group, nb, got_f, got_m, ref);
+        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa, 1, &yv, 1); /* one token, a one-row tail */
+        /* three tokens: the two-token pass, then one (same activations each time) */
+        static _Thread_local eak_act_block xa3[3 * NB];
+        for (int k = 0; k < 3; ++k) memcpy(xa3 + k * nb, xa, sizeof(eak_act_block) * nb);
+        float y3[3];
+        eak_matmul_w2(row, (size_t)ng * gb, 1, nb * 32, group, xa3, 3, y3, 1);
+        if (memcmp(&ref, &yv, sizeof ref) != 0 || memcmp(&ref, &y3[0], sizeof ref) != 0 ||
+            memcmp(&ref, &y3[1], sizeof ref) != 0 || memcmp(&ref, &y3[2], sizeof ref) != 0) {
+            if (msg) snprintf(msg, msg_len, "W2 kernel (%s, group %d, %d blocks): one token %.9g, three %.9g %.9g %.9g, generic %.9g",
+                              eak_idot_name(), group, nb, yv, y3[0], y3[1], y3[2], ref);
             return -1;
         }
         checks += 3;
-        /* six rows in one call, each against generic unpack + generic lanes: W2 (four rows through
-         * the four-row decode kernel, two through the one-row one), then Q8_0 (one-row kernel) */
+        /* six rows in one call, each against the generic row: W2 (four rows through the four-row
+         * kernel, two as a tail), then Q8_0 (one-row kernel) against generic unpack + generic lanes */
         {
             enum { R = 6 };
             static _Thread_local uint8_t many[R * NB * 40];
@@ -842,15 +797,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
                 }
             eak_matmul_w2(many, (size_t)ng * gb, R, nb * 32, group, xa, 1, yr, 1);
             for (int r = 0; r < R; ++r) {
-                const uint8_t *rr = many + (size_t)r * ng * gb;
-                float mr = 0.0f;
-                for (int b = 0; b < nb; ++b) {
-                    const uint8_t *gp = rr + (size_t)(b / cpg) * gb;
-                    w2_unpack_generic(gp + 4 + 8 * (b % cpg), wq + b * 32);
-                    dw[b] = h2f[(uint16_t)(gp[0] | (gp[1] << 8))];
-                    mr = mr + h2f[(uint16_t)(gp[2] | (gp[3] << 8))] * xa[b].s;
-                }
-                const float want = lanes_generic(wq, xa, dw, nb) + mr;
+                const float want = w2_row_generic(many + (size_t)r * ng * gb, xa, ng, cpg, h2f);
                 if (memcmp(&want, &yr[r], sizeof want) != 0) {
                     if (msg) snprintf(msg, msg_len, "W2 multi-row kernel (%s, group %d, %d blocks, row %d): %.9g != generic %.9g",
                                       eak_idot_name(), group, nb, r, yr[r], want);

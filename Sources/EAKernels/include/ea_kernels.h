@@ -152,8 +152,10 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
 size_t eak_w2_row_bytes(int cols, int group);
 /* Decodes one row to float. Returns 0, or -1 for a bad cols/group. */
 int eak_w2_dequantize_row(const void *row, float *dst, int cols, int group);
-/* y[t*rows + r] = W2 row r . x[t] with 8-bit activations: per 32-block dw*dx*int_dot(q, qx) in the
- * lane order of eak_matmul_q8, plus sum over blocks of m*sx. Bit-identical on every ISA. */
+/* y[t*rows + r] = W2 row r . x[t] with 8-bit activations: per 32-block (d*dx) times the exact int32
+ * dots of the codes with qx over elements 0-15 and 16-31, accumulated block by block in two float
+ * sums lo and hi, plus the offset sum m = sum over blocks of mn*sx; y = (lo + hi) + m. The same for
+ * one token or many; bit-identical on every ISA. */
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads);
 

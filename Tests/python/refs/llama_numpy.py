@@ -223,14 +223,61 @@ def rope_normal(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float) -
     return out
 
 
-def quantize_act(x: np.ndarray, round_margin: np.ndarray | None = None):
+class ActTies:
+    """Rounding ties met by forward()'s 8-bit activations, for round_margin. Three roundings there
+    can go the other way in an implementation whose float activations differ in the last bits: x/d to
+    an int8 ("q", per element), the block scale d to fp16 ("d") and d * sum(q) to fp16 ("s", per
+    block). margin[n] is each row's smallest distance from such a tie, in steps of the rounding (as
+    the plain array form, which covers "q" only); where[n] names it: (kind, index in the row, the
+    float32 value rounded). flips holds (kind, row, index, value) roundings to take the other way, in
+    every quantization that meets that exact value (q, k and v quantize the same input, as gate and
+    up do): re-running with a row's closest tie flipped shows whether that tie alone explains a
+    difference."""
+
+    def __init__(self, n: int, flips=()):
+        self.margin = np.full(n, np.inf)
+        self.where: list = [None] * n
+        self.flips = set(flips)
+
+    def reset(self):
+        self.margin[:] = np.inf
+        self.where = [None] * len(self.margin)
+
+    def flip(self, kind: str, row: int, idx: int, value) -> bool:
+        return (kind, row, idx, float(value)) in self.flips
+
+    def note(self, kind: str, dist: np.ndarray, values: np.ndarray):
+        arg = dist.argmin(axis=1)
+        rows = np.arange(dist.shape[0])
+        mins = dist[rows, arg]
+        for row in np.nonzero(mins < self.margin)[0]:
+            self.margin[row] = mins[row]
+            self.where[row] = (kind, int(arg[row]), float(values[row, arg[row]]))
+
+
+def _f16_tie(v: np.ndarray):
+    """For float32 values: (distance from the midpoint between their two nearest fp16 values, in
+    fp16 steps; the fp16 value on the other side of v from the nearest one), both float64."""
+    near16 = v.astype(np.float16)
+    near = near16.astype(np.float64)
+    v64 = v.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        other = np.where(v64 >= near, np.nextafter(near16, np.float16(np.inf)),
+                         np.nextafter(near16, np.float16(-np.inf))).astype(np.float64)
+        step = np.abs(other - near)
+        dist = np.where(np.isfinite(step) & (step > 0), np.abs(v64 - (near + other) / 2) / step, np.inf)
+    return dist, other
+
+
+def quantize_act(x: np.ndarray, round_margin=None):
     """8-bit activation blocks of the rows of x [n, cols]: returns (x_q, d16, s16, qsum) where
     x_q = d16 * q is what the integer product sees, per block [n, cols/32]: d16 = fp16(d),
     s16 = fp16(d * sum(q)), qsum = sum(q).
 
     round_margin [n], if given, is lowered to each row's smallest distance of x/d from a rounding
     boundary (k + 1/2): rows where it is tiny (below ~1e-4) can legitimately round the other way in
-    an implementation whose float activations differ in the last bits."""
+    an implementation whose float activations differ in the last bits. An ActTies instead also
+    tracks the fp16 roundings and can take listed roundings the other way."""
     n, cols = x.shape
     b = x.astype(np.float32).reshape(n, cols // 32, 32)
     amax = np.max(np.abs(b), axis=-1)
@@ -238,12 +285,28 @@ def quantize_act(x: np.ndarray, round_margin: np.ndarray | None = None):
     inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, np.float32(1)), np.float32(0)).astype(np.float32)
     r = b * inv[..., None]
     q = np.rint(r)                                              # round half to even
-    if round_margin is not None:
-        dist = np.abs(np.abs(r - np.floor(r)) - np.float32(0.5)).reshape(n, -1).min(axis=1)
+    t = round_margin if isinstance(round_margin, ActTies) else None
+    qf, rf = q.reshape(n, -1), r.reshape(n, -1)                 # views
+    if t is not None:
+        for kind, row, j, value in t.flips:
+            if kind == "q" and float(rf[row, j]) == value:
+                lo = np.floor(rf[row, j])
+                qf[row, j] = lo + 1 if qf[row, j] == lo else lo
+        t.note("q", np.abs(np.abs(rf - np.floor(rf)) - np.float32(0.5)), rf)
+    elif round_margin is not None:
+        dist = np.abs(np.abs(rf - np.floor(rf)) - np.float32(0.5)).min(axis=1)
         np.minimum(round_margin, dist, out=round_margin)
     qsum = q.sum(axis=-1)
+    sd = (d * qsum.astype(np.float32)).astype(np.float32)
     d16 = d.astype(np.float16).astype(np.float64)
-    s16 = (d * qsum.astype(np.float32)).astype(np.float16).astype(np.float64)
+    s16 = sd.astype(np.float16).astype(np.float64)
+    if t is not None:
+        for kind, vals, out in (("d", d, d16), ("s", sd, s16)):
+            dist, other = _f16_tie(vals)
+            for fk, row, j, value in t.flips:
+                if fk == kind and float(vals[row, j]) == value:
+                    out[row, j] = other[row, j]
+            t.note(kind, dist, vals)
     xq = (q.astype(np.float64) * d16[..., None]).reshape(n, cols)
     return xq, d16, s16, qsum
 
@@ -293,7 +356,9 @@ def forward(m: LlamaModel, token_ids, positions=None, act_q8: bool = False, roun
     n = len(ids)
     pos = np.arange(n) if positions is None else np.asarray(positions)
     rm = round_margin
-    if rm is not None:
+    if isinstance(rm, ActTies):
+        rm.reset()
+    elif rm is not None:
         rm[:] = np.inf
     h = m.w["token_embd.weight"][ids].astype(m.dtype)
     for i in range(c.n_layer):
