@@ -19,6 +19,8 @@
 #include <immintrin.h>
 #endif
 
+#define KVQ_HEADS 4 /* query heads scored together against one kv head's records (each unpacked once) */
+
 size_t eak_kvq_record_bytes(int bits, int group) { return 4 + (size_t)group * (size_t)bits / 8; }
 
 static inline int code_at(const uint8_t *codes, int bits, int j) {
@@ -125,50 +127,76 @@ static inline void codes_axpy(float *y, float a, float b, int with_b, const uint
 
 /* ---- KV4 with groups of 32 (the default) on AVX2 ----------------------------------------------
  * The same operations per element as codes_axpy, in the same order (multiply, then add; no FMA),
- * so results are bit-identical to the generic loops; what changes is that the 32 codes of a record
- * are unpacked with byte shuffles and a block's 32 key scores stay in registers over all channels. */
+ * so results are bit-identical to the generic loops; what changes is that the codes of a record
+ * are unpacked with byte shuffles, once for all the query heads that share the record's kv head,
+ * and a block's key scores stay in registers over all channels. */
 #if defined(__x86_64__)
-__attribute__((target("avx2"))) static inline void nib32_avx2(const uint8_t *codes, __m256 c[4]) {
+/* Scores of one key block for nh (1..KVQ_HEADS) query heads: acc[i][0..31] without the offset
+ * term, base[i] = the offset term. Each channel's record is unpacked once for all heads, sixteen keys
+ * at a time (the accumulators of four heads stay in registers); per head and key the operations and
+ * their order are those of the generic loop. */
+__attribute__((target("avx2"), always_inline)) static inline void kblock_heads_nh(const float *const *qh, const int nh,
+                                                                              const uint8_t *kr, size_t rb, int d,
+                                                                              const float *h2f, float (*acc)[256],
+                                                                              float *base) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int i = 0; i < nh; ++i) base[i] = 0.0f;
+    for (int half = 0; half < 2; ++half) {
+        __m256 a[KVQ_HEADS][2];
+        for (int i = 0; i < nh; ++i) a[i][0] = a[i][1] = _mm256_setzero_ps();
+        for (int ch = 0; ch < d; ++ch) {
+            const uint8_t *r = kr + (size_t)ch * rb;
+            const float dk = h2f[(uint16_t)(r[0] | (r[1] << 8))];
+            if (half == 0) {
+                const float mk = h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                for (int i = 0; i < nh; ++i) base[i] = base[i] + qh[i][ch] * mk;
+            }
+            /* codes 16*half .. 16*half+15: bytes 8*half .. 8*half+7, low nibble first */
+            const __m128i raw = _mm_loadl_epi64((const __m128i *)(r + 4 + 8 * half));
+            const __m128i e = _mm_unpacklo_epi8(_mm_and_si128(raw, m4), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+            const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e));
+            const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)));
+            for (int i = 0; i < nh; ++i) {
+                const __m256 va = _mm256_set1_ps(qh[i][ch] * dk);
+                a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
+                a[i][1] = _mm256_add_ps(a[i][1], _mm256_mul_ps(va, c1));
+            }
+        }
+        for (int i = 0; i < nh; ++i) {
+            _mm256_storeu_ps(acc[i] + 16 * half, a[i][0]);
+            _mm256_storeu_ps(acc[i] + 16 * half + 8, a[i][1]);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void kblock_heads_avx2(const float *const *qh, int nh, const uint8_t *kr,
+                                                            size_t rb, int d, const float *h2f, float (*acc)[256],
+                                                            float *base) {
+    switch (nh) { /* constant head counts: the accumulators become registers */
+    case 1: kblock_heads_nh(qh, 1, kr, rb, d, h2f, acc, base); break;
+    case 2: kblock_heads_nh(qh, 2, kr, rb, d, h2f, acc, base); break;
+    case 3: kblock_heads_nh(qh, 3, kr, rb, d, h2f, acc, base); break;
+    default: kblock_heads_nh(qh, 4, kr, rb, d, h2f, acc, base); break;
+    }
+}
+
+/* y_i[e] = y_i[e] + (a_i * code_e + b_i) for one 32-code value record and nh heads (codes unpacked once) */
+__attribute__((target("avx2"))) static void vrec_heads_avx2(float *const *y, const float *a, const float *b, int nh,
+                                                          const uint8_t *codes) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m4 = _mm_set1_epi8(15);
     const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
     const __m128i e0 = _mm_unpacklo_epi8(lo, hi), e1 = _mm_unpackhi_epi8(lo, hi); /* codes 0-15, 16-31 */
+    __m256 c[4];
     c[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
     c[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
     c[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
     c[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
-}
-
-/* acc[0..31] = scores of one key block (without the offset term), *base = the offset term */
-__attribute__((target("avx2"))) static void kblock4_avx2(const float *qh, const uint8_t *kr, size_t rb, int d,
-                                                       const float *h2f, float *acc, float *base_out) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float base = 0.0f;
-    for (int ch = 0; ch < d; ++ch) {
-        const uint8_t *r = kr + (size_t)ch * rb;
-        const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
-        base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-        __m256 c[4];
-        nib32_avx2(r + 4, c);
-        const __m256 va = _mm256_set1_ps(a);
-        a0 = _mm256_add_ps(a0, _mm256_mul_ps(va, c[0]));
-        a1 = _mm256_add_ps(a1, _mm256_mul_ps(va, c[1]));
-        a2 = _mm256_add_ps(a2, _mm256_mul_ps(va, c[2]));
-        a3 = _mm256_add_ps(a3, _mm256_mul_ps(va, c[3]));
+    for (int i = 0; i < nh; ++i) {
+        const __m256 va = _mm256_set1_ps(a[i]), vb = _mm256_set1_ps(b[i]);
+        float *yi = y[i];
+        for (int k = 0; k < 4; ++k)
+            _mm256_storeu_ps(yi + 8 * k, _mm256_add_ps(_mm256_loadu_ps(yi + 8 * k), _mm256_add_ps(_mm256_mul_ps(va, c[k]), vb)));
     }
-    _mm256_storeu_ps(acc, a0);
-    _mm256_storeu_ps(acc + 8, a1);
-    _mm256_storeu_ps(acc + 16, a2);
-    _mm256_storeu_ps(acc + 24, a3);
-    *base_out = base;
-}
-
-/* y[i] = y[i] + (a * code_i + b) for one 32-code value record */
-__attribute__((target("avx2"))) static void vrec4_avx2(float *y, float a, float b, const uint8_t *codes) {
-    __m256 c[4];
-    nib32_avx2(codes, c);
-    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
-    for (int k = 0; k < 4; ++k)
-        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_loadu_ps(y + 8 * k), _mm256_add_ps(_mm256_mul_ps(va, c[k]), vb)));
 }
 #endif
 
@@ -187,10 +215,15 @@ static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, si
     return r;
 }
 
+int eak_kvq_heads_per_pass(int n_head, int n_kv_head) {
+    const int grp = n_kv_head > 0 ? n_head / n_kv_head : 1;
+    return grp < 1 ? 1 : grp < KVQ_HEADS ? grp : KVQ_HEADS;
+}
+
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
                        float scale, const eak_span *span, float *scratch, int n_threads) {
-    const int G = c->group, d = c->head_dim, S = c->n_sink, kv_dim = c->n_kv_head * d;
-    const int grp = n_head / c->n_kv_head, bits = c->bits;
+    const int G = c->group, d = c->head_dim, S = c->n_sink, n_kv = c->n_kv_head, kv_dim = n_kv * d;
+    const int grp = n_head / n_kv, bits = c->bits;
     const int stride = eak_span_max_keys(span, pos0, n_tok);
     const int AS = span && !span->keys ? (span->n_sink < S ? span->n_sink : S) : 0; /* attended sinks */
     const int W = span && !span->keys ? span->window : 0;
@@ -198,19 +231,30 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const float *sink_over = span && !list ? span->sink_k : NULL;
     const size_t rb = eak_kvq_record_bytes(bits, G), q_stride = (size_t)n_head * d;
     const float *h2f = eak_f16_table();
-    const int n_work = n_tok * n_head;
-    if (d > 512 || G > 256) return; /* validated by the planner */
+    if (d > 512 || G > 256 || grp < 1) return; /* validated by the planner */
+    if (n_threads < 1) n_threads = 1;
+    /* a work item is one query and up to hc heads of one kv head; fewer heads per item when there
+     * would be fewer items than threads (decode with one kv head) */
+    const int cap = eak_kvq_heads_per_pass(n_head, n_kv);
+    int hc = cap;
+    while (hc > 1 && (size_t)n_tok * n_kv * (size_t)((grp + hc - 1) / hc) < (size_t)n_threads) --hc;
+    const int n_chunks = (grp + hc - 1) / hc, n_work = n_tok * n_kv * n_chunks;
 #if defined(__x86_64__)
     const int simd4 = bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
 #endif
-    if (n_threads < 1) n_threads = 1;
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
     const int eak_nt = n_threads;
     EAK_PARALLEL(n_threads > 1 && n_work > 1,
     for (int wi = eak_team_id(); wi < n_work; wi += eak_team_size()) {
-        const int t = wi / n_head, h = wi % n_head, kvh = h / grp, p = pos0 + t;
-        float *s = scratch + (size_t)eak_team_id() * stride;
-        const float *qh = q + (size_t)t * q_stride + (size_t)h * d;
+        const int t = wi / (n_kv * n_chunks), kvh = wi / n_chunks % n_kv, h0 = kvh * grp + wi % n_chunks * hc;
+        const int nh = grp - (h0 - kvh * grp) < hc ? grp - (h0 - kvh * grp) : hc, p = pos0 + t;
+        const float *qh[KVQ_HEADS];
+        float *s[KVQ_HEADS], mx[KVQ_HEADS], inv[KVQ_HEADS];
+        for (int i = 0; i < nh; ++i) {
+            qh[i] = q + (size_t)t * q_stride + (size_t)(h0 + i) * d;
+            s[i] = scratch + ((size_t)eak_team_id() * cap + i) * stride;
+            mx[i] = -INFINITY;
+        }
         const int nbq = p + 1 > S ? (p + 1 - S) / G : 0; /* blocks this query reads quantized */
         const int qend = S + nbq * G;                     /* first position read from the ring */
         /* keys: ordinals 0..ns-1 are the sinks, then window positions w0..p; or the list */
@@ -218,86 +262,107 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
         int ns = 0, w0 = 0, nk;
         if (lst) nk = span_upper(lst, span->n_keys, p);
         else nk = span_range(AS, W, p, &ns, &w0);
-        float mx = -INFINITY;
         if (lst) {
-            for (int k = 0; k < nk; ++k) {
-                const int j = lst[k];
-                if (j < S) s[k] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
-                else if (j < qend) s[k] = kvq_score_one(c, qh, kvh, j, rb, h2f) * scale;
-                else s[k] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
-                mx = s[k] > mx ? s[k] : mx;
-            }
+            for (int i = 0; i < nh; ++i)
+                for (int k = 0; k < nk; ++k) {
+                    const int j = lst[k];
+                    float v;
+                    if (j < S) v = eak_dot_f32(qh[i], c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
+                    else if (j < qend) v = kvq_score_one(c, qh[i], kvh, j, rb, h2f) * scale;
+                    else v = eak_dot_f32(qh[i], ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
+                    s[i][k] = v;
+                    mx[i] = v > mx[i] ? v : mx[i];
+                }
         } else {
-            for (int k = 0; k < ns; ++k) {
-                const float *kr = sink_over ? sink_over + ((size_t)t * span->n_sink + k) * kv_dim
-                                            : c->sink_k + (size_t)k * kv_dim;
-                s[k] = eak_dot_f32(qh, kr + (size_t)kvh * d, d) * scale;
-                mx = s[k] > mx ? s[k] : mx;
-            }
+            for (int i = 0; i < nh; ++i)
+                for (int k = 0; k < ns; ++k) {
+                    const float *kr = sink_over ? sink_over + ((size_t)t * span->n_sink + k) * kv_dim
+                                                : c->sink_k + (size_t)k * kv_dim;
+                    const float v = eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale;
+                    s[i][k] = v;
+                    mx[i] = v > mx[i] ? v : mx[i];
+                }
             /* window positions below S (short windows early on) are exact rows */
             int j = w0;
             for (; j <= p && j < S; ++j) {
                 const int k = ns + j - w0;
-                s[k] = eak_dot_f32(qh, c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
-                mx = s[k] > mx ? s[k] : mx;
+                for (int i = 0; i < nh; ++i) {
+                    const float v = eak_dot_f32(qh[i], c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
+                    s[i][k] = v;
+                    mx[i] = v > mx[i] ? v : mx[i];
+                }
             }
             /* quantized blocks overlapping [j, qend): one pass over the block's channel records */
             for (int b = j > S ? (j - S) / G : 0; b < nbq; ++b) {
                 const int p0 = S + b * G;
-                const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
-                float acc[256], base = 0.0f;
+                const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * n_kv + kvh) * (size_t)d * rb;
+                float acc[KVQ_HEADS][256], base[KVQ_HEADS];
 #if defined(__x86_64__)
                 if (simd4) {
-                    kblock4_avx2(qh, kr, rb, d, h2f, acc, &base);
+                    kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
                 } else
 #endif
                 {
-                    for (int i = 0; i < G; ++i) acc[i] = 0.0f;
-                    for (int ch = 0; ch < d; ++ch) {
-                        const uint8_t *r = kr + (size_t)ch * rb;
-                        const float a = qh[ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
-                        base = base + qh[ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                        codes_axpy(acc, a, 0.0f, 0, r + 4, bits, G);
+                    for (int i = 0; i < nh; ++i) {
+                        for (int e = 0; e < G; ++e) acc[i][e] = 0.0f;
+                        base[i] = 0.0f;
+                        for (int ch = 0; ch < d; ++ch) {
+                            const uint8_t *r = kr + (size_t)ch * rb;
+                            const float a = qh[i][ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+                            base[i] = base[i] + qh[i][ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                            codes_axpy(acc[i], a, 0.0f, 0, r + 4, bits, G);
+                        }
                     }
                 }
-                for (int i = 0; i < G; ++i) {
-                    const int jj = p0 + i;
-                    if (jj < w0) continue;
-                    const int k = ns + jj - w0;
-                    s[k] = (acc[i] + base) * scale;
-                    mx = s[k] > mx ? s[k] : mx;
-                }
+                for (int i = 0; i < nh; ++i)
+                    for (int e = 0; e < G; ++e) {
+                        const int jj = p0 + e;
+                        if (jj < w0) continue;
+                        const int k = ns + jj - w0;
+                        const float v = (acc[i][e] + base[i]) * scale;
+                        s[i][k] = v;
+                        mx[i] = v > mx[i] ? v : mx[i];
+                    }
             }
             for (j = qend > w0 ? qend : w0; j <= p; ++j) {
                 if (j < S) continue;
                 const int k = ns + j - w0;
-                s[k] = eak_dot_f32(qh, ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
-                mx = s[k] > mx ? s[k] : mx;
+                for (int i = 0; i < nh; ++i) {
+                    const float v = eak_dot_f32(qh[i], ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
+                    s[i][k] = v;
+                    mx[i] = v > mx[i] ? v : mx[i];
+                }
             }
         }
-        float sum = 0.0f;
-        eak_exp_sub(s, nk, mx);
-        for (int k = 0; k < nk; ++k) sum += s[k];
-        const float inv = 1.0f / sum;
-        float *o = out + (size_t)t * q_stride + (size_t)h * d;
-        for (int i = 0; i < d; ++i) o[i] = 0.0f;
+        float *o[KVQ_HEADS];
+        for (int i = 0; i < nh; ++i) {
+            float sum = 0.0f;
+            eak_exp_sub(s[i], nk, mx[i]);
+            for (int k = 0; k < nk; ++k) sum += s[i][k];
+            inv[i] = 1.0f / sum;
+            o[i] = out + (size_t)t * q_stride + (size_t)(h0 + i) * d;
+            for (int e = 0; e < d; ++e) o[i][e] = 0.0f;
+        }
         for (int k = 0; k < nk; ++k) {
-            const float pw = s[k] * inv;
+            float pw[KVQ_HEADS];
+            for (int i = 0; i < nh; ++i) pw[i] = s[i][k] * inv[i];
             const int j = POS(k);
             if (j < S || j >= qend) {
                 const float *vr = (j < S ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
-                for (int i = 0; i < d; ++i) o[i] = o[i] + pw * vr[i];
+                for (int i = 0; i < nh; ++i)
+                    for (int e = 0; e < d; ++e) o[i][e] = o[i][e] + pw[i] * vr[e];
             } else {
                 const int b = (j - S) / G, vrow = block_slot(c, b) * G + (j - S) % G;
-                const uint8_t *vq = c->vq + (((size_t)vrow * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+                const uint8_t *vq = c->vq + (((size_t)vrow * n_kv + kvh) * (size_t)(d / G)) * rb;
                 for (int g = 0; g < d / G; ++g) {
                     const uint8_t *r = vq + (size_t)g * rb;
-                    const float w1 = pw * h2f[(uint16_t)(r[0] | (r[1] << 8))], w0v = pw * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                    float *og = o + g * G;
+                    const float dv = h2f[(uint16_t)(r[0] | (r[1] << 8))], mv = h2f[(uint16_t)(r[2] | (r[3] << 8))];
+                    float w1[KVQ_HEADS], w0v[KVQ_HEADS], *og[KVQ_HEADS];
+                    for (int i = 0; i < nh; ++i) { w1[i] = pw[i] * dv; w0v[i] = pw[i] * mv; og[i] = o[i] + g * G; }
 #if defined(__x86_64__)
-                    if (simd4) { vrec4_avx2(og, w1, w0v, r + 4); continue; }
+                    if (simd4) { vrec_heads_avx2(og, w1, w0v, nh, r + 4); continue; }
 #endif
-                    codes_axpy(og, w1, w0v, 1, r + 4, bits, G);
+                    for (int i = 0; i < nh; ++i) codes_axpy(og[i], w1[i], w0v[i], 1, r + 4, bits, G);
                 }
             }
         }

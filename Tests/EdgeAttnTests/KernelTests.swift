@@ -208,9 +208,17 @@ final class KernelTests: XCTestCase {
 
     /// KV4 attention with groups of 32: the AVX2 loops (unpacked codes, block scores in registers)
     /// give the generic loops' results bit for bit, for decode and batch queries, dense and Λ spans.
+    /// Also: query heads scored together (up to eak_kvq_heads_per_pass of a kv head, fewer when a
+    /// thread would otherwise idle) give the same bits for any thread count; 3 kv heads x 3 query
+    /// heads (SmolLM2) and 1 x 5 (a pass of four and a pass of one).
     func testKV4AttentionSIMDEqualsGenericExactly() {
+        checkKV4Attention(nKV: 3, nHead: 9)
+        checkKV4Attention(nKV: 1, nHead: 5)
+    }
+
+    func checkKV4Attention(nKV: Int, nHead: Int) {
         var rng = TestRNG(state: 33)
-        let d = 64, nKV = 3, nHead = 9, G = 32, S = 4, ring = 64, nPos = 150
+        let d = 64, G = 32, S = 4, ring = 64, nPos = 150
         let rb = Int(eak_kvq_record_bytes(4, Int32(G))), kvDim = nKV * d
         var kq = [UInt8](repeating: 0, count: 8 * nKV * d * rb)
         var vq = [UInt8](repeating: 0, count: 8 * G * nKV * (d / G) * rb)
@@ -224,16 +232,16 @@ final class KernelTests: XCTestCase {
             var c = eak_kvq(head_dim: Int32(d), n_kv_head: Int32(nKV), bits: 4, group: Int32(G), n_sink: Int32(S),
                             ring: Int32(ring), block_slots: 0, kq: kqp.baseAddress, vq: vqp.baseAddress,
                             sink_k: skp.baseAddress, sink_v: svp.baseAddress, ring_k: rkp.baseAddress, ring_v: rvp.baseAddress)
-            func attend(_ nTok: Int, _ pos0: Int, _ span: eak_span?) -> [UInt32] {
+            func attend(_ nTok: Int, _ pos0: Int, _ span: eak_span?, threads: Int = 2) -> [UInt32] {
                 var out = [Float](repeating: 0, count: nTok * nHead * d)
                 var sp = span ?? eak_span()
                 let stride = span == nil ? Int(eak_span_max_keys(nil, Int32(pos0), Int32(nTok)))
                                          : Int(eak_span_max_keys(&sp, Int32(pos0), Int32(nTok)))
-                var scratch = [Float](repeating: 0, count: 2 * stride)
+                var scratch = [Float](repeating: 0, count: threads * Int(eak_kvq_heads_per_pass(Int32(nHead), Int32(nKV))) * stride)
                 if span == nil {
-                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, nil, &scratch, 2)
+                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, nil, &scratch, Int32(threads))
                 } else {
-                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, &sp, &scratch, 2)
+                    eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, &sp, &scratch, Int32(threads))
                 }
                 return out.map(\.bitPattern)
             }
@@ -250,6 +258,9 @@ final class KernelTests: XCTestCase {
                     for (nTok, span) in [(1, nil), (n, nil), (1, lam), (n, lam)] as [(Int, eak_span?)] {
                         let pos0 = p + n - nTok
                         let simd = attend(nTok, pos0, span)
+                        let one = attend(nTok, pos0, span, threads: 1), three = attend(nTok, pos0, span, threads: 3)
+                        XCTAssertEqual(simd, one, "\(nKV)x\(nHead) n_tok \(nTok) at \(pos0): 2 threads != 1")
+                        XCTAssertEqual(simd, three, "\(nKV)x\(nHead) n_tok \(nTok) at \(pos0): 2 threads != 3")
                         eak_force_generic(1)
                         let generic = attend(nTok, pos0, span)
                         eak_force_generic(0)

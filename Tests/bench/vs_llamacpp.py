@@ -129,6 +129,20 @@ def sh(cmd, **kw):
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
+def llama_cmake_args():
+    """llama.cpp is built for this CPU (-march=native), except where the CPU has Intel AMX: its AMX
+    matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) in VMs that do not grant the tile state (met
+    on a Xeon VM, 2026-12-03), and -march=native cannot be had without it, so there every other
+    feature the CPU reports (AVX2, FMA, F16C, AVX-512, VNNI) is switched on by name instead."""
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    if "amx_tile" not in flags:
+        return "-DGGML_NATIVE=ON"
+    named = {"GGML_AVX": "avx", "GGML_AVX2": "avx2", "GGML_FMA": "fma", "GGML_F16C": "f16c", "GGML_BMI2": "bmi2",
+             "GGML_AVX_VNNI": "avx_vnni", "GGML_AVX512": "avx512f", "GGML_AVX512_VBMI": "avx512vbmi",
+             "GGML_AVX512_VNNI": "avx512_vnni", "GGML_AVX512_BF16": "avx512_bf16"}
+    return " ".join(["-DGGML_NATIVE=OFF"] + ["-D%s=%s" % (k, "ON" if f in flags else "OFF") for k, f in named.items()])
+
+
 def setup():
     py = VENV / "bin" / "python"
     if not py.exists():
@@ -136,7 +150,8 @@ def setup():
     r = subprocess.run([py, "-c", "import llama_cpp, numpy"], capture_output=True)
     if r.returncode != 0:
         print("== building llama.cpp (llama-cpp-python from PyPI, about 10 minutes)", file=sys.stderr)
-        sh([py, "-m", "pip", "install", "-q", "numpy", LLAMA_CPP_PYTHON])
+        sh([py, "-m", "pip", "install", "-q", "--no-cache-dir", "--force-reinstall", "--no-binary", "llama-cpp-python",
+            "numpy", LLAMA_CPP_PYTHON], env=dict(os.environ, CMAKE_ARGS=llama_cmake_args()))
     if not CLI.exists():
         sh(["swift", "build", "-c", "release", "--product", "edgeattn"], cwd=ROOT)
     src = subprocess.run(["bash", ROOT / "examples" / "fetch-model.sh", "smollm2"], check=True,

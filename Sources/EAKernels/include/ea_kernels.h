@@ -227,7 +227,11 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
 /* Causal GQA attention of n_tok queries at pos0.. over the cache (after eak_kvq_append of the same
  * tokens), reading quantized blocks in place: block scores are sum_c (q_c d_c) code + sum_c q_c m_c.
  * span as for eak_attention (NULL = dense; span->n_sink <= c->n_sink; span->ring is ignored: the
- * cache's own geometry says where a position lives). scratch: n_threads * eak_span_max_keys floats. */
+ * cache's own geometry says where a position lives). The query heads of one kv head are scored
+ * together (each key record unpacked once for up to eak_kvq_heads_per_pass of them); results are
+ * those of one head at a time, bit for bit. scratch: n_threads * eak_kvq_heads_per_pass(n_head,
+ * n_kv_head) * eak_span_max_keys floats. */
+int eak_kvq_heads_per_pass(int n_head, int n_kv_head);
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
                        float scale, const eak_span *span, float *scratch, int n_threads);
 
