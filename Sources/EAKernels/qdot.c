@@ -157,7 +157,7 @@ __attribute__((target("avx2"))) static void lanes4_avx2(const int8_t *wq, const 
 }
 
 /* Two rows against four tokens (prefill) for weights that are unsigned codes q = w + off (Q4_0: 8,
- * Q5_0: 16, Q4_1 / Q5_1 / W2: 0). maddubs takes q as it is (q <= 31 and |x| <= 127: pairs fit int16)
+ * Q5_0: 16, Q4_1 / Q5_1: 0; W2 has its own kernel below). maddubs takes q as it is (q <= 31 and |x| <= 127: pairs fit int16)
  * and off * (the lane's sum of x) is subtracted in int32, so each lane is exactly lanes_generic's
  * L[b][m]; every token's block is loaded once for both rows, and dw * dx is one vector multiply (the
  * same float product as the scalar one). Accumulation order and the offset term (mw: sum_b mw[b] *

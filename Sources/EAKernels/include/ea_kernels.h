@@ -137,7 +137,7 @@ void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
 int eak_use_avx2(void);
 
-/* Compares the dispatched SIMD integer kernels (int8 lanes, W2 fused and unpacked paths) with the
+/* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel for one and two tokens) with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
  * -1; msg receives a one-line report either way. Thread-safe (no global state changes). */
 int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
