@@ -20,6 +20,7 @@
 #endif
 
 #define KVQ_HEADS 4 /* query heads scored together against one kv head's records (each unpacked once) */
+#define KVQ_RUN_MIN 2 /* selected keys of a list in one block from which a block pass is cheaper */
 
 size_t eak_kvq_record_bytes(int bits, int group) { return 4 + (size_t)group * (size_t)bits / 8; }
 
@@ -202,17 +203,44 @@ __attribute__((target("avx2"))) static void vrec_heads_avx2(float *const *y, con
 
 
 /* Score of position j (>= n_sink, in a complete block) read from its key records one channel at a
- * time: the list (DHSA) form, where selected positions need not fill whole blocks. */
+ * time, for a list (DHSA) entry whose block holds too few selected keys for a block pass. The same
+ * operations in the same order as the block pass (scaled code sum and offset sum kept apart, added
+ * at the end), so a key's score does not depend on which path computed it. */
 static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, size_t rb, const float *h2f) {
     const int G = c->group, d = c->head_dim, b = (j - c->n_sink) / G, i = (j - c->n_sink) % G;
     const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
-    float r = 0.0f;
+    float acc = 0.0f, base = 0.0f;
     for (int ch = 0; ch < d; ++ch) {
         const uint8_t *rec = kr + (size_t)ch * rb;
-        r = r + qh[ch] * (h2f[(uint16_t)(rec[0] | (rec[1] << 8))] * (float)code_at(rec + 4, c->bits, i) +
-                          h2f[(uint16_t)(rec[2] | (rec[3] << 8))]);
+        const float a = qh[ch] * h2f[(uint16_t)(rec[0] | (rec[1] << 8))];
+        base = base + qh[ch] * h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
+        acc = acc + a * (float)code_at(rec + 4, c->bits, i);
     }
-    return r;
+    return acc + base;
+}
+
+/* Scores of one quantized key block for nh query heads: acc[i][e] (scaled code sums of the block's
+ * G keys) and base[i] (the offset sum); key e scores (acc[i][e] + base[i]) * scale. */
+static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, size_t rb, int d, int bits, int G,
+                          const float *h2f, int simd4, float (*acc)[256], float *base) {
+#if defined(__x86_64__)
+    if (simd4) {
+        kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
+        return;
+    }
+#else
+    (void)simd4;
+#endif
+    for (int i = 0; i < nh; ++i) {
+        for (int e = 0; e < G; ++e) acc[i][e] = 0.0f;
+        base[i] = 0.0f;
+        for (int ch = 0; ch < d; ++ch) {
+            const uint8_t *r = kr + (size_t)ch * rb;
+            const float a = qh[i][ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
+            base[i] = base[i] + qh[i][ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
+            codes_axpy(acc[i], a, 0.0f, 0, r + 4, bits, G);
+        }
+    }
 }
 
 int eak_kvq_heads_per_pass(int n_head, int n_kv_head) {
@@ -241,6 +269,8 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     const int n_chunks = (grp + hc - 1) / hc, n_work = n_tok * n_kv * n_chunks;
 #if defined(__x86_64__)
     const int simd4 = bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
+#else
+    const int simd4 = 0;
 #endif
 #define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
     const int eak_nt = n_threads;
@@ -263,16 +293,43 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
         if (lst) nk = span_upper(lst, span->n_keys, p);
         else nk = span_range(AS, W, p, &ns, &w0);
         if (lst) {
-            for (int i = 0; i < nh; ++i)
-                for (int k = 0; k < nk; ++k) {
-                    const int j = lst[k];
-                    float v;
-                    if (j < S) v = eak_dot_f32(qh[i], c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
-                    else if (j < qend) v = kvq_score_one(c, qh[i], kvh, j, rb, h2f) * scale;
-                    else v = eak_dot_f32(qh[i], ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
-                    s[i][k] = v;
-                    mx[i] = v > mx[i] ? v : mx[i];
+            /* the list is ascending and DHSA selects whole chunks, so selected keys come in runs: a
+             * quantized block holding KVQ_RUN_MIN or more of them is scored by one block pass */
+            for (int k = 0; k < nk;) {
+                const int j = lst[k];
+                if (j < S || j >= qend) {
+                    const float *kr = j < S ? c->sink_k + (size_t)j * kv_dim : ring_row(c, c->ring_k, j);
+                    for (int i = 0; i < nh; ++i) {
+                        const float v = eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale;
+                        s[i][k] = v;
+                        mx[i] = v > mx[i] ? v : mx[i];
+                    }
+                    ++k;
+                    continue;
                 }
+                const int b = (j - S) / G, p0 = S + b * G;
+                int k1 = k + 1;
+                while (k1 < nk && lst[k1] < p0 + G) ++k1;
+                if (k1 - k >= KVQ_RUN_MIN) {
+                    const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * n_kv + kvh) * (size_t)d * rb;
+                    float acc[KVQ_HEADS][256], base[KVQ_HEADS];
+                    kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, simd4, acc, base);
+                    for (int i = 0; i < nh; ++i)
+                        for (int kk = k; kk < k1; ++kk) {
+                            const float v = (acc[i][lst[kk] - p0] + base[i]) * scale;
+                            s[i][kk] = v;
+                            mx[i] = v > mx[i] ? v : mx[i];
+                        }
+                } else {
+                    for (int i = 0; i < nh; ++i)
+                        for (int kk = k; kk < k1; ++kk) {
+                            const float v = kvq_score_one(c, qh[i], kvh, lst[kk], rb, h2f) * scale;
+                            s[i][kk] = v;
+                            mx[i] = v > mx[i] ? v : mx[i];
+                        }
+                }
+                k = k1;
+            }
         } else {
             for (int i = 0; i < nh; ++i)
                 for (int k = 0; k < ns; ++k) {
@@ -297,23 +354,7 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
                 const int p0 = S + b * G;
                 const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * n_kv + kvh) * (size_t)d * rb;
                 float acc[KVQ_HEADS][256], base[KVQ_HEADS];
-#if defined(__x86_64__)
-                if (simd4) {
-                    kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
-                } else
-#endif
-                {
-                    for (int i = 0; i < nh; ++i) {
-                        for (int e = 0; e < G; ++e) acc[i][e] = 0.0f;
-                        base[i] = 0.0f;
-                        for (int ch = 0; ch < d; ++ch) {
-                            const uint8_t *r = kr + (size_t)ch * rb;
-                            const float a = qh[i][ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
-                            base[i] = base[i] + qh[i][ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                            codes_axpy(acc[i], a, 0.0f, 0, r + 4, bits, G);
-                        }
-                    }
-                }
+                kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, simd4, acc, base);
                 for (int i = 0; i < nh; ++i)
                     for (int e = 0; e < G; ++e) {
                         const int jj = p0 + e;

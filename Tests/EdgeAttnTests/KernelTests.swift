@@ -210,7 +210,8 @@ final class KernelTests: XCTestCase {
     /// give the generic loops' results bit for bit, for decode and batch queries, dense and Λ spans.
     /// Also: query heads scored together (up to eak_kvq_heads_per_pass of a kv head, fewer when a
     /// thread would otherwise idle) give the same bits for any thread count; 3 kv heads x 3 query
-    /// heads (SmolLM2) and 1 x 5 (a pass of four and a pass of one).
+    /// heads (SmolLM2) and 1 x 5 (a pass of four and a pass of one). DHSA key lists: a list of every
+    /// key equals dense attention bit for bit; a sparse list (runs and lone keys) is SIMD == generic.
     func testKV4AttentionSIMDEqualsGenericExactly() {
         checkKV4Attention(nKV: 3, nHead: 9)
         checkKV4Attention(nKV: 1, nHead: 5)
@@ -255,6 +256,39 @@ final class KernelTests: XCTestCase {
                     var lam = eak_span()
                     lam.n_sink = Int32(S)
                     lam.window = 40
+                    // DHSA lists per kv head: every key (must equal dense), and a sparse mix of runs
+                    // (scored by block passes) and lone keys in a block (scored one by one)
+                    let end = p + n
+                    let full = (0..<nKV).flatMap { _ in (0..<end).map { Int32($0) } }
+                    let perHead: [[Int32]] = (0..<nKV).map { h in
+                        (0..<end).filter { j in j < 3 || (j - S) / G == h % 2 || j % 11 == h || j >= end - 12 }.map { Int32($0) }
+                    }
+                    let nSparse = perHead.map(\.count).min()!  // one length for every kv head
+                    let sparse = perHead.flatMap { $0.prefix(nSparse) }
+                    func listed(_ keys: [Int32], _ nk: Int, _ nTok: Int, _ pos0: Int, threads: Int = 2) -> [UInt32] {
+                        keys.withUnsafeBufferPointer { kp in
+                            var sp = eak_span()
+                            sp.keys = kp.baseAddress
+                            sp.n_keys = Int32(nk)
+                            sp.keys_stride = Int32(nk)
+                            return attend(nTok, pos0, sp, threads: threads)
+                        }
+                    }
+                    for nTok in [1, n] {
+                        let pos0 = end - nTok
+                        func same(_ a: [UInt32], _ b: [UInt32], _ what: String) {
+                            let bad = a.indices.first { a[$0] != b[$0] }
+                            XCTAssertNil(bad, "\(nKV)x\(nHead) n_tok \(nTok) at \(pos0): \(what), first difference at \(bad ?? -1)")
+                        }
+                        same(listed(full, end, nTok, pos0), attend(nTok, pos0, nil), "a list of every key != dense")
+                        let simd = listed(sparse, nSparse, nTok, pos0)
+                        same(simd, listed(sparse, nSparse, nTok, pos0, threads: 1), "sparse list: 2 threads != 1")
+                        same(simd, listed(sparse, nSparse, nTok, pos0, threads: 3), "sparse list: 2 threads != 3")
+                        eak_force_generic(1)
+                        let generic = listed(sparse, nSparse, nTok, pos0)
+                        eak_force_generic(0)
+                        same(simd, generic, "sparse list, SIMD != generic")
+                    }
                     for (nTok, span) in [(1, nil), (n, nil), (1, lam), (n, lam)] as [(Int, eak_span?)] {
                         let pos0 = p + n - nTok
                         let simd = attend(nTok, pos0, span)

@@ -18,6 +18,7 @@ from refs import attention_numpy as aref
 from refs import llama_numpy as ref
 from test_forward import check_exact, tiny_ids
 
+KV_TOL = 1e-3  # as test_kv_quant.py: ours (float32) vs reference (float64 over the same float32 records)
 CFG = dict(budget=40, glob=4, local=8, min_len=4, max_len=12, qblock=8)
 
 
@@ -107,6 +108,35 @@ def test_dhsa_full_budget_equals_dense(kv_bits, tiny_float_model_path, cli_logit
     dense = cli_logits(tiny_float_model_path, ids, batch=7, kv_bits=kv_bits)
     got = cli_logits(tiny_float_model_path, ids, batch=7, kv_bits=kv_bits, extra=flags(100, 4, 8, 4, 12, 0.2, 8))
     assert np.array_equal(got, dense)
+
+
+@pytest.mark.parametrize("bits,batch", [(4, 1), (4, 32), (8, 7)])
+def test_dhsa_quantized_cache_matches_reference(bits, batch, tiny_float_model_path, cli_logits):
+    """The list form over the 8- and 4-bit caches against the reference reading the same records: a
+    block holding several selected keys is scored by one block pass, a lone key from its channel
+    records; both must give the reference's scores. --chunk-min 1 with threshold 0.9 makes most
+    chunks single keys, so the lists mix runs (global keys, local window, adjacent picks) with lone
+    keys. Codes near a rounding tie (the reference rounds from float64 keys) move a logit by far less
+    than the tolerance, as in test_kv_quant.py."""
+    for seed in range(31, 39):
+        ids = tiny_ids(n=120, seed=seed)
+        stats = {}
+        want, info = aref.dhsa_logits(tiny_float_model_path, ids, budget=40, glob=4, local=8, min_len=1, max_len=12,
+                                      thr=0.9, qblock=8, batch=batch, kv_bits=bits, stats=stats)
+        if info["cos_margin"] > 1e-4 and info["score_gap"] > 1e-4:
+            break
+    assert info["cos_margin"] > 1e-4 and info["score_gap"] > 1e-4, info
+    assert info["sparse_blocks"] > 10
+    lens = [np.diff(s) for s in info["chunks"]]
+    assert min(int(x.min()) for x in lens) == 1, "no single-key chunks: the lone-key path is not exercised"
+    ours = cli_logits(tiny_float_model_path, ids, batch=batch, kv_bits=bits, extra=flags(40, 4, 8, 1, 12, 0.9, 8))
+    flt, _ = aref.dhsa_logits(tiny_float_model_path, ids, budget=40, glob=4, local=8, min_len=1, max_len=12,
+                              thr=0.9, qblock=8, batch=batch)
+    d_ref, d_flt = np.abs(ours - want).max(), np.abs(ours - flt).max()
+    print(f"  KV{bits} batch {batch}: |ours - reference| {d_ref:.3g}, |ours - float-cache reference| {d_flt:.3g}, "
+          f"closest code to a tie {stats['min_tie']:.2g} steps")
+    assert d_flt > 20 * KV_TOL, "the quantized cache changed nothing: not read?"
+    assert d_ref < KV_TOL, f"KV{bits} DHSA differs from the quantized-cache reference by {d_ref:.3g}"
 
 
 def test_dhsa_quantized_cache_close_to_float(tiny_float_model_path, cli_logits):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refs import kvquant_numpy as kvq
 from refs import llama_numpy as ref
 
 
@@ -136,12 +137,16 @@ def dhsa_select(qr_block: np.ndarray, kr: np.ndarray, starts: list[int], b0: int
 
 def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int, min_len: int,
                 max_len: int, thr: float, qblock: int, batch: int, head_max: bool = True,
-                frac: float = 0.0, dense_tail: int = 0):
+                frac: float = 0.0, dense_tail: int = 0, kv_bits: int = 32, stats=None):
     """Logits with every layer DHSA, the tokens given in one call evaluated in batches of `batch`
     (query blocks are the qblock-aligned pieces of each batch). frac > 0: a block that may see
     `allowed` keys reads min(budget, max(glob + local + qblock, ceil(frac * allowed))). The
-    blocks holding the last dense_tail tokens are dense. Returns (logits, info) where info holds
-    the smallest chunking and selection margins and how many blocks were sparse."""
+    blocks holding the last dense_tail tokens are dense. kv_bits 8 or 4: the selected keys and values
+    are read through the quantized cache of refs/kvquant_numpy.py (its visibility rule, the runtime's
+    default group: 32 or the largest even divisor of the head size below it); chunking and selection
+    use the float keys, as the runtime's running chunk sums do. Returns (logits, info) where info
+    holds the smallest chunking and selection margins and how many blocks were sparse; stats (a
+    dict), if given, receives "min_tie" as kvquant_numpy.forward's does."""
     m = ref.load(str(gguf_path), "float64")
     c = m.cfg
     group = c.n_head // c.n_head_kv
@@ -152,6 +157,15 @@ def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int
         n = q.shape[0]
         pos = np.arange(n)
         qr, kr = rope(q, pos), rope(k, pos)
+        kq, vq, useq = kr, v, np.zeros((n, n), dtype=bool)
+        if kv_bits != 32:
+            g = 32
+            while g > 2 and c.head_dim % g:
+                g -= 2
+            kq, vq, tie = kvq.quantized_cache(kr, v, kv_bits, g)
+            useq = kvq.reads_quantized(n, g)
+            if stats is not None:
+                stats["min_tie"] = min(stats.get("min_tie", np.inf), tie)
         starts, closest = dhsa_chunks(k, min_len, max_len, thr)
         info["cos_margin"] = min(info["cos_margin"], closest)
         info["chunks"].append(starts)
@@ -176,7 +190,9 @@ def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int
                 for hh in range(c.n_head):
                     kv = hh // group
                     idx = list(range(p + 1)) if lists is None else [j for j in lists[kv] if j <= p]
-                    out[p, hh] = _softmax_attend(qr[p, hh], kr[idx, kv], v[idx, kv])
+                    uq = useq[p, idx][:, None]
+                    out[p, hh] = _softmax_attend(qr[p, hh], np.where(uq, kq[idx, kv], kr[idx, kv]),
+                                                 np.where(uq, vq[idx, kv], v[idx, kv]))
         return out.reshape(n, -1)
 
     return forward(m, token_ids, attend), info
