@@ -140,8 +140,8 @@ def test_dhsa_quantized_cache_matches_reference(bits, batch, tiny_float_model_pa
 
 
 def test_dhsa_quantized_cache_close_to_float(tiny_float_model_path, cli_logits):
-    """The list form over the 8- and 4-bit caches (keys scored from their channel records one by
-    one). The selection comes from float keys, so only the attended values move: KV8 by a fraction
+    """The list form over the 8- and 4-bit caches (block passes for runs of selected keys, channel
+    records for lone keys). The selection comes from float keys, so only the attended values move: KV8 by a fraction
     of a percent of the logit scale (measured 0.2%), KV4 by more (measured 16%: over 40 keys its
     errors average out less than dense attention's over 120, measured 3%)."""
     ids = tiny_ids(n=120, seed=31)
