@@ -181,24 +181,6 @@ __attribute__((target("avx2"))) static void kblock_heads_avx2(const float *const
     }
 }
 
-/* y_i[e] = y_i[e] + (a_i * code_e + b_i) for one 32-code value record and nh heads (codes unpacked once) */
-__attribute__((target("avx2"))) static void vrec_heads_avx2(float *const *y, const float *a, const float *b, int nh,
-                                                          const uint8_t *codes) {
-    const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m4 = _mm_set1_epi8(15);
-    const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-    const __m128i e0 = _mm_unpacklo_epi8(lo, hi), e1 = _mm_unpackhi_epi8(lo, hi); /* codes 0-15, 16-31 */
-    __m256 c[4];
-    c[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
-    c[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
-    c[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
-    c[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
-    for (int i = 0; i < nh; ++i) {
-        const __m256 va = _mm256_set1_ps(a[i]), vb = _mm256_set1_ps(b[i]);
-        float *yi = y[i];
-        for (int k = 0; k < 4; ++k)
-            _mm256_storeu_ps(yi + 8 * k, _mm256_add_ps(_mm256_loadu_ps(yi + 8 * k), _mm256_add_ps(_mm256_mul_ps(va, c[k]), vb)));
-    }
-}
 #endif
 
 
@@ -241,6 +223,88 @@ static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, siz
             codes_axpy(acc[i], a, 0.0f, 0, r + 4, bits, G);
         }
     }
+}
+
+/* Values of n keys of one quantized block for nh query heads: o_i[e] += (sum_r w_i[r] * d_r * code_re
+ * + sum_r w_i[r] * m_r) per value record group. The scaled codes and the offsets are summed apart
+ * over the block's keys (in key order, starting from zero) and added to the output once per block,
+ * so the output row stays out of the per-key loop; the AVX2 form does the same operations in the
+ * same order. */
+#if defined(__x86_64__)
+__attribute__((target("avx2"), always_inline)) static inline void vblock_heads_nh(float *const *o, const float *const *w,
+                                                                              const int nh, int n,
+                                                                              const uint8_t *const *vrec, int d,
+                                                                              size_t rb, const float *h2f) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int g = 0; g < d / 32; ++g) {
+        float off[KVQ_HEADS];
+        for (int i = 0; i < nh; ++i) off[i] = 0.0f;
+        for (int half = 0; half < 2; ++half) {
+            __m256 a[KVQ_HEADS][2];
+            for (int i = 0; i < nh; ++i) a[i][0] = a[i][1] = _mm256_setzero_ps();
+            for (int r = 0; r < n; ++r) {
+                const uint8_t *rec = vrec[r] + (size_t)g * rb;
+                const float dv = h2f[(uint16_t)(rec[0] | (rec[1] << 8))];
+                if (half == 0) {
+                    const float mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
+                    for (int i = 0; i < nh; ++i) off[i] = off[i] + w[i][r] * mv;
+                }
+                const __m128i raw = _mm_loadl_epi64((const __m128i *)(rec + 4 + 8 * half));
+                const __m128i e = _mm_unpacklo_epi8(_mm_and_si128(raw, m4), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+                const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e));
+                const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)));
+                for (int i = 0; i < nh; ++i) {
+                    const __m256 va = _mm256_set1_ps(w[i][r] * dv);
+                    a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
+                    a[i][1] = _mm256_add_ps(a[i][1], _mm256_mul_ps(va, c1));
+                }
+            }
+            for (int i = 0; i < nh; ++i) {
+                float *y = o[i] + 32 * g + 16 * half;
+                const __m256 vo = _mm256_set1_ps(off[i]);
+                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_add_ps(a[i][0], vo)));
+                _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_add_ps(a[i][1], vo)));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void vblock_heads_avx2(float *const *o, const float *const *w, int nh, int n,
+                                                            const uint8_t *const *vrec, int d, size_t rb,
+                                                            const float *h2f) {
+    switch (nh) {
+    case 1: vblock_heads_nh(o, w, 1, n, vrec, d, rb, h2f); break;
+    case 2: vblock_heads_nh(o, w, 2, n, vrec, d, rb, h2f); break;
+    case 3: vblock_heads_nh(o, w, 3, n, vrec, d, rb, h2f); break;
+    default: vblock_heads_nh(o, w, 4, n, vrec, d, rb, h2f); break;
+    }
+}
+#endif
+
+static void vblock_add(float *const *o, const float *const *w, int nh, int n, const uint8_t *const *vrec, int d,
+                       int bits, int G, size_t rb, const float *h2f, int simd4) {
+#if defined(__x86_64__)
+    if (simd4) {
+        vblock_heads_avx2(o, w, nh, n, vrec, d, rb, h2f);
+        return;
+    }
+#else
+    (void)simd4;
+#endif
+    float acc[256];
+    for (int g = 0; g < d / G; ++g)
+        for (int i = 0; i < nh; ++i) {
+            float off = 0.0f;
+            for (int e = 0; e < G; ++e) acc[e] = 0.0f;
+            for (int r = 0; r < n; ++r) {
+                const uint8_t *rec = vrec[r] + (size_t)g * rb;
+                const float dv = h2f[(uint16_t)(rec[0] | (rec[1] << 8))], mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
+                off = off + w[i][r] * mv;
+                codes_axpy(acc, w[i][r] * dv, 0.0f, 0, rec + 4, bits, G);
+            }
+            float *y = o[i] + (size_t)g * G;
+            for (int e = 0; e < G; ++e) y[e] = y[e] + (acc[e] + off);
+        }
 }
 
 int eak_kvq_heads_per_pass(int n_head, int n_kv_head) {
@@ -381,31 +445,33 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
             eak_exp_sub(s[i], nk, mx[i]);
             for (int k = 0; k < nk; ++k) sum += s[i][k];
             inv[i] = 1.0f / sum;
+            for (int k = 0; k < nk; ++k) s[i][k] = s[i][k] * inv[i]; /* the probabilities, in place */
             o[i] = out + (size_t)t * q_stride + (size_t)(h0 + i) * d;
             for (int e = 0; e < d; ++e) o[i][e] = 0.0f;
         }
-        for (int k = 0; k < nk; ++k) {
-            float pw[KVQ_HEADS];
-            for (int i = 0; i < nh; ++i) pw[i] = s[i][k] * inv[i];
+        for (int k = 0; k < nk;) {
             const int j = POS(k);
             if (j < S || j >= qend) {
                 const float *vr = (j < S ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
-                for (int i = 0; i < nh; ++i)
-                    for (int e = 0; e < d; ++e) o[i][e] = o[i][e] + pw[i] * vr[e];
-            } else {
-                const int b = (j - S) / G, vrow = block_slot(c, b) * G + (j - S) % G;
-                const uint8_t *vq = c->vq + (((size_t)vrow * n_kv + kvh) * (size_t)(d / G)) * rb;
-                for (int g = 0; g < d / G; ++g) {
-                    const uint8_t *r = vq + (size_t)g * rb;
-                    const float dv = h2f[(uint16_t)(r[0] | (r[1] << 8))], mv = h2f[(uint16_t)(r[2] | (r[3] << 8))];
-                    float w1[KVQ_HEADS], w0v[KVQ_HEADS], *og[KVQ_HEADS];
-                    for (int i = 0; i < nh; ++i) { w1[i] = pw[i] * dv; w0v[i] = pw[i] * mv; og[i] = o[i] + g * G; }
-#if defined(__x86_64__)
-                    if (simd4) { vrec_heads_avx2(og, w1, w0v, nh, r + 4); continue; }
-#endif
-                    for (int i = 0; i < nh; ++i) codes_axpy(og[i], w1[i], w0v[i], 1, r + 4, bits, G);
+                for (int i = 0; i < nh; ++i) {
+                    const float pw = s[i][k];
+                    for (int e = 0; e < d; ++e) o[i][e] = o[i][e] + pw * vr[e];
                 }
+                ++k;
+                continue;
             }
+            /* the keys of one quantized block: their value records summed together, then added */
+            const int b = (j - S) / G, p0 = S + b * G;
+            const uint8_t *vrec[256];
+            int n = 0;
+            for (; k + n < nk && POS(k + n) < p0 + G; ++n) {
+                const int vrow = block_slot(c, b) * G + (POS(k + n) - S) % G;
+                vrec[n] = c->vq + (((size_t)vrow * n_kv + kvh) * (size_t)(d / G)) * rb;
+            }
+            const float *w[KVQ_HEADS];
+            for (int i = 0; i < nh; ++i) w[i] = s[i] + k;
+            vblock_add(o, w, nh, n, vrec, d, bits, G, rb, h2f, simd4);
+            k += n;
         }
     });
 #undef POS

@@ -162,7 +162,7 @@ def dhsa_logits(gguf_path: str, token_ids, *, budget: int, glob: int, local: int
             g = 32
             while g > 2 and c.head_dim % g:
                 g -= 2
-            kq, vq, tie = kvq.quantized_cache(kr, v, kv_bits, g)
+            kq, vq, tie = kvq.quantized_cache(kr, v, kv_bits, g, flips=stats.get("flips") if stats is not None else None)
             useq = kvq.reads_quantized(n, g)
             if stats is not None:
                 stats["min_tie"] = min(stats.get("min_tie", np.inf), tie)

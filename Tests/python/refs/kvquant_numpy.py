@@ -34,11 +34,35 @@ def fp16(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-def quantize_records(x, bits: int):
+class TieFlips:
+    """Codes that sit within `near` code steps of a rounding tie, and rounding chosen ones the other
+    way. A float32 implementation's keys and values differ from this float64 pass's by float
+    rounding, so such a code may round either way there; a test that finds ours off the reference
+    can check whether rounding exactly those codes the other way reproduces ours (a wrong kernel is
+    not repaired by flipping a handful of codes that were a millionth of a step from a tie).
+    Elements are named (call number of quantize_records in this pass, flat index)."""
+
+    def __init__(self, near: float = 0.0, flip=()):
+        self.near, self.flip, self.calls, self.found = near, set(flip), 0, []
+
+    def mask(self, tie: np.ndarray) -> np.ndarray:
+        call = self.calls
+        self.calls += 1
+        for i in np.flatnonzero(tie < self.near):
+            self.found.append(((call, int(i)), float(tie.flat[i])))
+        m = np.zeros(tie.shape, dtype=bool)
+        for c, i in self.flip:
+            if c == call:
+                m.flat[i] = True
+        return m
+
+
+def quantize_records(x, bits: int, flips: TieFlips | None = None):
     """Records over the last axis of x (rounded to float32 first).
 
     Returns (values float64, codes, tie) where tie is each element's distance of (x - m) / d from a
-    rounding boundary k + 1/2 (in code units; inf where d == 0)."""
+    rounding boundary k + 1/2 (in code units; inf where d == 0). flips, if given, notes the near
+    ties and rounds its chosen elements to the other neighbour."""
     x = np.asarray(x, dtype=np.float32)
     qmax = np.float32(2 ** bits - 1)
     lo = x.min(axis=-1, keepdims=True)
@@ -47,13 +71,16 @@ def quantize_records(x, bits: int):
     m = fp16(lo)
     nz = d > 0
     r = np.where(nz, (x - m) / np.where(nz, d, np.float32(1)), np.float32(0)).astype(np.float32)
-    codes = np.clip(np.rint(r), 0, qmax)
-    values = codes.astype(np.float64) * d.astype(np.float64) + m.astype(np.float64)
+    codes = np.rint(r)
     tie = np.where(nz, np.abs(np.abs(r - np.floor(r)) - np.float32(0.5)), np.inf)
+    if flips is not None:
+        codes = np.where(flips.mask(tie), np.where(codes > r, np.floor(r), np.ceil(r)), codes)
+    codes = np.clip(codes, 0, qmax)
+    values = codes.astype(np.float64) * d.astype(np.float64) + m.astype(np.float64)
     return values, codes.astype(np.int64), tie
 
 
-def quantized_cache(k, v, bits: int, group: int = GROUP, sinks: int = SINKS):
+def quantized_cache(k, v, bits: int, group: int = GROUP, sinks: int = SINKS, flips: TieFlips | None = None):
     """k, v [n, n_kv, head_dim] -> (kq, vq, min tie): the values each complete block's records decode
     to (other positions unchanged, in float64)."""
     n, n_kv, hd = k.shape
@@ -65,11 +92,11 @@ def quantized_cache(k, v, bits: int, group: int = GROUP, sinks: int = SINKS):
     for b in range(max(0, (n - sinks) // group)):
         sl = slice(sinks + b * group, sinks + (b + 1) * group)
         # keys: per (head, channel) one record over the block's tokens
-        vals, _, tie = quantize_records(np.transpose(k[sl], (1, 2, 0)), bits)     # [n_kv, hd, G]
+        vals, _, tie = quantize_records(np.transpose(k[sl], (1, 2, 0)), bits, flips)     # [n_kv, hd, G]
         kq[sl] = np.transpose(vals, (2, 0, 1))
         min_tie = min(min_tie, float(tie.min()))
         # values: per (token, head) one record per group of G channels
-        vals, _, tie = quantize_records(np.asarray(v[sl]).reshape(group, n_kv, hd // group, group), bits)
+        vals, _, tie = quantize_records(np.asarray(v[sl]).reshape(group, n_kv, hd // group, group), bits, flips)
         vq[sl] = vals.reshape(group, n_kv, hd)
         min_tie = min(min_tie, float(tie.min()))
     return kq, vq, min_tie
@@ -86,7 +113,7 @@ def attention_kvq(q, k, v, bits: int, group: int = GROUP, sinks: int = SINKS, st
     """Causal GQA attention through the quantized cache. q [n, H, d], k/v [n, Hkv, d] -> [n, H*d]."""
     n, n_head, d = q.shape
     n_kv = k.shape[1]
-    kq, vq, tie = quantized_cache(k, v, bits, group, sinks)
+    kq, vq, tie = quantized_cache(k, v, bits, group, sinks, stats.get("flips") if stats is not None else None)
     if stats is not None:
         stats["min_tie"] = min(stats.get("min_tie", np.inf), tie)
     use_q = reads_quantized(n, group, sinks)[None]                 # [1, t, p]
@@ -133,7 +160,8 @@ def attention_kvq_loop(q, k, v, bits: int, group: int = GROUP, sinks: int = SINK
 def forward(m: base.LlamaModel, token_ids, bits: int, group: int = GROUP, sinks: int = SINKS,
             act_q8: bool = False, stats=None) -> np.ndarray:
     """llama_numpy.forward with the attention reading a `bits`-bit cache (bits 4 or 8; 32 = float).
-    stats (a dict), if given, receives "min_tie": the smallest distance of a code from a rounding tie."""
+    stats (a dict), if given, receives "min_tie": the smallest distance of a code from a rounding tie;
+    a TieFlips in stats["flips"] notes near ties and rounds its chosen codes the other way."""
     if bits == 32:
         return base.forward(m, token_ids, act_q8=act_q8)
     if bits not in (4, 8):
