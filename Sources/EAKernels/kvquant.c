@@ -312,167 +312,268 @@ int eak_kvq_heads_per_pass(int n_head, int n_kv_head) {
     return grp < 1 ? 1 : grp < KVQ_HEADS ? grp : KVQ_HEADS;
 }
 
-void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
-                       float scale, const eak_span *span, float *scratch, int n_threads) {
-    const int G = c->group, d = c->head_dim, S = c->n_sink, n_kv = c->n_kv_head, kv_dim = n_kv * d;
-    const int grp = n_head / n_kv, bits = c->bits;
-    const int stride = eak_span_max_keys(span, pos0, n_tok);
-    const int AS = span && !span->keys ? (span->n_sink < S ? span->n_sink : S) : 0; /* attended sinks */
-    const int W = span && !span->keys ? span->window : 0;
-    const int32_t *list = span ? span->keys : NULL;
-    const float *sink_over = span && !list ? span->sink_k : NULL;
-    const size_t rb = eak_kvq_record_bytes(bits, G), q_stride = (size_t)n_head * d;
-    const float *h2f = eak_f16_table();
-    if (d > 512 || G > 256 || grp < 1) return; /* validated by the planner */
+/* A query's keys (ordinals 0..nk-1) are attended in segments: ordinals [0, S + KVQ_SEG), then
+ * KVQ_SEG at a time (S = the cache's exact sinks, so a dense query's segments start on block
+ * boundaries). Each segment gets its own maximum, exponentials, sum and unnormalised value sum; the
+ * segments are then merged in order. Decode splits one query's segments over the threads (three kv
+ * heads alone would leave a quarter of two threads idle); the boundaries depend on nk and S only, so
+ * results do not depend on the thread count or on how calls are batched. */
+#define KVQ_SEG 256
+#define KVQ_SPLIT_TOK 4 /* calls of at most this many queries split segments over threads */
+
+static inline int kvq_n_seg(int nk, int S) { return nk <= S + KVQ_SEG ? 1 : 1 + (nk - S - 1) / KVQ_SEG; }
+static inline int kvq_seg_lo(int q, int S) { return q == 0 ? 0 : S + q * KVQ_SEG; }
+
+/* scores per head of one segment, and the partial records: [m, l, o[d]] per (head, segment) */
+static inline int kvq_seg_keys(int max_keys, int S) { return max_keys < S + KVQ_SEG ? max_keys : S + KVQ_SEG; }
+
+size_t eak_kvq_scratch_floats(int n_head, int n_kv_head, int head_dim, int n_sink, int max_keys, int n_threads) {
     if (n_threads < 1) n_threads = 1;
-    /* a work item is one query and up to hc heads of one kv head; fewer heads per item when there
-     * would be fewer items than threads (decode with one kv head) */
-    const int cap = eak_kvq_heads_per_pass(n_head, n_kv);
-    int hc = cap;
-    while (hc > 1 && (size_t)n_tok * n_kv * (size_t)((grp + hc - 1) / hc) < (size_t)n_threads) --hc;
-    const int n_chunks = (grp + hc - 1) / hc, n_work = n_tok * n_kv * n_chunks;
-#if defined(__x86_64__)
-    const int simd4 = bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
-#else
-    const int simd4 = 0;
-#endif
-#define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
-    const int eak_nt = n_threads;
-    EAK_PARALLEL(n_threads > 1 && n_work > 1,
-    for (int wi = eak_team_id(); wi < n_work; wi += eak_team_size()) {
-        const int t = wi / (n_kv * n_chunks), kvh = wi / n_chunks % n_kv, h0 = kvh * grp + wi % n_chunks * hc;
-        const int nh = grp - (h0 - kvh * grp) < hc ? grp - (h0 - kvh * grp) : hc, p = pos0 + t;
-        const float *qh[KVQ_HEADS];
-        float *s[KVQ_HEADS], mx[KVQ_HEADS], inv[KVQ_HEADS];
-        for (int i = 0; i < nh; ++i) {
-            qh[i] = q + (size_t)t * q_stride + (size_t)(h0 + i) * d;
-            s[i] = scratch + ((size_t)eak_team_id() * cap + i) * stride;
-            mx[i] = -INFINITY;
-        }
-        const int nbq = p + 1 > S ? (p + 1 - S) / G : 0; /* blocks this query reads quantized */
-        const int qend = S + nbq * G;                     /* first position read from the ring */
-        /* keys: ordinals 0..ns-1 are the sinks, then window positions w0..p; or the list */
-        const int32_t *lst = list ? list + (size_t)kvh * span->keys_stride : NULL;
-        int ns = 0, w0 = 0, nk;
-        if (lst) nk = span_upper(lst, span->n_keys, p);
-        else nk = span_range(AS, W, p, &ns, &w0);
-        if (lst) {
-            /* the list is ascending and DHSA selects whole chunks, so selected keys come in runs: a
-             * quantized block holding KVQ_RUN_MIN or more of them is scored by one block pass */
-            for (int k = 0; k < nk;) {
-                const int j = lst[k];
-                if (j < S || j >= qend) {
-                    const float *kr = j < S ? c->sink_k + (size_t)j * kv_dim : ring_row(c, c->ring_k, j);
-                    for (int i = 0; i < nh; ++i) {
-                        const float v = eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale;
-                        s[i][k] = v;
-                        mx[i] = v > mx[i] ? v : mx[i];
-                    }
-                    ++k;
-                    continue;
-                }
-                const int b = (j - S) / G, p0 = S + b * G;
-                int k1 = k + 1;
-                while (k1 < nk && lst[k1] < p0 + G) ++k1;
-                if (k1 - k >= KVQ_RUN_MIN) {
-                    const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * n_kv + kvh) * (size_t)d * rb;
-                    float acc[KVQ_HEADS][256], base[KVQ_HEADS];
-                    kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, simd4, acc, base);
-                    for (int i = 0; i < nh; ++i)
-                        for (int kk = k; kk < k1; ++kk) {
-                            const float v = (acc[i][lst[kk] - p0] + base[i]) * scale;
-                            s[i][kk] = v;
-                            mx[i] = v > mx[i] ? v : mx[i];
-                        }
-                } else {
-                    for (int i = 0; i < nh; ++i)
-                        for (int kk = k; kk < k1; ++kk) {
-                            const float v = kvq_score_one(c, qh[i], kvh, lst[kk], rb, h2f) * scale;
-                            s[i][kk] = v;
-                            mx[i] = v > mx[i] ? v : mx[i];
-                        }
-                }
-                k = k1;
-            }
-        } else {
-            for (int i = 0; i < nh; ++i)
-                for (int k = 0; k < ns; ++k) {
-                    const float *kr = sink_over ? sink_over + ((size_t)t * span->n_sink + k) * kv_dim
-                                                : c->sink_k + (size_t)k * kv_dim;
-                    const float v = eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale;
-                    s[i][k] = v;
-                    mx[i] = v > mx[i] ? v : mx[i];
-                }
-            /* window positions below S (short windows early on) are exact rows */
-            int j = w0;
-            for (; j <= p && j < S; ++j) {
-                const int k = ns + j - w0;
-                for (int i = 0; i < nh; ++i) {
-                    const float v = eak_dot_f32(qh[i], c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale;
-                    s[i][k] = v;
-                    mx[i] = v > mx[i] ? v : mx[i];
-                }
-            }
-            /* quantized blocks overlapping [j, qend): one pass over the block's channel records */
-            for (int b = j > S ? (j - S) / G : 0; b < nbq; ++b) {
-                const int p0 = S + b * G;
-                const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * n_kv + kvh) * (size_t)d * rb;
-                float acc[KVQ_HEADS][256], base[KVQ_HEADS];
-                kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, simd4, acc, base);
-                for (int i = 0; i < nh; ++i)
-                    for (int e = 0; e < G; ++e) {
-                        const int jj = p0 + e;
-                        if (jj < w0) continue;
-                        const int k = ns + jj - w0;
-                        const float v = (acc[i][e] + base[i]) * scale;
-                        s[i][k] = v;
-                        mx[i] = v > mx[i] ? v : mx[i];
-                    }
-            }
-            for (j = qend > w0 ? qend : w0; j <= p; ++j) {
-                if (j < S) continue;
-                const int k = ns + j - w0;
-                for (int i = 0; i < nh; ++i) {
-                    const float v = eak_dot_f32(qh[i], ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale;
-                    s[i][k] = v;
-                    mx[i] = v > mx[i] ? v : mx[i];
-                }
-            }
-        }
-        float *o[KVQ_HEADS];
-        for (int i = 0; i < nh; ++i) {
-            float sum = 0.0f;
-            eak_exp_sub(s[i], nk, mx[i]);
-            for (int k = 0; k < nk; ++k) sum += s[i][k];
-            inv[i] = 1.0f / sum;
-            for (int k = 0; k < nk; ++k) s[i][k] = s[i][k] * inv[i]; /* the probabilities, in place */
-            o[i] = out + (size_t)t * q_stride + (size_t)(h0 + i) * d;
-            for (int e = 0; e < d; ++e) o[i][e] = 0.0f;
-        }
-        for (int k = 0; k < nk;) {
-            const int j = POS(k);
+    if (max_keys < 1) max_keys = 1;
+    const size_t cap = (size_t)eak_kvq_heads_per_pass(n_head, n_kv_head);
+    const size_t split = (size_t)KVQ_SPLIT_TOK * (size_t)n_head, own = (size_t)n_threads * cap;
+    return own * (size_t)kvq_seg_keys(max_keys, n_sink) +
+           (split > own ? split : own) * (size_t)kvq_n_seg(max_keys, n_sink) * ((size_t)head_dim + 2);
+}
+
+/* Where the keys of one query live: the list, or sinks (ordinals 0..ns-1) and window w0..p. */
+typedef struct kvq_query {
+    const float *qh[KVQ_HEADS];
+    int nh, kvh, t, p, qend, ns, w0, nk;
+    const int32_t *lst;
+} kvq_query;
+
+typedef struct kvq_ctx {
+    const eak_kvq *c;
+    const eak_span *span;
+    const float *h2f;
+    float scale;
+    size_t rb;
+    int simd4;
+} kvq_ctx;
+
+static inline void put_score(float *s, float *mx, int k, float v) {
+    s[k] = v;
+    *mx = v > *mx ? v : *mx;
+}
+
+/* Ordinals [k0, k1) of query x for its nh heads: scores into s[i][k - k0], then exponentials from
+ * the segment's maximum, their sum, and the exponential-weighted values into rec[i] = [m, l, o[d]]. */
+static void kvq_segment(const kvq_ctx *X, const kvq_query *x, int k0, int k1, float *const *s, float *const *rec) {
+    const eak_kvq *c = X->c;
+    const int G = c->group, d = c->head_dim, S = c->n_sink, kv_dim = c->n_kv_head * d, bits = c->bits;
+    const int nh = x->nh, kvh = x->kvh, qend = x->qend, ns = x->ns, w0 = x->w0;
+    const int32_t *lst = x->lst;
+    const size_t rb = X->rb;
+    const float *h2f = X->h2f;
+    const float scale = X->scale;
+    const float *const *qh = x->qh;
+    float mx[KVQ_HEADS];
+    for (int i = 0; i < nh; ++i) mx[i] = -INFINITY;
+    if (lst) {
+        /* the list is ascending and DHSA selects whole chunks, so selected keys come in runs: a
+         * quantized block holding KVQ_RUN_MIN or more of them is scored by one block pass */
+        for (int k = k0; k < k1;) {
+            const int j = lst[k];
             if (j < S || j >= qend) {
-                const float *vr = (j < S ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
-                for (int i = 0; i < nh; ++i) {
-                    const float pw = s[i][k];
-                    for (int e = 0; e < d; ++e) o[i][e] = o[i][e] + pw * vr[e];
-                }
+                const float *kr = j < S ? c->sink_k + (size_t)j * kv_dim : ring_row(c, c->ring_k, j);
+                for (int i = 0; i < nh; ++i)
+                    put_score(s[i], &mx[i], k - k0, eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale);
                 ++k;
                 continue;
             }
-            /* the keys of one quantized block: their value records summed together, then added */
             const int b = (j - S) / G, p0 = S + b * G;
-            const uint8_t *vrec[256];
-            int n = 0;
-            for (; k + n < nk && POS(k + n) < p0 + G; ++n) {
-                const int vrow = block_slot(c, b) * G + (POS(k + n) - S) % G;
-                vrec[n] = c->vq + (((size_t)vrow * n_kv + kvh) * (size_t)(d / G)) * rb;
+            int ke = k + 1;
+            while (ke < k1 && lst[ke] < p0 + G) ++ke;
+            if (ke - k >= KVQ_RUN_MIN) {
+                const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
+                float acc[KVQ_HEADS][256], base[KVQ_HEADS];
+                kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, X->simd4, acc, base);
+                for (int i = 0; i < nh; ++i)
+                    for (int kk = k; kk < ke; ++kk)
+                        put_score(s[i], &mx[i], kk - k0, (acc[i][lst[kk] - p0] + base[i]) * scale);
+            } else {
+                for (int i = 0; i < nh; ++i)
+                    for (int kk = k; kk < ke; ++kk)
+                        put_score(s[i], &mx[i], kk - k0, kvq_score_one(c, qh[i], kvh, lst[kk], rb, h2f) * scale);
             }
-            const float *w[KVQ_HEADS];
-            for (int i = 0; i < nh; ++i) w[i] = s[i] + k;
-            vblock_add(o, w, nh, n, vrec, d, bits, G, rb, h2f, simd4);
-            k += n;
+            k = ke;
+        }
+    } else {
+        const eak_span *span = X->span;
+        const float *sink_over = span && !span->keys ? span->sink_k : NULL;
+        for (int i = 0; i < nh; ++i)
+            for (int k = k0; k < k1 && k < ns; ++k) {
+                const float *kr = sink_over ? sink_over + ((size_t)x->t * span->n_sink + k) * kv_dim
+                                            : c->sink_k + (size_t)k * kv_dim;
+                put_score(s[i], &mx[i], k - k0, eak_dot_f32(qh[i], kr + (size_t)kvh * d, d) * scale);
+            }
+        /* window positions [jlo, jhi) of this segment */
+        const int jlo = w0 + (k0 > ns ? k0 : ns) - ns, jhi = w0 + k1 - ns;
+        /* window positions below S (short windows early on) are exact rows */
+        int j = jlo;
+        for (; j < jhi && j < S; ++j)
+            for (int i = 0; i < nh; ++i)
+                put_score(s[i], &mx[i], ns + j - w0 - k0,
+                          eak_dot_f32(qh[i], c->sink_k + (size_t)j * kv_dim + (size_t)kvh * d, d) * scale);
+        /* quantized blocks overlapping [j, min(jhi, qend)): one pass over the block's channel records */
+        const int qhi = jhi < qend ? jhi : qend;
+        for (int b = j > S ? (j - S) / G : 0; S + b * G < qhi; ++b) {
+            const int p0 = S + b * G;
+            const uint8_t *kr = c->kq + ((size_t)block_slot(c, b) * c->n_kv_head + kvh) * (size_t)d * rb;
+            float acc[KVQ_HEADS][256], base[KVQ_HEADS];
+            kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, X->simd4, acc, base);
+            const int e0 = j > p0 ? j - p0 : 0, e1 = qhi - p0 < G ? qhi - p0 : G;
+            for (int i = 0; i < nh; ++i)
+                for (int e = e0; e < e1; ++e)
+                    put_score(s[i], &mx[i], ns + p0 + e - w0 - k0, (acc[i][e] + base[i]) * scale);
+        }
+        for (j = qend > j ? qend : j; j < jhi; ++j)
+            for (int i = 0; i < nh; ++i)
+                put_score(s[i], &mx[i], ns + j - w0 - k0,
+                          eak_dot_f32(qh[i], ring_row(c, c->ring_k, j) + (size_t)kvh * d, d) * scale);
+    }
+    const int n = k1 - k0;
+    float *o[KVQ_HEADS];
+    for (int i = 0; i < nh; ++i) {
+        float sum = 0.0f;
+        eak_exp_sub(s[i], n, mx[i]);
+        for (int k = 0; k < n; ++k) sum += s[i][k];
+        rec[i][0] = mx[i];
+        rec[i][1] = sum;
+        o[i] = rec[i] + 2;
+        for (int e = 0; e < d; ++e) o[i][e] = 0.0f;
+    }
+#define POS(k) (lst ? lst[k] : (k) < ns ? (k) : w0 + (k) - ns)
+    for (int k = k0; k < k1;) {
+        const int j = POS(k);
+        if (j < S || j >= qend) {
+            const float *vr = (j < S ? c->sink_v + (size_t)j * kv_dim : ring_row(c, c->ring_v, j)) + (size_t)kvh * d;
+            for (int i = 0; i < nh; ++i) {
+                const float pw = s[i][k - k0];
+                for (int e = 0; e < d; ++e) o[i][e] = o[i][e] + pw * vr[e];
+            }
+            ++k;
+            continue;
+        }
+        /* the keys of one quantized block: their value records summed together, then added */
+        const int b = (j - S) / G, p0 = S + b * G;
+        const uint8_t *vrec[256];
+        int m = 0;
+        for (; k + m < k1 && POS(k + m) < p0 + G; ++m) {
+            const int vrow = block_slot(c, b) * G + (POS(k + m) - S) % G;
+            vrec[m] = c->vq + (((size_t)vrow * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+        }
+        const float *w[KVQ_HEADS];
+        for (int i = 0; i < nh; ++i) w[i] = s[i] + (k - k0);
+        vblock_add(o, w, nh, m, vrec, d, bits, G, rb, h2f, X->simd4);
+        k += m;
+    }
+#undef POS
+}
+
+/* out[e] = sum_q exp(m_q - M) o_q[e] / sum_q exp(m_q - M) l_q over the n_seg records (stride d + 2),
+ * in segment order; each record's m is replaced by its factor exp(m_q - M). No keys: zeros. */
+static void kvq_merge(float *rec, int n_seg, int d, float *out) {
+    const size_t rs = (size_t)d + 2;
+    float M = -INFINITY, L = 0.0f;
+    for (int e = 0; e < d; ++e) out[e] = 0.0f;
+    for (int q = 0; q < n_seg; ++q) M = rec[q * rs] > M ? rec[q * rs] : M;
+    if (M == -INFINITY) return;
+    for (int q = 0; q < n_seg; ++q) {
+        rec[q * rs] = eak_exp(rec[q * rs] - M);
+        L = L + rec[q * rs] * rec[q * rs + 1];
+    }
+    const float inv = 1.0f / L;
+    for (int q = 0; q < n_seg; ++q) {
+        const float w = rec[q * rs] * inv;
+        const float *o = rec + q * rs + 2;
+        for (int e = 0; e < d; ++e) out[e] = out[e] + w * o[e];
+    }
+}
+
+/* The keys of query t for kv head kvh (and the first nh heads from h0). */
+static void kvq_query_at(const kvq_ctx *X, const float *q, int q_stride, int pos0, int t, int kvh, int h0, int nh,
+                         kvq_query *x) {
+    const eak_kvq *c = X->c;
+    const eak_span *span = X->span;
+    const int G = c->group, S = c->n_sink, d = c->head_dim;
+    x->nh = nh;
+    x->kvh = kvh;
+    x->t = t;
+    x->p = pos0 + t;
+    for (int i = 0; i < nh; ++i) x->qh[i] = q + (size_t)t * q_stride + (size_t)(h0 + i) * d;
+    const int nbq = x->p + 1 > S ? (x->p + 1 - S) / G : 0; /* blocks this query reads quantized */
+    x->qend = S + nbq * G;                                /* first position read from the ring */
+    x->lst = span && span->keys ? span->keys + (size_t)kvh * span->keys_stride : NULL;
+    x->ns = 0;
+    x->w0 = 0;
+    if (x->lst) {
+        x->nk = span_upper(x->lst, span->n_keys, x->p);
+    } else {
+        const int AS = span ? (span->n_sink < S ? span->n_sink : S) : 0; /* attended sinks */
+        x->nk = span_range(AS, span ? span->window : 0, x->p, &x->ns, &x->w0);
+    }
+}
+
+void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
+                       float scale, const eak_span *span, float *scratch, int n_threads) {
+    const int G = c->group, d = c->head_dim, S = c->n_sink, n_kv = c->n_kv_head;
+    const int grp = n_head / n_kv;
+    const int stride = eak_span_max_keys(span, pos0, n_tok);
+    if (d > 512 || G > 256 || grp < 1) return; /* validated by the planner */
+    if (n_threads < 1) n_threads = 1;
+    kvq_ctx X = {c, span, eak_f16_table(), scale, eak_kvq_record_bytes(c->bits, G), 0};
+#if defined(__x86_64__)
+    X.simd4 = c->bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
+#endif
+    const int q_stride = n_head * d, cap = eak_kvq_heads_per_pass(n_head, n_kv);
+    const int seg_keys = kvq_seg_keys(stride, S), max_seg = kvq_n_seg(stride, S);
+    const size_t rs = (size_t)d + 2;
+    float *recs = scratch + (size_t)n_threads * cap * seg_keys;
+    /* split: items are (query, kv head, heads, segment), partial records of all of them kept until
+     * the merge after the parallel part; else items are (query, kv head, heads), each with its
+     * segments one after another in the thread's own records */
+    const int split = n_tok <= KVQ_SPLIT_TOK && max_seg > 1;
+    const int n_seg_items = split ? max_seg : 1;
+    /* fewer heads per item when there would be fewer items than threads (decode with one kv head) */
+    int hc = cap;
+    while (hc > 1 && (size_t)n_tok * n_kv * (size_t)((grp + hc - 1) / hc) * n_seg_items < (size_t)n_threads) --hc;
+    const int n_chunks = (grp + hc - 1) / hc, n_work = n_tok * n_kv * n_chunks * n_seg_items;
+    const int eak_nt = n_threads;
+    EAK_PARALLEL(n_threads > 1 && n_work > 1,
+    for (int wi = eak_team_id(); wi < n_work; wi += eak_team_size()) {
+        const int sg = wi % n_seg_items, it = wi / n_seg_items;
+        const int t = it / (n_kv * n_chunks), kvh = it / n_chunks % n_kv, h0 = kvh * grp + it % n_chunks * hc;
+        const int nh = grp - (h0 - kvh * grp) < hc ? grp - (h0 - kvh * grp) : hc;
+        kvq_query x;
+        kvq_query_at(&X, q, q_stride, pos0, t, kvh, h0, nh, &x);
+        const int n_seg = kvq_n_seg(x.nk, S);
+        float *s[KVQ_HEADS], *rec[KVQ_HEADS];
+        for (int i = 0; i < nh; ++i) s[i] = scratch + ((size_t)eak_team_id() * cap + i) * seg_keys;
+        if (split) {
+            if (sg >= n_seg) continue;
+            for (int i = 0; i < nh; ++i) rec[i] = recs + (((size_t)t * n_head + h0 + i) * max_seg + sg) * rs;
+            const int k1 = kvq_seg_lo(sg + 1, S) < x.nk ? kvq_seg_lo(sg + 1, S) : x.nk;
+            kvq_segment(&X, &x, kvq_seg_lo(sg, S), k1, s, rec);
+        } else {
+            float *own = recs + (size_t)eak_team_id() * cap * max_seg * rs;
+            for (int sq = 0; sq < n_seg; ++sq) {
+                for (int i = 0; i < nh; ++i) rec[i] = own + ((size_t)i * max_seg + sq) * rs;
+                const int k1 = kvq_seg_lo(sq + 1, S) < x.nk ? kvq_seg_lo(sq + 1, S) : x.nk;
+                kvq_segment(&X, &x, kvq_seg_lo(sq, S), k1, s, rec);
+            }
+            for (int i = 0; i < nh; ++i)
+                kvq_merge(own + (size_t)i * max_seg * rs, n_seg, d, out + (size_t)t * q_stride + (size_t)(h0 + i) * d);
         }
     });
-#undef POS
+    if (split)
+        for (int t = 0; t < n_tok; ++t)
+            for (int kvh = 0; kvh < n_kv; ++kvh) {
+                kvq_query x;
+                kvq_query_at(&X, q, q_stride, pos0, t, kvh, kvh * grp, 1, &x);
+                const int n_seg = kvq_n_seg(x.nk, S);
+                for (int h = kvh * grp; h < (kvh + 1) * grp; ++h)
+                    kvq_merge(recs + ((size_t)t * n_head + h) * max_seg * rs, n_seg, d, out + (size_t)t * q_stride + (size_t)h * d);
+            }
 }

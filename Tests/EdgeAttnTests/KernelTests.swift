@@ -212,6 +212,9 @@ final class KernelTests: XCTestCase {
     /// thread would otherwise idle) give the same bits for any thread count; 3 kv heads x 3 query
     /// heads (SmolLM2) and 1 x 5 (a pass of four and a pass of one). DHSA key lists: a list of every
     /// key equals dense attention bit for bit; a sparse list (runs and lone keys) is SIMD == generic.
+    /// Up to 600 keys, so queries have one, two and three key segments (split over the threads for
+    /// decode): every thread count gives the same bits, and the merged segments equal softmax
+    /// attention over the records' values computed in double (`kvqReference`).
     func testKV4AttentionSIMDEqualsGenericExactly() {
         checkKV4Attention(nKV: 3, nHead: 9)
         checkKV4Attention(nKV: 1, nHead: 5)
@@ -219,10 +222,10 @@ final class KernelTests: XCTestCase {
 
     func checkKV4Attention(nKV: Int, nHead: Int) {
         var rng = TestRNG(state: 33)
-        let d = 64, G = 32, S = 4, ring = 64, nPos = 150
+        let d = 64, G = 32, S = 4, ring = 64, nPos = 600, nBlocks = (nPos - S) / G + 1
         let rb = Int(eak_kvq_record_bytes(4, Int32(G))), kvDim = nKV * d
-        var kq = [UInt8](repeating: 0, count: 8 * nKV * d * rb)
-        var vq = [UInt8](repeating: 0, count: 8 * G * nKV * (d / G) * rb)
+        var kq = [UInt8](repeating: 0, count: nBlocks * nKV * d * rb)
+        var vq = [UInt8](repeating: 0, count: nBlocks * G * nKV * (d / G) * rb)
         var sinkK = [Float](repeating: 0, count: S * kvDim), sinkV = sinkK
         var ringK = [Float](repeating: 0, count: ring * kvDim), ringV = ringK
         let k = (0..<(nPos * kvDim)).map { _ in rng.float(-2, 2) }, v = (0..<(nPos * kvDim)).map { _ in rng.float(-2, 2) }
@@ -238,7 +241,8 @@ final class KernelTests: XCTestCase {
                 var sp = span ?? eak_span()
                 let stride = span == nil ? Int(eak_span_max_keys(nil, Int32(pos0), Int32(nTok)))
                                          : Int(eak_span_max_keys(&sp, Int32(pos0), Int32(nTok)))
-                var scratch = [Float](repeating: 0, count: threads * Int(eak_kvq_heads_per_pass(Int32(nHead), Int32(nKV))) * stride)
+                var scratch = [Float](repeating: 0, count: Int(eak_kvq_scratch_floats(Int32(nHead), Int32(nKV), Int32(d), Int32(S),
+                                                                                      Int32(stride), Int32(threads))))
                 if span == nil {
                     eak_kvq_attention(&c, q, &out, Int32(nTok), Int32(pos0), Int32(nHead), 0.125, nil, &scratch, Int32(threads))
                 } else {
@@ -252,16 +256,17 @@ final class KernelTests: XCTestCase {
                 k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
                     eak_kvq_append(&c, kp.baseAddress! + p * kvDim, vp.baseAddress! + p * kvDim, Int32(p), Int32(n), 1)
                 } }
-                if p + n >= 100 {  // several complete blocks by now
+                // several complete blocks by now; then around the segment boundaries (nk = 260, 516)
+                let end = p + n
+                if (end >= 100 && end <= 160) || [250, 270, 300, 520, 600].contains(end) {
                     var lam = eak_span()
                     lam.n_sink = Int32(S)
-                    lam.window = 40
+                    lam.window = end % 20 == 0 ? 300 : 40  // a window of 300 spans two segments
                     // DHSA lists per kv head: every key (must equal dense), and a sparse mix of runs
                     // (scored by block passes) and lone keys in a block (scored one by one)
-                    let end = p + n
                     let full = (0..<nKV).flatMap { _ in (0..<end).map { Int32($0) } }
                     let perHead: [[Int32]] = (0..<nKV).map { h in
-                        (0..<end).filter { j in j < 3 || (j - S) / G == h % 2 || j % 11 == h || j >= end - 12 }.map { Int32($0) }
+                        (0..<end).filter { j in j < 3 || (j - S) / G % 2 == h % 2 || j % 11 == h || j >= end - 12 }.map { Int32($0) }
                     }
                     let nSparse = perHead.map(\.count).min()!  // one length for every kv head
                     let sparse = perHead.flatMap { $0.prefix(nSparse) }
@@ -300,11 +305,55 @@ final class KernelTests: XCTestCase {
                         eak_force_generic(0)
                         let bad = simd.indices.first { simd[$0] != generic[$0] }
                         XCTAssertNil(bad, "n_tok \(nTok) at \(pos0), span \(span == nil ? "dense" : "Λ"): first difference at \(bad ?? -1)")
+                        if nTok == 1 {
+                            let want = kvqReference(c, q: q, nHead: nHead, pos: pos0, sinks: span == nil ? S : Int(lam.n_sink),
+                                                    window: span == nil ? 0 : Int(lam.window))
+                            let worst = zip(simd, want).map { abs(Double(Float(bitPattern: $0.0)) - $0.1) }.max()!
+                            XCTAssertLessThan(worst, 2e-5, "\(nKV)x\(nHead) decode at \(pos0), span \(span == nil ? "dense" : "Λ \(lam.window)"): vs double reference")
+                        }
                     }
                 }
                 p += n
             }
         } } } } } }
+    }
+
+    /// Attention of one query (position pos, every head) over the cache's own contents in double:
+    /// exact sinks and ring rows as stored, quantized keys and values decoded from their records
+    /// (fp16 scale and offset, 4-bit codes low nibble first), keys = the first `sinks` positions
+    /// and the last `window` (0 = all).
+    func kvqReference(_ c: eak_kvq, q: [Float], nHead: Int, pos: Int, sinks: Int, window: Int) -> [Double] {
+        let d = Int(c.head_dim), G = Int(c.group), S = Int(c.n_sink), nKV = Int(c.n_kv_head), kvDim = nKV * d
+        let rb = Int(eak_kvq_record_bytes(c.bits, c.group)), grp = nHead / nKV
+        let qend = S + (pos + 1 > S ? (pos + 1 - S) / G : 0) * G
+        func rec(_ base: UnsafeMutablePointer<UInt8>, _ at: Int, _ e: Int) -> Double {
+            let r = base + at
+            let dd = Double(Float16(bitPattern: UInt16(r[0]) | UInt16(r[1]) << 8))
+            let m = Double(Float16(bitPattern: UInt16(r[2]) | UInt16(r[3]) << 8))
+            return Double((r[4 + e / 2] >> (4 * UInt8(e % 2))) & 15) * dd + m
+        }
+        func key(_ j: Int, _ kvh: Int, _ ch: Int) -> Double {
+            if j < S { return Double(c.sink_k[j * kvDim + kvh * d + ch]) }
+            if j >= qend { return Double(c.ring_k[((j - S) % Int(c.ring)) * kvDim + kvh * d + ch]) }
+            return rec(c.kq, (((j - S) / G * nKV + kvh) * d + ch) * rb, (j - S) % G)
+        }
+        func value(_ j: Int, _ kvh: Int, _ ch: Int) -> Double {
+            if j < S { return Double(c.sink_v[j * kvDim + kvh * d + ch]) }
+            if j >= qend { return Double(c.ring_v[((j - S) % Int(c.ring)) * kvDim + kvh * d + ch]) }
+            return rec(c.vq, (((j - S) * nKV + kvh) * (d / G) + ch / G) * rb, ch % G)
+        }
+        let w0 = window > 0 ? max(pos - window + 1, sinks) : 0
+        let keys = Array(0..<min(sinks, pos + 1)) + Array(max(w0, min(sinks, pos + 1))...pos)
+        var out = [Double](repeating: 0, count: nHead * d)
+        for h in 0..<nHead {
+            let kvh = h / grp
+            let sc = keys.map { j in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * key(j, kvh, $1) } * 0.125 }
+            let mx = sc.max()!, e = sc.map { Foundation.exp($0 - mx) }, sum = e.reduce(0, +)
+            for ch in 0..<d {
+                out[h * d + ch] = zip(keys, e).reduce(0.0) { $0 + $1.1 * value($1.0, kvh, ch) } / sum
+            }
+        }
+        return out
     }
 
     /// RoPE: rotating pairs equals multiplying complex numbers by e^{i pos theta_i}.

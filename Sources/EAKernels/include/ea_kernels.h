@@ -229,9 +229,14 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
  * span as for eak_attention (NULL = dense; span->n_sink <= c->n_sink; span->ring is ignored: the
  * cache's own geometry says where a position lives). The query heads of one kv head are scored
  * together (each key record unpacked once for up to eak_kvq_heads_per_pass of them); results are
- * those of one head at a time, bit for bit. scratch: n_threads * eak_kvq_heads_per_pass(n_head,
- * n_kv_head) * eak_span_max_keys floats. */
+ * those of one head at a time, bit for bit. A query's keys are attended in fixed segments (ordinals
+ * [0, n_sink + 256), then 256 at a time; per segment its own maximum, sum and value sum, merged in
+ * order), which decode spreads over the threads: results depend on neither the thread count nor the
+ * batching. scratch: eak_kvq_scratch_floats(n_head, n_kv_head, head_dim, n_sink,
+ * eak_span_max_keys(span, pos0, n_tok), n_threads) floats (the same with a larger key count or
+ * thread count is enough). */
 int eak_kvq_heads_per_pass(int n_head, int n_kv_head);
+size_t eak_kvq_scratch_floats(int n_head, int n_kv_head, int head_dim, int n_sink, int max_keys, int n_threads);
 void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, int pos0, int n_head,
                        float scale, const eak_span *span, float *scratch, int n_threads);
 

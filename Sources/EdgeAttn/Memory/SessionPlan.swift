@@ -329,9 +329,13 @@ public struct SessionPlan {
             case .dhsa: maxKeys = max(maxKeys, min(dh.budget, nCtx))
             }
         }
-        // KV8/KV4 attention scores the query heads of a kv head together: one score row per head
-        let headsPerPass = quant ? Int(eak_kvq_heads_per_pass(Int32(hp.nHead), Int32(hp.nHeadKV))) : 1
-        let scratch = try region("attn_scores", checkedMul(nThreads * headsPerPass, maxKeys))
+        // KV8/KV4 attention scores the query heads of a kv head together, a segment of keys at a
+        // time, and keeps each segment's partial sums until they are merged
+        let scratchFloats = quant
+            ? Int(eak_kvq_scratch_floats(Int32(hp.nHead), Int32(hp.nHeadKV), Int32(hp.headDim), Int32(sinks),
+                                         Int32(clamping: maxKeys), Int32(nThreads)))
+            : checkedMul(nThreads, maxKeys)
+        let scratch = try region("attn_scores", scratchFloats)
         // 8-bit activation blocks for the widest matrix input (in floats' units: bytes / 4)
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
