@@ -184,6 +184,26 @@ __attribute__((target("avx2"))) static void kblock_heads_avx2(const float *const
 #endif
 
 
+#if defined(__x86_64__)
+/* dst[e] = (acc[e] + base) * scale for a block of 32 keys and *mx = their maximum with *mx: the
+ * generic loop's values (the maximum of a set does not depend on the order it is taken in). */
+__attribute__((target("avx2"))) static void scores32_avx2(float *dst, const float *acc, float base, float scale,
+                                                        float *mx) {
+    const __m256 vb = _mm256_set1_ps(base), vs = _mm256_set1_ps(scale);
+    __m256 m = _mm256_set1_ps(*mx);
+    for (int e = 0; e < 32; e += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(acc + e), vb), vs);
+        _mm256_storeu_ps(dst + e, v);
+        m = _mm256_max_ps(v, m);
+    }
+    float a[8];
+    _mm256_storeu_ps(a, m);
+    float r = *mx;
+    for (int l = 0; l < 8; ++l) r = a[l] > r ? a[l] : r;
+    *mx = r;
+}
+#endif
+
 /* Score of position j (>= n_sink, in a complete block) read from its key records one channel at a
  * time, for a list (DHSA) entry whose block holds too few selected keys for a block pass. The same
  * operations in the same order as the block pass (scaled code sum and offset sum kept apart, added
@@ -424,6 +444,12 @@ static void kvq_segment(const kvq_ctx *X, const kvq_query *x, int k0, int k1, fl
             float acc[KVQ_HEADS][256], base[KVQ_HEADS];
             kblock_scores(qh, nh, kr, rb, d, bits, G, h2f, X->simd4, acc, base);
             const int e0 = j > p0 ? j - p0 : 0, e1 = qhi - p0 < G ? qhi - p0 : G;
+#if defined(__x86_64__)
+            if (X->simd4 && e0 == 0 && e1 == 32) { /* a whole block: the same scores and maximum */
+                for (int i = 0; i < nh; ++i) scores32_avx2(s[i] + (ns + p0 - w0 - k0), acc[i], base[i], scale, &mx[i]);
+                continue;
+            }
+#endif
             for (int i = 0; i < nh; ++i)
                 for (int e = e0; e < e1; ++e)
                     put_score(s[i], &mx[i], ns + p0 + e - w0 - k0, (acc[i][e] + base[i]) * scale);
@@ -436,9 +462,7 @@ static void kvq_segment(const kvq_ctx *X, const kvq_query *x, int k0, int k1, fl
     const int n = k1 - k0;
     float *o[KVQ_HEADS];
     for (int i = 0; i < nh; ++i) {
-        float sum = 0.0f;
-        eak_exp_sub(s[i], n, mx[i]);
-        for (int k = 0; k < n; ++k) sum += s[i][k];
+        const float sum = eak_exp32_sub_sum(s[i], n, mx[i]);
         rec[i][0] = mx[i];
         rec[i][1] = sum;
         o[i] = rec[i] + 2;
@@ -460,9 +484,16 @@ static void kvq_segment(const kvq_ctx *X, const kvq_query *x, int k0, int k1, fl
         const int b = (j - S) / G, p0 = S + b * G;
         const uint8_t *vrec[256];
         int m = 0;
-        for (; k + m < k1 && POS(k + m) < p0 + G; ++m) {
-            const int vrow = block_slot(c, b) * G + (POS(k + m) - S) % G;
-            vrec[m] = c->vq + (((size_t)vrow * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+        if (lst) {
+            for (; k + m < k1 && lst[k + m] < p0 + G; ++m) {
+                const int vrow = block_slot(c, b) * G + (lst[k + m] - S) % G;
+                vrec[m] = c->vq + (((size_t)vrow * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+            }
+        } else { /* window keys are consecutive positions: consecutive value rows of the block */
+            const size_t step = (size_t)c->n_kv_head * (size_t)(d / G) * rb;
+            const uint8_t *v0 = c->vq + (((size_t)(block_slot(c, b) * G + (j - S) % G) * c->n_kv_head + kvh) * (size_t)(d / G)) * rb;
+            m = p0 + G - j < k1 - k ? p0 + G - j : k1 - k;
+            for (int r = 0; r < m; ++r) vrec[r] = v0 + (size_t)r * step;
         }
         const float *w[KVQ_HEADS];
         for (int i = 0; i < nh; ++i) w[i] = s[i] + (k - k0);

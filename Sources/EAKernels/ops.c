@@ -98,6 +98,98 @@ void eak_exp_sub(float *s, int n, float mx) {
     for (int i = 0; i < n; ++i) s[i] = eak_exp(s[i] - mx);
 }
 
+/* exp in float for the quantized-cache softmax: x = n ln2 + r (Cody-Waite, two float constants),
+ * e^r by its Taylor series to degree 6 (|r| <= ln2/2: truncation below 2e-7 relative), times 2^n
+ * from exponent bits. Below -87 the result is 0, above 88 infinity, NaN stays NaN. */
+#define EXP32_L2E 1.44269504f
+#define EXP32_C1 0.693359375f  /* ln2 in few bits: n * C1 is exact */
+#define EXP32_C2 -2.12194440e-4f
+static inline float exp32(float x) {
+    if (x != x) return x;
+    if (x < -87.0f) return 0.0f;
+    if (x > 88.0f) return INFINITY;
+    const float y = x * EXP32_L2E + 0.5f;
+    float n = (float)(int)y; /* floor without libm: |y| < 128 */
+    if (n > y) n = n - 1.0f;
+    const float r = (x - n * EXP32_C1) - n * EXP32_C2;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const uint32_t bits = (uint32_t)((int)n + 127) << 23; /* n in [-126, 127] */
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return p * two_n;
+}
+
+/* The sum's order: element i into running sum i mod 8 over the whole eights, the eight combined as
+ * ((0+1)+(2+3))+((4+5)+(6+7)), then the remaining elements in order. */
+static float exp32_sub_sum_generic(float *s, int n, float mx) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sum;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l) {
+            s[i + l] = exp32(s[i + l] - mx);
+            acc[l] = acc[l] + s[i + l];
+        }
+    sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; ++i) {
+        s[i] = exp32(s[i] - mx);
+        sum = sum + s[i];
+    }
+    return sum;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static float exp32_sub_sum_avx2(float *s, int n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + i), vmx);
+        const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN -> -87: finite below */
+        const __m256 y = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP32_L2E)), _mm256_set1_ps(0.5f));
+        const __m256 nn = _mm256_floor_ps(y);
+        const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C1))),
+                                       _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C2)));
+        __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
+        __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+        res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+        res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+        res = _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        _mm256_storeu_ps(s + i, res);
+        acc = _mm256_add_ps(acc, res);
+    }
+    float a[8], sum;
+    _mm256_storeu_ps(a, acc);
+    sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < n; ++i) {
+        s[i] = exp32(s[i] - mx);
+        sum = sum + s[i];
+    }
+    return sum;
+}
+#endif
+
+float eak_exp32(float x) { return exp32(x); }
+
+float eak_exp32_sub_sum(float *s, int n, float mx) {
+#if defined(__x86_64__)
+    if (eak_use_avx2()) return exp32_sub_sum_avx2(s, n, mx);
+#endif
+    return exp32_sub_sum_generic(s, n, mx);
+}
+
 void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
                  float w_offset) {
     for (int r = 0; r < n_rows; ++r) {

@@ -206,6 +206,43 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The float exponential of the quantized-cache softmax: within 3 float ulp of exp in double on
+    /// [-87, 88] (0 below, infinity above, NaN stays NaN); eak_exp32_sub_sum's AVX2 form equals the
+    /// generic one bit for bit (values and sum) on ragged lengths, and its sum is the documented
+    /// order (eight running sums over the whole eights, combined pairwise, then the rest).
+    func testFloatExpAndItsSum() {
+        var x: Float = -87
+        while x <= 88 {
+            let got = eak_exp32(x), ref = Float(Foundation.exp(Double(x)))
+            XCTAssertLessThanOrEqual(abs(got - ref), 3 * ref.ulp, "exp32(\(x))")
+            x += 0.0137
+        }
+        XCTAssertEqual(eak_exp32(-87.5), 0)
+        XCTAssertEqual(eak_exp32(-.infinity), 0)
+        XCTAssertEqual(eak_exp32(88.5), .infinity)
+        XCTAssertTrue(eak_exp32(.nan).isNaN)
+        var rng = TestRNG(state: 6)
+        for n in [0, 1, 7, 8, 9, 31, 64, 1001] {
+            let mx = rng.float(-5, 5)
+            var v = (0..<n).map { _ in rng.float(-100, 10) }
+            if n > 3 { v[0] = -.infinity; v[1] = mx; v[2] = mx - 86.9 }
+            var simd = v, generic = v
+            let sSimd = eak_exp32_sub_sum(&simd, Int32(n), mx)
+            eak_force_generic(1)
+            let sGeneric = eak_exp32_sub_sum(&generic, Int32(n), mx)
+            eak_force_generic(0)
+            XCTAssertEqual(simd.map(\.bitPattern), generic.map(\.bitPattern), "n \(n): AVX2 != generic")
+            XCTAssertEqual(sSimd.bitPattern, sGeneric.bitPattern, "n \(n): sums differ")
+            let want = v.map { eak_exp32($0 - mx) }
+            XCTAssertEqual(generic.map(\.bitPattern), want.map(\.bitPattern), "n \(n): not eak_exp32 element by element")
+            var lanes = [Float](repeating: 0, count: 8), i = 0
+            while i + 8 <= n { for l in 0..<8 { lanes[l] = lanes[l] + want[i + l] }; i += 8 }
+            var sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+            while i < n { sum = sum + want[i]; i += 1 }
+            XCTAssertEqual(sGeneric.bitPattern, sum.bitPattern, "n \(n): sum order")
+        }
+    }
+
     /// KV4 attention with groups of 32: the AVX2 loops (unpacked codes, block scores in registers)
     /// give the generic loops' results bit for bit, for decode and batch queries, dense and Λ spans.
     /// Also: query heads scored together (up to eak_kvq_heads_per_pass of a kv head, fewer when a

@@ -253,6 +253,14 @@ float eak_expf(float x);
 /* s[i] <- eak_exp(s[i] - mx) for i < n (vectorised where the CPU allows, same bits). */
 void eak_exp_sub(float *s, int n, float mx);
 
+/* exp in float (degree-6 polynomial, within a few float ulp; 0 below -87, infinity above 88), the
+ * same operations on every target. eak_exp32_sub_sum: s[i] <- eak_exp32(s[i] - mx) for i < n and
+ * returns their sum in a fixed order (eight running sums over the whole eights, combined pairwise,
+ * then the rest in order); the AVX2 form gives the same bits. The quantized-cache softmax uses it:
+ * there the double-precision eak_exp_sub was a tenth of the attention's instructions. */
+float eak_exp32(float x);
+float eak_exp32_sub_sum(float *s, int n, float mx);
+
 /* y[i] += x[i] */
 void eak_add(float *y, const float *x, int64_t n);
 /* x[i] *= s */
