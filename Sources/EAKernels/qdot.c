@@ -34,25 +34,80 @@ int eak_act_type(int wtype) {
 
 size_t eak_act_bytes(int n_tok, int cols) { return (size_t)n_tok * (size_t)(cols / 32) * sizeof(eak_act_block); }
 
+/* One block: d = max|v| / 127, q = round-half-even(v * 127 / max|v|), s = d * sum(q), d and s rounded
+ * through fp16. The SIMD forms take the same maximum (order-free), the same products and the same
+ * rounding (the default mode, which nearbyintf also follows), so their blocks are bit-identical. */
+static void quantize_block_generic(const float *v, eak_act_block *o) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(v[j]));
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+        int q = (int)nearbyintf(v[j] * id);
+        o->qs[j] = (int8_t)q;
+        sum += q;
+    }
+    o->d = eak_f16_to_f32(eak_f32_to_f16(d));
+    o->s = eak_f16_to_f32(eak_f32_to_f16(d * (float)sum));
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void quantize_block_avx2(const float *v, eak_act_block *o) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+    /* max(new, old): a NaN element is skipped, as fmaxf skips it */
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+    const __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+    /* packs work within 128-bit halves: the dword permutation puts the bytes back in order */
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    _mm256_storeu_si256((__m256i *)o->qs, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    const __m256i t = _mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3));
+    __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+    const int sum = _mm_cvtsi128_si32(u);
+    o->d = eak_f16_to_f32(eak_f32_to_f16(d));
+    o->s = eak_f16_to_f32(eak_f32_to_f16(d * (float)sum));
+}
+#elif defined(__aarch64__)
+static void quantize_block_neon(const float *v, eak_act_block *o) {
+    float32x4_t x[8];
+    for (int k = 0; k < 8; ++k) x[k] = vld1q_f32(v + 4 * k);
+    float32x4_t m = vabsq_f32(x[0]);
+    for (int k = 1; k < 8; ++k) m = vmaxnmq_f32(m, vabsq_f32(x[k])); /* maxnm: NaN skipped, as fmaxf */
+    const float amax = vmaxnmvq_f32(m);
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int32x4_t q[8], t = vdupq_n_s32(0);
+    for (int k = 0; k < 8; ++k) {
+        q[k] = vcvtnq_s32_f32(vmulq_n_f32(x[k], id)); /* round to nearest, ties to even */
+        t = vaddq_s32(t, q[k]);
+    }
+    for (int k = 0; k < 8; k += 2) {
+        const int16x8_t w = vcombine_s16(vqmovn_s32(q[k]), vqmovn_s32(q[k + 1]));
+        vst1_s8(o->qs + 4 * k, vqmovn_s16(w));
+    }
+    const int sum = vaddvq_s32(t);
+    o->d = eak_f16_to_f32(eak_f32_to_f16(d));
+    o->s = eak_f16_to_f32(eak_f32_to_f16(d * (float)sum));
+}
+#endif
+
+typedef void (*quantize_block_fn)(const float *, eak_act_block *);
+static quantize_block_fn pick_quantize_block(void);
+
 void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out) {
     const int nb = cols / 32;
-    for (int t = 0; t < n_tok; ++t) {
-        for (int b = 0; b < nb; ++b) {
-            const float *v = x + (size_t)t * cols + b * 32;
-            eak_act_block *o = out + (size_t)t * nb + b;
-            float amax = 0.0f;
-            for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(v[j]));
-            const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) {
-                int q = (int)nearbyintf(v[j] * id);
-                o->qs[j] = (int8_t)q;
-                sum += q;
-            }
-            o->d = eak_f16_to_f32(eak_f32_to_f16(d));
-            o->s = eak_f16_to_f32(eak_f32_to_f16(d * (float)sum));
-        }
-    }
+    const quantize_block_fn f = pick_quantize_block();
+    for (int t = 0; t < n_tok; ++t)
+        for (int b = 0; b < nb; ++b) f(x + (size_t)t * cols + b * 32, out + (size_t)t * nb + b);
 }
 
 /* ---- exact int32 dot of one 32-element weight block with one activation block --------------- */
@@ -379,6 +434,17 @@ int eak_use_avx2(void) {
 #endif
 }
 
+static quantize_block_fn pick_quantize_block(void) {
+    if (eak_generic_forced()) return quantize_block_generic;
+#if defined(__x86_64__)
+    return eak_use_avx2() ? quantize_block_avx2 : quantize_block_generic;
+#elif defined(__aarch64__)
+    return quantize_block_neon;
+#else
+    return quantize_block_generic;
+#endif
+}
+
 void eak_force_generic(int on) {
     g_forced_generic = on;
     g_lanes = 0;
@@ -532,10 +598,10 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
  * accumulators, one for elements 0-15 and one for 16-31 of every 32-element block, updated block by
  * block as lo = lo + (d * dx) * (float)L_lo (L: the exact int32 sum of code * x over those 16
  * elements), the offset term m = m + mn * s block by block, and y = (lo + hi) + m. Two sums per
- * block instead of eight let the SIMD kernels reduce four rows' integer sums into one vector (AVX2:
- * three 16-bit horizontal adds; NEON: pairwise adds) and do the float work of four rows in one
- * multiply and add: about half the instructions of eight lanes per row. Decode and prefill run the
- * same kernels (one or two tokens per pass), so a token's result does not depend on its batch. */
+ * block instead of eight let the SIMD kernels gather four rows' integer sums into one vector (x86:
+ * products summed vertically, one horizontal add per token; NEON dotprod: sdot by lane, no
+ * reduction at all) and do the float work of four rows in one multiply and add. Decode and prefill run the
+ * same kernels (one to four tokens per pass), so a token's result does not depend on its batch. */
 static inline int w2_code(const uint8_t *chunk, int j) { return (chunk[j & 7] >> (2 * (j >> 3))) & 3; }
 
 static float w2_row_generic(const uint8_t *row, const eak_act_block *xa, int ng, int cpg, const float *h2f) {
@@ -558,7 +624,7 @@ static float w2_row_generic(const uint8_t *row, const eak_act_block *xa, int ng,
     return (lo + hi) + m;
 }
 
-/* Four rows (r[k]; a short tail repeats a row) times nt (1 or 2) tokens (token t at x + t * xs);
+/* Four rows (r[k]; a short tail repeats a row) times nt (1 to 4) tokens (token t at x + t * xs);
  * y[t * ys + k] receives row k's result for token t. */
 typedef void (*w2_quad_fn)(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
                            const float *h2f, float *y, size_t ys);
@@ -578,6 +644,10 @@ __attribute__((target("avx2"))) static inline __m256i w2_codes_avx2(const uint8_
     return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)v), sh), _mm256_set1_epi8(3));
 }
 
+/* One token (decode) keeps the per-row layout: each row's codes by one broadcast load, a shift and a
+ * mask, the four rows' sums by horizontal adds. It runs fewer instructions than the U_s layout
+ * below when the unpacking serves a single token (1240M -> 1309M per 16 decoded tokens otherwise);
+ * from two tokens on, the U_s layout's cheaper per-token sums win. */
 /* One token's update of the four rows: maddubs gives pair sums (<= 762 in magnitude), two rounds of
  * hadd_epi16 quads and octets (<= 3048: no wrap), madd the 16-element sums, laid out as
  * [L_lo rows 0-3 | L_hi rows 0-3]; the float lanes then do exactly w2_row_generic's operations. */
@@ -592,9 +662,9 @@ __attribute__((target("avx2"))) static inline __m256i w2_codes_avx2(const uint8_
         M = _mm_add_ps(M, _mm_mul_ps(mv, _mm_set1_ps((XB)->s)));                                               \
     }
 
-__attribute__((target("avx2,f16c"))) static void w2_quad_avx2(const uint8_t *const r[4], const eak_act_block *x,
-                                                            size_t xs, int nt, int ng, int cpg, const float *h2f,
-                                                            float *y, size_t ys) {
+__attribute__((target("avx2,f16c"), noinline)) static void w2_quad_avx2_hadd(const uint8_t *const r[4], const eak_act_block *x,
+                                                                 size_t xs, int nt, int ng, int cpg, const float *h2f,
+                                                                 float *y, size_t ys) {
     (void)h2f; /* F16C converts the scales (exactly, as the table does) */
     const __m256i ones = _mm256_set1_epi16(1);
     /* the four rows' (d, m) words -> [d0 d1 d2 d3 m0 m1 m2 m3] as fp16 */
@@ -623,75 +693,283 @@ __attribute__((target("avx2,f16c"))) static void w2_quad_avx2(const uint8_t *con
         _mm_storeu_ps(y + ys, _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc1), _mm256_extractf128_ps(acc1, 1)), m1));
 }
 #undef W2_QUAD_AVX2_TOKEN
+
+/* The quad kernels lay one 32-element block of four rows out as four code vectors U_s (s = 0..3):
+ * 32-bit lane p of U_s holds row p / 2's codes for elements 8s + 4e .. 8s + 4e + 3 (e = p & 1), which
+ * are the bytes of dword e of the row's 8-byte chunk at bit offset 2s. So U_s is the four rows'
+ * chunks side by side (broadcast loads and blends, no shuffles) shifted by 2s, and the token's
+ * matching bytes are its activation qword s repeated (one broadcast load). Products summed over
+ * U_0, U_1 give each row's two halves of L_lo in lanes 2k, 2k + 1, over U_2, U_3 those of L_hi; one
+ * 32-bit horizontal add per token makes [lo r0, lo r1, hi r0, hi r1 | lo r2, lo r3, hi r2, hi r3].
+ * Integer sums are exact, so every variant gives the same L and, through the same float operations
+ * per lane, the same y as w2_row_generic. */
+__attribute__((target("avx2"))) static inline void w2_codes4_avx2(const uint8_t *const r[4], size_t co, __m256i u[4]) {
+    uint64_t q0, q1, q2, q3;
+    memcpy(&q0, r[0] + co, 8); memcpy(&q1, r[1] + co, 8); memcpy(&q2, r[2] + co, 8); memcpy(&q3, r[3] + co, 8);
+    const __m256i q01 = _mm256_blend_epi32(_mm256_set1_epi64x((long long)q0), _mm256_set1_epi64x((long long)q1), 0x0C);
+    const __m256i q23 = _mm256_blend_epi32(_mm256_set1_epi64x((long long)q2), _mm256_set1_epi64x((long long)q3), 0xC0);
+    const __m256i q = _mm256_blend_epi32(q01, q23, 0xF0), m3 = _mm256_set1_epi8(3);
+    u[0] = _mm256_and_si256(q, m3);
+    u[1] = _mm256_and_si256(_mm256_srli_epi32(q, 2), m3);
+    u[2] = _mm256_and_si256(_mm256_srli_epi32(q, 4), m3);
+    u[3] = _mm256_and_si256(_mm256_srli_epi32(q, 6), m3);
+}
+
+__attribute__((target("avx2"))) static inline __m256i w2_xq(const eak_act_block *xb, int s) {
+    int64_t v;
+    memcpy(&v, xb->qs + 8 * s, 8);
+    return _mm256_set1_epi64x((long long)v);
+}
+
+/* The float work of one token (exactly w2_row_generic's operations per lane). */
+#define W2_QUAD_X86_FLOAT(ACC, M, XB, L)                                                                      \
+    {                                                                                                          \
+        const __m256 sc = _mm256_mul_ps(dv, _mm256_set1_ps((XB)->d));                                          \
+        ACC = _mm256_add_ps(ACC, _mm256_mul_ps(sc, _mm256_cvtepi32_ps(L)));                                    \
+        M = _mm_add_ps(M, _mm_mul_ps(mv, _mm_set1_ps((XB)->s)));                                               \
+    }
+
+/* AVX2: maddubs pair sums (|.| <= 768) added over two U_s in 16 bits, one madd per half. */
+#define W2_L_AVX2(XB, L)                                                                                       \
+    __m256i L;                                                                                                 \
+    {                                                                                                          \
+        const __m256i lo = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(u[0], w2_xq(XB, 0)),        \
+                                                              _mm256_maddubs_epi16(u[1], w2_xq(XB, 1))), ones); \
+        const __m256i hi = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(u[2], w2_xq(XB, 2)),        \
+                                                              _mm256_maddubs_epi16(u[3], w2_xq(XB, 3))), ones); \
+        L = _mm256_hadd_epi32(lo, hi);                                                                         \
+    }
+
+/* VNNI: dpbusd (unsigned codes times signed activations, sums of four into int32), two per half. */
+#define W2_L_VNNI(DP, XB, L)                                                                                   \
+    __m256i L;                                                                                                 \
+    {                                                                                                          \
+        const __m256i lo = DP(DP(_mm256_setzero_si256(), u[0], w2_xq(XB, 0)), u[1], w2_xq(XB, 1));             \
+        const __m256i hi = DP(DP(_mm256_setzero_si256(), u[2], w2_xq(XB, 2)), u[3], w2_xq(XB, 3));             \
+        L = _mm256_hadd_epi32(lo, hi);                                                                         \
+    }
+
+/* NT (1-4, a constant in each expansion) tokens per pass: the codes of a block are unpacked once for
+ * all of them, and the NT accumulator chains run side by side. */
+#define W2_QUAD_X86_BODY(LSUM, NT)                                                                             \
+    {                                                                                                          \
+        const __m256i ones = _mm256_set1_epi16(1);                                                             \
+        (void)ones;                                                                                            \
+        /* the four rows' (d, m) words -> [d0 d1 d2 d3 m0 m1 m2 m3] as fp16 */                                 \
+        const __m128i pick = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);              \
+        const __m256i dlanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);                                      \
+        __m256 acc[NT];                                                                                        \
+        __m128 m[NT];                                                                                          \
+        for (int t = 0; t < NT; ++t) { acc[t] = _mm256_setzero_ps(); m[t] = _mm_setzero_ps(); }                \
+        const size_t gb = 4 + 8 * (size_t)cpg;                                                                 \
+        for (int g = 0, b = 0; g < ng; ++g) {                                                                  \
+            const size_t o = (size_t)g * gb;                                                                   \
+            uint32_t h0, h1, h2, h3;                                                                           \
+            memcpy(&h0, r[0] + o, 4); memcpy(&h1, r[1] + o, 4); memcpy(&h2, r[2] + o, 4); memcpy(&h3, r[3] + o, 4); \
+            const __m256 dm = _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_setr_epi32((int)h0, (int)h1, (int)h2, (int)h3), pick)); \
+            const __m256 dv = _mm256_permutevar8x32_ps(dm, dlanes); /* [d0 d1 d0 d1 | d2 d3 d2 d3] */          \
+            const __m128 mv = _mm256_extractf128_ps(dm, 1);                                                    \
+            for (int c = 0; c < cpg; ++c, ++b) {                                                               \
+                __m256i u[4];                                                                                  \
+                w2_codes4_avx2(r, o + 4 + 8 * (size_t)c, u);                                                   \
+                for (int t = 0; t < NT; ++t) {                                                                 \
+                    const eak_act_block *xb = x + (size_t)t * xs + b;                                          \
+                    LSUM(xb, l)                                                                                \
+                    W2_QUAD_X86_FLOAT(acc[t], m[t], xb, l)                                                     \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int t = 0; t < NT; ++t) {                                                                         \
+            const __m128 a = _mm256_castps256_ps128(acc[t]), h = _mm256_extractf128_ps(acc[t], 1);             \
+            const __m128 lo = _mm_shuffle_ps(a, h, _MM_SHUFFLE(1, 0, 1, 0)), hi = _mm_shuffle_ps(a, h, _MM_SHUFFLE(3, 2, 3, 2)); \
+            _mm_storeu_ps(y + (size_t)t * ys, _mm_add_ps(_mm_add_ps(lo, hi), m[t]));                          \
+        }                                                                                                      \
+    }
+
+#define W2_QUAD_X86_SWITCH(LSUM)                                                                               \
+    (void)h2f; /* F16C converts the scales (exactly, as the table does) */                                     \
+    switch (nt) {                                                                                              \
+    case 1: w2_quad_avx2_hadd(r, x, xs, 1, ng, cpg, h2f, y, ys); break;                                        \
+    case 2: W2_QUAD_X86_BODY(LSUM, 2) break;                                                                   \
+    case 3: W2_QUAD_X86_BODY(LSUM, 3) break;                                                                   \
+    default: W2_QUAD_X86_BODY(LSUM, 4) break;                                                                  \
+    }
+
+__attribute__((target("avx2,f16c"))) static void w2_quad_avx2(const uint8_t *const r[4], const eak_act_block *x,
+                                                            size_t xs, int nt, int ng, int cpg, const float *h2f,
+                                                            float *y, size_t ys) {
+    W2_QUAD_X86_SWITCH(W2_L_AVX2)
+}
+
+/* AVX-VNNI (VEX: Alder Lake, Zen 5) and AVX512-VNNI on 256-bit vectors (Ice Lake, Zen 4): the same. */
+#define W2_DP_AVXVNNI(A, B, C) _mm256_dpbusd_avx_epi32(A, B, C)
+#define W2_L_AVXVNNI(XB, L) W2_L_VNNI(W2_DP_AVXVNNI, XB, L)
+__attribute__((target("avx2,f16c,avxvnni"))) static void w2_quad_avxvnni(const uint8_t *const r[4],
+                                                                       const eak_act_block *x, size_t xs, int nt,
+                                                                       int ng, int cpg, const float *h2f, float *y,
+                                                                       size_t ys) {
+    W2_QUAD_X86_SWITCH(W2_L_AVXVNNI)
+}
+
+#define W2_DP_VNNI512(A, B, C) _mm256_dpbusd_epi32(A, B, C)
+#define W2_L_VNNI512(XB, L) W2_L_VNNI(W2_DP_VNNI512, XB, L)
+__attribute__((target("avx2,f16c,avx512f,avx512vl,avx512vnni"))) static void w2_quad_vnni512(
+    const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg, const float *h2f, float *y,
+    size_t ys) {
+    W2_QUAD_X86_SWITCH(W2_L_VNNI512)
+}
+#undef W2_QUAD_X86_BODY
+#undef W2_QUAD_X86_SWITCH
+#undef W2_QUAD_X86_FLOAT
+#undef W2_L_AVX2
+#undef W2_L_VNNI
 #endif
 
 #if defined(__aarch64__)
-static inline void w2_codes_neon(const uint8_t *chunk, int8x16_t *w0, int8x16_t *w1) {
-    const uint8x8_t raw = vld1_u8(chunk), m3 = vdup_n_u8(3);
-    *w0 = vreinterpretq_s8_u8(vcombine_u8(vand_u8(raw, m3), vand_u8(vshr_n_u8(raw, 2), m3)));
-    *w1 = vreinterpretq_s8_u8(vcombine_u8(vand_u8(vshr_n_u8(raw, 4), m3), vshr_n_u8(raw, 6)));
+/* The layout of the x86 quad kernels (see there), one 128-bit half h at a time: lane k of V_{j,h}
+ * holds row k's codes for elements 16h + 4j .. 16h + 4j + 3, bytes of dword j & 1 of the row's chunk
+ * shifted by 4h + 2 (j >> 1). dotprod multiplies V_{j,h} by dword j of the token's half h straight
+ * from the register (sdot by lane), so four rows' sums need no pairwise adds. */
+static inline void w2_codes4_neon(const uint8_t *const r[4], size_t co, int8x16_t v[8]) {
+    const uint32x4_t a = vreinterpretq_u32_u8(vcombine_u8(vld1_u8(r[0] + co), vld1_u8(r[1] + co)));
+    const uint32x4_t b = vreinterpretq_u32_u8(vcombine_u8(vld1_u8(r[2] + co), vld1_u8(r[3] + co)));
+    const uint8x16_t ev = vreinterpretq_u8_u32(vuzp1q_u32(a, b)), od = vreinterpretq_u8_u32(vuzp2q_u32(a, b));
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    /* v[2j + h] = V_{j,h} */
+    v[0] = vreinterpretq_s8_u8(vandq_u8(ev, m3));
+    v[1] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(ev, 4), m3));
+    v[2] = vreinterpretq_s8_u8(vandq_u8(od, m3));
+    v[3] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(od, 4), m3));
+    v[4] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(ev, 2), m3));
+    v[5] = vreinterpretq_s8_u8(vshrq_n_u8(ev, 6));
+    v[6] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(od, 2), m3));
+    v[7] = vreinterpretq_s8_u8(vshrq_n_u8(od, 6));
 }
 
-/* As w2_quad_avx2: the lanes' 16-element sums of four rows by pairwise adds ([rows 0-3] for elements
- * 0-15 and for 16-31), then the same float operations per row. */
-#define W2_QUAD_NEON_BODY(LANES16)                                                                    \
-    float32x4_t lo[2], hi[2], mm[2];                                                                  \
-    for (int t = 0; t < 2; ++t) lo[t] = hi[t] = mm[t] = vdupq_n_f32(0);                               \
-    const size_t gb = 4 + 8 * (size_t)cpg;                                                            \
-    for (int g = 0, b = 0; g < ng; ++g) {                                                             \
-        const size_t o = (size_t)g * gb;                                                              \
-        float da[4], ma[4];                                                                           \
-        for (int k = 0; k < 4; ++k) {                                                                 \
-            da[k] = h2f[(uint16_t)(r[k][o] | (r[k][o + 1] << 8))];                                    \
-            ma[k] = h2f[(uint16_t)(r[k][o + 2] | (r[k][o + 3] << 8))];                                \
-        }                                                                                             \
-        const float32x4_t dv = vld1q_f32(da), mv = vld1q_f32(ma);                                     \
-        for (int c = 0; c < cpg; ++c, ++b) {                                                          \
-            int8x16_t wl[4], wh[4];                                                                   \
-            for (int k = 0; k < 4; ++k) w2_codes_neon(r[k] + o + 4 + 8 * c, &wl[k], &wh[k]);          \
-            for (int t = 0; t < nt; ++t) {                                                            \
-                const eak_act_block *xb = x + (size_t)t * xs + b;                                     \
-                const int8x16_t xl = vld1q_s8(xb->qs), xh = vld1q_s8(xb->qs + 16);                    \
-                const int32x4_t l0 = vpaddq_s32(vpaddq_s32(LANES16(wl[0], xl), LANES16(wl[1], xl)),   \
-                                                vpaddq_s32(LANES16(wl[2], xl), LANES16(wl[3], xl)));  \
-                const int32x4_t l1 = vpaddq_s32(vpaddq_s32(LANES16(wh[0], xh), LANES16(wh[1], xh)),   \
-                                                vpaddq_s32(LANES16(wh[2], xh), LANES16(wh[3], xh)));  \
-                const float32x4_t sc = vmulq_f32(dv, vdupq_n_f32(xb->d));                             \
-                lo[t] = vaddq_f32(lo[t], vmulq_f32(sc, vcvtq_f32_s32(l0)));                           \
-                hi[t] = vaddq_f32(hi[t], vmulq_f32(sc, vcvtq_f32_s32(l1)));                           \
-                mm[t] = vaddq_f32(mm[t], vmulq_f32(mv, vdupq_n_f32(xb->s)));                          \
+/* ARMv8.0 (Cortex-A72): byte products of V_{j,h} with dword j repeated, summed over j in 16 bits
+ * (|.| <= 4 * 384), then pairs and quads of bytes into the four rows' int32 sums. */
+static inline int32x4_t w2_l_neon(const int8x16_t v[8], int h, int8x16_t xh) {
+    const int32x4_t xw = vreinterpretq_s32_s8(xh);
+    const int8x16_t x0 = vreinterpretq_s8_s32(vdupq_laneq_s32(xw, 0)), x1 = vreinterpretq_s8_s32(vdupq_laneq_s32(xw, 1));
+    const int8x16_t x2 = vreinterpretq_s8_s32(vdupq_laneq_s32(xw, 2)), x3 = vreinterpretq_s8_s32(vdupq_laneq_s32(xw, 3));
+    int16x8_t lo = vmull_s8(vget_low_s8(v[h]), vget_low_s8(x0));
+    int16x8_t hi = vmull_high_s8(v[h], x0);
+    lo = vmlal_s8(lo, vget_low_s8(v[2 + h]), vget_low_s8(x1));
+    hi = vmlal_high_s8(hi, v[2 + h], x1);
+    lo = vmlal_s8(lo, vget_low_s8(v[4 + h]), vget_low_s8(x2));
+    hi = vmlal_high_s8(hi, v[4 + h], x2);
+    lo = vmlal_s8(lo, vget_low_s8(v[6 + h]), vget_low_s8(x3));
+    hi = vmlal_high_s8(hi, v[6 + h], x3);
+    return vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi));
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static inline int32x4_t w2_l_dotprod(const int8x16_t v[8], int h,
+                                                                                     int8x16_t xh) {
+    int32x4_t l = vdotq_laneq_s32(vdupq_n_s32(0), v[h], xh, 0);
+    l = vdotq_laneq_s32(l, v[2 + h], xh, 1);
+    l = vdotq_laneq_s32(l, v[4 + h], xh, 2);
+    return vdotq_laneq_s32(l, v[6 + h], xh, 3);
+}
+
+/* The float work as w2_quad_avx2: exactly w2_row_generic's operations per row; NT tokens a pass. */
+#define W2_QUAD_NEON_BODY(LSUM, NT)                                                                   \
+    {                                                                                                 \
+        float32x4_t lo[NT], hi[NT], mm[NT];                                                           \
+        for (int t = 0; t < NT; ++t) lo[t] = hi[t] = mm[t] = vdupq_n_f32(0);                          \
+        const size_t gb = 4 + 8 * (size_t)cpg;                                                        \
+        for (int g = 0, b = 0; g < ng; ++g) {                                                         \
+            const size_t o = (size_t)g * gb;                                                          \
+            float da[4], ma[4];                                                                       \
+            for (int k = 0; k < 4; ++k) {                                                             \
+                da[k] = h2f[(uint16_t)(r[k][o] | (r[k][o + 1] << 8))];                                \
+                ma[k] = h2f[(uint16_t)(r[k][o + 2] | (r[k][o + 3] << 8))];                            \
+            }                                                                                         \
+            const float32x4_t dv = vld1q_f32(da), mv = vld1q_f32(ma);                                 \
+            for (int c = 0; c < cpg; ++c, ++b) {                                                      \
+                int8x16_t v[8];                                                                       \
+                w2_codes4_neon(r, o + 4 + 8 * (size_t)c, v);                                          \
+                for (int t = 0; t < NT; ++t) {                                                        \
+                    const eak_act_block *xb = x + (size_t)t * xs + b;                                 \
+                    const int32x4_t l0 = LSUM(v, 0, vld1q_s8(xb->qs));                                \
+                    const int32x4_t l1 = LSUM(v, 1, vld1q_s8(xb->qs + 16));                           \
+                    const float32x4_t sc = vmulq_f32(dv, vdupq_n_f32(xb->d));                         \
+                    lo[t] = vaddq_f32(lo[t], vmulq_f32(sc, vcvtq_f32_s32(l0)));                       \
+                    hi[t] = vaddq_f32(hi[t], vmulq_f32(sc, vcvtq_f32_s32(l1)));                       \
+                    mm[t] = vaddq_f32(mm[t], vmulq_f32(mv, vdupq_n_f32(xb->s)));                      \
+                }                                                                                     \
             }                                                                                         \
         }                                                                                             \
-    }                                                                                                 \
-    for (int t = 0; t < nt; ++t) vst1q_f32(y + (size_t)t * ys, vaddq_f32(vaddq_f32(lo[t], hi[t]), mm[t]));
+        for (int t = 0; t < NT; ++t) vst1q_f32(y + (size_t)t * ys, vaddq_f32(vaddq_f32(lo[t], hi[t]), mm[t])); \
+    }
+
+#define W2_QUAD_NEON_SWITCH(LSUM)                                                                     \
+    switch (nt) {                                                                                     \
+    case 1: W2_QUAD_NEON_BODY(LSUM, 1) break;                                                         \
+    case 2: W2_QUAD_NEON_BODY(LSUM, 2) break;                                                         \
+    case 3: W2_QUAD_NEON_BODY(LSUM, 3) break;                                                         \
+    default: W2_QUAD_NEON_BODY(LSUM, 4) break;                                                        \
+    }
 
 static void w2_quad_neon(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
                          const float *h2f, float *y, size_t ys) {
-    W2_QUAD_NEON_BODY(lanes16_neon)
+    W2_QUAD_NEON_SWITCH(w2_l_neon)
 }
 
 __attribute__((target("arch=armv8.2-a+dotprod"))) static void w2_quad_dotprod(const uint8_t *const r[4],
                                                                             const eak_act_block *x, size_t xs,
                                                                             int nt, int ng, int cpg,
                                                                             const float *h2f, float *y, size_t ys) {
-    W2_QUAD_NEON_BODY(lanes16_dp)
+    W2_QUAD_NEON_SWITCH(w2_l_dotprod)
 }
+#undef W2_QUAD_NEON_BODY
+#undef W2_QUAD_NEON_SWITCH
 #endif
+
+/* The W2 quad kernels this CPU can run, slowest first (the last is dispatched); the self test checks
+ * each against the generic one. */
+static int w2_quad_variants(w2_quad_fn f[4], const char *name[4]) {
+    int n = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        f[n] = w2_quad_avx2; name[n++] = "avx2";
+        /* both where both exist (Zen 5): the EVEX form measured faster at one token here */
+        if (__builtin_cpu_supports("avxvnni")) { f[n] = w2_quad_avxvnni; name[n++] = "avx-vnni"; }
+        if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) {
+            f[n] = w2_quad_vnni512; name[n++] = "avx512-vnni";
+        }
+    }
+#elif defined(__aarch64__)
+    f[n] = w2_quad_neon; name[n++] = "neon";
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f[n] = w2_quad_dotprod; name[n++] = "neon-dotprod"; }
+#endif
+#endif
+    (void)f; (void)name;
+    return n;
+}
+
+static w2_quad_fn g_w2_quad;
+static const char *g_w2_quad_name;
 
 static w2_quad_fn pick_w2_quad(void) {
     const lanes_fn lanes = pick_lanes(); /* also honours eak_force_generic */
     if (lanes == lanes_generic) return w2_quad_generic;
-#if defined(__x86_64__)
-    static int f16c = -1;
-    if (f16c < 0) f16c = __builtin_cpu_supports("f16c"); /* racing stores agree */
-    return f16c ? w2_quad_avx2 : w2_quad_generic;
-#elif defined(__aarch64__)
-    return lanes == lanes_dotprod ? w2_quad_dotprod : w2_quad_neon;
-#else
-    return w2_quad_generic;
-#endif
+    if (!g_w2_quad) {
+        w2_quad_fn f[4];
+        const char *name[4];
+        const int n = w2_quad_variants(f, name);
+        g_w2_quad_name = n ? name[n - 1] : "generic";
+        g_w2_quad = n ? f[n - 1] : w2_quad_generic; /* racing first calls store the same values */
+    }
+    return g_w2_quad;
 }
 
+const char *eak_w2_kernel_name(void) {
+    return pick_w2_quad() == w2_quad_generic ? "generic" : g_w2_quad_name;
+}
+
+#define W2_PASS_TOKENS 4 /* tokens per kernel call (the codes of a block unpacked once for them) */
 #define W2_TOKEN_TILE 32 /* prefill: tokens per pass over a thread's rows (their activations stay in cache) */
 
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
@@ -710,13 +988,13 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
             const int nr = r_hi - r < 4 ? r_hi - r : 4;
             const uint8_t *rp[4];
             for (int k = 0; k < 4; ++k) rp[k] = (const uint8_t *)w + (size_t)(r + (k < nr ? k : nr - 1)) * row_bytes;
-            for (int t = t0; t < t_end; t += 2) {
-                const int nt = t_end - t >= 2 ? 2 : 1;
+            for (int t = t0; t < t_end; t += W2_PASS_TOKENS) {
+                const int nt = t_end - t >= W2_PASS_TOKENS ? W2_PASS_TOKENS : t_end - t;
                 const eak_act_block *x = xq + (size_t)t * nb_all;
                 if (nr == 4) {
                     quad(rp, x, (size_t)nb_all, nt, ng, cpg, h2f, y + (size_t)t * rows + r, (size_t)rows);
                 } else {
-                    float tmp[8];
+                    float tmp[4 * W2_PASS_TOKENS];
                     quad(rp, x, (size_t)nb_all, nt, ng, cpg, h2f, tmp, 4);
                     for (int u = 0; u < nt; ++u)
                         for (int k = 0; k < nr; ++k) y[(size_t)(t + u) * rows + r + k] = tmp[u * 4 + k];
@@ -748,6 +1026,27 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             for (int j = 0; j < 32; ++j) { xa[b].qs[j] = (int8_t)((int)(st_rand(&s) % 255) - 127); sum += xa[b].qs[j]; }
             xa[b].s = h2f[eak_f32_to_f16(xa[b].d * (float)sum)];
         }
+        /* activation quantization: random blocks, ties (v * 127 / max|v| exactly k + 1/2), a zero block */
+        {
+            float v[32];
+            const quantize_block_fn f = pick_quantize_block();
+            for (int kind = 0; kind < 3; ++kind) {
+                const float scale = (float)(1 + st_rand(&s) % 1000) * 1e-3f;
+                for (int j = 0; j < 32; ++j)
+                    v[j] = kind == 0 ? ((float)(st_rand(&s) % 20001) - 10000.0f) * scale
+                         : kind == 1 ? (float)((int)(st_rand(&s) % 255) - 127) * 0.5f : 0.0f;
+                if (kind == 1) v[st_rand(&s) % 32] = 63.5f; /* max|v| = 63.5: v * id = 2v */
+                eak_act_block want, got;
+                quantize_block_generic(v, &want);
+                f(v, &got);
+                if (memcmp(want.qs, got.qs, 32) != 0 || memcmp(&want.d, &got.d, sizeof want.d) != 0 ||
+                    memcmp(&want.s, &got.s, sizeof want.s) != 0) {
+                    if (msg) snprintf(msg, msg_len, "activation quantization (block kind %d) differs from the generic one", kind);
+                    return -1;
+                }
+                ++checks;
+            }
+        }
         /* int8 lanes: any weights in [-128, 127] (Q8_0's range) */
         for (int b = 0; b < nb; ++b) {
             dw[b] = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f)];
@@ -778,7 +1077,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
         if (memcmp(&ref, &yv, sizeof ref) != 0 || memcmp(&ref, &y3[0], sizeof ref) != 0 ||
             memcmp(&ref, &y3[1], sizeof ref) != 0 || memcmp(&ref, &y3[2], sizeof ref) != 0) {
             if (msg) snprintf(msg, msg_len, "W2 kernel (%s, group %d, %d blocks): one token %.9g, three %.9g %.9g %.9g, generic %.9g",
-                              eak_idot_name(), group, nb, yv, y3[0], y3[1], y3[2], ref);
+                              eak_w2_kernel_name(), group, nb, yv, y3[0], y3[1], y3[2], ref);
             return -1;
         }
         checks += 3;
@@ -800,9 +1099,36 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
                 const float want = w2_row_generic(many + (size_t)r * ng * gb, xa, ng, cpg, h2f);
                 if (memcmp(&want, &yr[r], sizeof want) != 0) {
                     if (msg) snprintf(msg, msg_len, "W2 multi-row kernel (%s, group %d, %d blocks, row %d): %.9g != generic %.9g",
-                                      eak_idot_name(), group, nb, r, yr[r], want);
+                                      eak_w2_kernel_name(), group, nb, r, yr[r], want);
                     return -1;
                 }
+            }
+            /* every W2 quad variant this CPU has (not only the dispatched one), two distinct tokens */
+            for (int i = 0; i < nb; ++i) {
+                eak_act_block *o = &xa3[nb + i];
+                o->d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
+                int sum = 0;
+                for (int j = 0; j < 32; ++j) { o->qs[j] = (int8_t)((int)(st_rand(&s) % 256) - 128); sum += o->qs[j]; }
+                o->s = h2f[eak_f32_to_f16(o->d * (float)sum)];
+            }
+            w2_quad_fn vf[4];
+            const char *vn[4];
+            const int nv = w2_quad_variants(vf, vn);
+            const uint8_t *rp[4];
+            for (int k = 0; k < 4; ++k) rp[k] = many + (size_t)(k + 1) * ng * gb; /* W2 rows 1-4 above */
+            for (int v = 0; v < nv; ++v) {
+                float q[8];
+                vf[v](rp, xa3 + nb, (size_t)nb, 2, ng, cpg, h2f, q, 4);
+                for (int t = 0; t < 2; ++t)
+                    for (int k = 0; k < 4; ++k) {
+                        const float want = w2_row_generic(rp[k], xa3 + (size_t)(1 + t) * nb, ng, cpg, h2f);
+                        if (memcmp(&want, &q[t * 4 + k], sizeof want) != 0) {
+                            if (msg) snprintf(msg, msg_len, "W2 quad kernel %s (group %d, %d blocks, token %d, row %d): %.9g != generic %.9g",
+                                              vn[v], group, nb, t, k, q[t * 4 + k], want);
+                            return -1;
+                        }
+                    }
+                checks += 8;
             }
             for (int i = 0; i < R * nb * 34; ++i) many[i] = (uint8_t)st_rand(&s);
             for (int i = 0; i < R * nb; ++i) { /* finite scales */
@@ -826,6 +1152,6 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             checks += 2 * R;
         }
     }
-    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels against the generic ones: all bit-identical", checks, eak_idot_name());
+    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s) against the generic ones: all bit-identical", checks, eak_idot_name(), eak_w2_kernel_name());
     return 0;
 }

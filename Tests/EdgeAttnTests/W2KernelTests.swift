@@ -93,7 +93,7 @@ final class W2KernelTests: XCTestCase {
     /// the generic one bit for bit, for one token (fused path) and many (unpack path).
     func testSIMDEqualsGenericExactly() {
         var rng = TestRNG(state: 13)
-        for (group, cols, rows, nTok) in [(64, 576, 7, 1), (64, 576, 9, 4), (128, 1536, 5, 1), (32, 32, 3, 33), (96, 288, 4, 2)] {
+        for (group, cols, rows, nTok) in [(64, 576, 7, 1), (64, 576, 9, 4), (64, 576, 6, 7), (128, 1536, 5, 1), (32, 32, 3, 33), (96, 288, 4, 2)] {
             let (bytes, _) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
             var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)

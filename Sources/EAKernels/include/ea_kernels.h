@@ -132,6 +132,9 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
                    const eak_act_block *xq, int n_tok, float *y, int n_threads);
 /* Name of the int8 dot kernel in use: "avx2", "neon", "neon-dotprod" or "generic". */
 const char *eak_idot_name(void);
+/* Name of the four-row W2 kernel in use: "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod"
+ * or "generic" (every one gives bit-identical results). */
+const char *eak_w2_kernel_name(void);
 /* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
 void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
