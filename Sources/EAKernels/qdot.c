@@ -933,7 +933,7 @@ static int w2_quad_variants(w2_quad_fn f[4], const char *name[4]) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
         f[n] = w2_quad_avx2; name[n++] = "avx2";
-        /* both where both exist (Zen 5): the EVEX form measured faster at one token here */
+        /* both where both exist (Zen 5): the EVEX form is dispatched, it measured faster in prefill here (1.19x vs 1.11x the old kernel) */
         if (__builtin_cpu_supports("avxvnni")) { f[n] = w2_quad_avxvnni; name[n++] = "avx-vnni"; }
         if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) {
             f[n] = w2_quad_vnni512; name[n++] = "avx512-vnni";
