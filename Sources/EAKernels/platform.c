@@ -33,7 +33,9 @@ const void *eak_map_file(const char *path, int use_mmap, uint64_t *out_size, int
     if (size == 0) { close(fd); *err_no = 0; return ""; } /* empty file: non-NULL, parser reports truncation */
     void *p = NULL;
     if (use_mmap) {
-        p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* writable and private (copy on write): the model loader reorders W2 matrices in place into
+         * panels; the file itself never changes, and pages nobody writes stay shared page cache */
+        p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) { *err_no = errno; close(fd); return NULL; }
     } else {
         p = malloc((size_t)size);

@@ -624,6 +624,10 @@ static float w2_row_generic(const uint8_t *row, const eak_act_block *xa, int ng,
     return (lo + hi) + m;
 }
 
+float eak_w2_row_ref(const uint8_t *row, const eak_act_block *xa, int ng, int cpg) {
+    return w2_row_generic(row, xa, ng, cpg, eak_f16_table());
+}
+
 /* Four rows (r[k]; a short tail repeats a row) times nt (1 to 4) tokens (token t at x + t * xs);
  * y[t * ys + k] receives row k's result for token t. */
 typedef void (*w2_quad_fn)(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
@@ -1152,6 +1156,12 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             checks += 2 * R;
         }
     }
-    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s) against the generic ones: all bit-identical", checks, eak_idot_name(), eak_w2_kernel_name());
+    char pmsg[200];
+    if (eak_w2p_self_test(seed, pmsg, sizeof pmsg) != 0) {
+        if (msg) snprintf(msg, msg_len, "%s", pmsg);
+        return -1;
+    }
+    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s, panels: %s) against the generic ones: all bit-identical; %s",
+                      checks, eak_idot_name(), eak_w2_kernel_name(), eak_w2p_kernel_name(), pmsg);
     return 0;
 }

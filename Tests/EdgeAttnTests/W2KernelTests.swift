@@ -109,4 +109,47 @@ final class W2KernelTests: XCTestCase {
         var report = [CChar](repeating: 0, count: 200)
         XCTAssertEqual(eak_self_test(7, &report, 200), 0, String(cString: report))
     }
+
+    /// Panels: packing keeps every weight (decoded values equal the layout's), and the panel kernel
+    /// (dispatched and generic) equals the row kernel bit for bit, for token counts that leave
+    /// partial passes and tiles, on 1 and 2 threads.
+    func testPanelsEqualRowsExactly() {
+        var rng = TestRNG(state: 14)
+        for (group, cols, rows, nTok) in [(64, 576, 16, 1), (64, 576, 48, 5), (128, 1536, 32, 3), (32, 96, 16, 37),
+                                          (96, 288, 64, 2), (64, 192, 16, 70)] {
+            let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
+            let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
+            var packed = bytes
+            var scratch = [UInt8](repeating: 0, count: 16 * rb)
+            XCTAssertEqual(eak_w2_pack_panels(&packed, rb, Int32(rows), Int32(cols), Int32(group), &scratch), 0)
+            XCTAssertNotEqual(packed, bytes, "packing reorders the bytes")
+            var out = [Float](repeating: 0, count: cols)
+            for r in [0, 5, rows - 1] {
+                XCTAssertEqual(eak_w2p_dequantize_row(packed, rb, Int32(r), &out, Int32(cols), Int32(group)), 0)
+                XCTAssertEqual(out, Array(values[(r * cols)..<((r + 1) * cols)]), "group \(group) row \(r)")
+            }
+            let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
+            var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            var want = [Float](repeating: 0, count: nTok * rows)
+            eak_matmul_w2(bytes, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &want, 1)
+            for threads: Int32 in [1, 2] {
+                var got = [Float](repeating: 0, count: nTok * rows), gen = got
+                eak_matmul_w2p(packed, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &got, threads)
+                eak_force_generic(1)
+                eak_matmul_w2p(packed, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &gen, threads)
+                eak_force_generic(0)
+                XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(String(cString: eak_w2p_kernel_name())) g\(group) cols \(cols) rows \(rows) tokens \(nTok) threads \(threads)")
+                XCTAssertEqual(gen.map(\.bitPattern), want.map(\.bitPattern), "generic g\(group) cols \(cols) tokens \(nTok)")
+            }
+        }
+        // refused: rows not a multiple of 16, a row size that does not match cols/group
+        let rb = Int(eak_w2_row_bytes(64, 32))
+        var buf = [UInt8](repeating: 7, count: 24 * rb), scratch = [UInt8](repeating: 0, count: 16 * rb)
+        XCTAssertEqual(eak_w2_pack_panels(&buf, rb, 24, 64, 32, &scratch), -1)
+        XCTAssertEqual(eak_w2_pack_panels(&buf, rb + 1, 16, 64, 32, &scratch), -1)
+        XCTAssertEqual(buf, [UInt8](repeating: 7, count: 24 * rb), "a refused packing changes nothing")
+        var report = [CChar](repeating: 0, count: 200)
+        XCTAssertEqual(eak_w2p_self_test(9, &report, 200), 0, String(cString: report))
+    }
 }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 /* ---- Platform --------------------------------------------------------------------------------- */
-/* Maps (or reads, if use_mmap == 0) a whole file read-only. Returns NULL and sets *err_no on failure.
+/* Maps (copy on write: writes stay in this process) or reads (use_mmap == 0) a whole file; the file is never modified. Returns NULL and sets *err_no on failure.
  * *out_size receives the file size. Release with eak_unmap_file(ptr, size, use_mmap). */
 const void *eak_map_file(const char *path, int use_mmap, uint64_t *out_size, int *err_no);
 void eak_unmap_file(const void *ptr, uint64_t size, int use_mmap);
@@ -140,7 +140,7 @@ void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
 int eak_use_avx2(void);
 
-/* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel for one and two tokens) with the
+/* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel, the W2 panel kernels) with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
  * -1; msg receives a one-line report either way. Thread-safe (no global state changes). */
 int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
@@ -161,6 +161,32 @@ int eak_w2_dequantize_row(const void *row, float *dst, int cols, int group);
  * one token or many; bit-identical on every ISA. */
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads);
+/* The row kernel's result for one row and one token (the reference the panel kernels must equal). */
+float eak_w2_row_ref(const uint8_t *row, const eak_act_block *xa, int ng, int cpg);
+
+/* ---- W2 panels (w2panel.c): 16 rows interleaved for the SIMD width -----------------------------
+ * Rows 16p .. 16p + 15 occupy the same 16 * row_bytes bytes as in the row layout, reordered: per
+ * group g, at offset g * 16 * (4 + group/4): the 16 rows' fp16 scales d (32 bytes), their fp16
+ * offsets m (32 bytes), then per 32-element chunk two 64-byte code vectors V_0, V_1, where byte
+ * 4r + e of V_h holds at bits 2j the code of row r for element 16h + 4j + e. A 32-bit lane then
+ * holds four consecutive codes of one row, so products with broadcast activations need no
+ * horizontal adds. Results are those of eak_matmul_w2 on the row layout, bit for bit. */
+#define EAK_W2_PANEL 16
+/* Repacks rows (a multiple of 16) of W2 row layout into panels in place. scratch: 16 * row_bytes
+ * bytes. Returns 0, or -1 for bad arguments (nothing changed). */
+int eak_w2_pack_panels(void *w, size_t row_bytes, int rows, int cols, int group, void *scratch);
+/* Decodes row r of a panel-packed matrix to float (the values eak_w2_dequantize_row gives for the
+ * row before packing). Returns 0, or -1 for bad arguments. */
+int eak_w2p_dequantize_row(const void *w, size_t row_bytes, int r, float *dst, int cols, int group);
+/* eak_matmul_w2 for a panel-packed matrix (rows a multiple of 16). Parallel over panels. */
+void eak_matmul_w2p(const void *w, size_t row_bytes, int rows, int cols, int group,
+                    const eak_act_block *xq, int n_tok, float *y, int n_threads);
+/* Name of the panel kernel in use: "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod", "generic". */
+const char *eak_w2p_kernel_name(void);
+/* Every panel kernel this CPU has, and the generic one, against the row kernel on random panels
+ * (and packed rows dequantized against the originals). 0 if all are bit-identical, else -1; msg
+ * receives a one-line report. Thread-safe. */
+int eak_w2p_self_test(uint32_t seed, char *msg, size_t msg_len);
 
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x. */

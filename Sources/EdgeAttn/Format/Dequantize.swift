@@ -17,8 +17,11 @@ public func dequantizeTensor(_ f: GGUFFile, _ t: GGUFTensor, into out: UnsafeMut
     if dims != t.dims {
         let g = (try? f.int(Model.w2GroupKey(t.name))) ?? 0
         let cols = dims[0], rb = t.dims[0]
+        let panels = f.isW2Panels(t.name)
         for r in 0..<dims[1] {
-            if eak_w2_dequantize_row(f.data(of: t) + r * rb, out + r * cols, Int32(cols), Int32(g)) != 0 { return false }
+            let rc = panels ? eak_w2p_dequantize_row(f.data(of: t), rb, Int32(r), out + r * cols, Int32(cols), Int32(g))
+                            : eak_w2_dequantize_row(f.data(of: t) + r * rb, out + r * cols, Int32(cols), Int32(g))
+            if rc != 0 { return false }
         }
         return true
     }

@@ -403,6 +403,27 @@ public final class GGUFFile {
 
     public func data(of t: GGUFTensor) -> UnsafeRawPointer { base + dataOffset + t.offset }
 
+    /// Names of the W2 tensors reordered into 16-row panels in memory (their bytes no longer follow
+    /// the file's row layout: readers go through eak_w2p_dequantize_row).
+    public private(set) var w2PanelTensors: [String: Bool] = [:]
+
+    public func isW2Panels(_ name: String) -> Bool { w2PanelTensors[name] != nil }
+
+    /// Reorders W2 tensor t (rows of rowBytes, a multiple of 16 rows) into panels in this process's
+    /// copy of the bytes (the mapping is copy on write; the file is untouched), once. The panel kernels
+    /// need no horizontal adds (eak_matmul_w2p): same results, fewer instructions. True when the
+    /// tensor is in panels afterwards.
+    public func packW2Panels(_ t: GGUFTensor, rows: Int, cols: Int, group: Int, rowBytes: Int) -> Bool {
+        if isW2Panels(t.name) { return true }
+        if rows % Int(EAK_W2_PANEL) != 0 || rows * rowBytes != t.byteCount { return false }
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(EAK_W2_PANEL) * rowBytes, alignment: 64)
+        defer { scratch.deallocate() }
+        let ok = eak_w2_pack_panels(UnsafeMutableRawPointer(mutating: data(of: t)), rowBytes, Int32(rows), Int32(cols),
+                                    Int32(group), scratch) == 0
+        if ok { w2PanelTensors[t.name] = true }
+        return ok
+    }
+
     /// An integer metadata value (any integer type). nil if absent; throws if present with another type.
     public func int(_ key: String) throws(EAError) -> Int? {
         guard let v = metadata[key] else { return nil }

@@ -12,9 +12,11 @@ public struct WeightMatrix {
     public let group: Int
     /// Hadamard block size if the converter stored W*H (the input is rotated by H first), else 0.
     public let rotation: Int
+    /// W2 only: the rows are reordered into 16-row panels (eak_w2_pack_panels).
+    public let panels: Bool
 
     public init(type: Int32, data: UnsafeRawPointer, rows: Int, cols: Int, rowBytes: Int, group: Int = 0,
-                rotation: Int = 0) {
+                rotation: Int = 0, panels: Bool = false) {
         self.type = type
         self.data = data
         self.rows = rows
@@ -22,6 +24,7 @@ public struct WeightMatrix {
         self.rowBytes = rowBytes
         self.group = group
         self.rotation = rotation
+        self.panels = panels
     }
 
     static let w2Type = Int32(EAK_W2)
@@ -56,8 +59,13 @@ public struct WeightMatrix {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
             if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks) }
             if type == WeightMatrix.w2Type {
-                eak_matmul_w2(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
-                              Int32(threads))
+                if panels {
+                    eak_matmul_w2p(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
+                                   Int32(threads))
+                } else {
+                    eak_matmul_w2(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
+                                  Int32(threads))
+                }
             } else {
                 eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
             }
@@ -70,7 +78,8 @@ public struct WeightMatrix {
     @inline(__always)
     public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         if type == WeightMatrix.w2Type {
-            _ = eak_w2_dequantize_row(data + r * rowBytes, out, Int32(cols), Int32(group))
+            _ = panels ? eak_w2p_dequantize_row(data, rowBytes, Int32(r), out, Int32(cols), Int32(group))
+                       : eak_w2_dequantize_row(data + r * rowBytes, out, Int32(cols), Int32(group))
         } else {
             _ = eak_dequantize(type, data + r * rowBytes, out, Int64(cols))
         }
@@ -483,7 +492,7 @@ public final class Model {
             throw EAError(.metadata, "the token embedding cannot be stored rotated (rows are looked up, not multiplied)")
         }
         return WeightMatrix(type: m.type, data: m.data, rows: rows, cols: cols, rowBytes: m.rowBytes, group: m.group,
-                            rotation: rot)
+                            rotation: rot, panels: m.panels)
     }
 
     static func storedMatrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
@@ -500,8 +509,10 @@ public final class Model {
             if t.dims != [rb, rows] {
                 throw EAError(.shape, "W2 tensor '\(name)' has shape \(shapeText(t.dims)), expected \(shapeText([rb, rows])) (\(cols) weights in groups of \(group))")
             }
+            // matrices of whole panels run on the panel kernels (same results, no horizontal adds)
+            let panels = f.packW2Panels(t, rows: rows, cols: cols, group: group, rowBytes: rb)
             return WeightMatrix(type: WeightMatrix.w2Type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: rb,
-                                group: group)
+                                group: group, panels: panels)
         }
         let t = try tensor(f, name, [cols, rows])
         if t.type == Int32(EAK_I8) {
