@@ -113,7 +113,10 @@ typedef int32_t ea_token;
 /* ---- Model ------------------------------------------------------------------------------------ */
 typedef struct ea_model_params {
     uint32_t size;        /* sizeof(ea_model_params); set by ea_model_default_params()          */
-    uint32_t use_mmap;    /* 1 (default): map the file read-only; 0: read it into memory          */
+    uint32_t use_mmap;    /* 1 (default): map the file (private, copy on write: the file is never
+                           * written; W2 matrices are reordered in place at load into the panel
+                           * layout, so their pages become this process's own, as with 0);
+                           * 0: read the whole file into memory                                   */
     uint32_t validate_data; /* 1: also scan every float tensor for NaN/Inf at load (slower); default 0 */
     uint32_t reserved;
 } ea_model_params;
