@@ -5,6 +5,7 @@
 #include "span.h"
 #include <math.h>
 #include <string.h>
+#include <stdio.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -125,6 +126,53 @@ static inline float exp32(float x) {
     return p * two_n;
 }
 
+#if defined(__x86_64__)
+/* exp32 on eight lanes: the same float operations in the same order, so the same bits */
+__attribute__((target("avx2"))) static inline __m256 exp32_avx2(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN -> -87: finite below */
+    const __m256 y = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP32_L2E)), _mm256_set1_ps(0.5f));
+    const __m256 nn = _mm256_floor_ps(y);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C1))),
+                                   _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C2)));
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
+    __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+#elif defined(__aarch64__)
+/* exp32 on four lanes: the same float operations in the same order (no fused multiply-add: the
+ * file is built with -ffp-contract=off), so the same bits */
+static inline float32x4_t exp32_neon(float32x4_t x) {
+    const float32x4_t lo = vdupq_n_f32(-87.0f), hi = vdupq_n_f32(88.0f);
+    const float32x4_t xc = vminnmq_f32(vmaxnmq_f32(x, lo), hi); /* NaN -> -87: finite below */
+    const float32x4_t y = vaddq_f32(vmulq_f32(xc, vdupq_n_f32(EXP32_L2E)), vdupq_n_f32(0.5f));
+    const float32x4_t nn = vrndmq_f32(y);
+    const float32x4_t r = vsubq_f32(vsubq_f32(xc, vmulq_f32(nn, vdupq_n_f32(EXP32_C1))),
+                                    vmulq_f32(nn, vdupq_n_f32(EXP32_C2)));
+    float32x4_t p = vdupq_n_f32(1.0f / 720.0f);
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.0f / 120.0f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.0f / 24.0f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.0f / 6.0f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(0.5f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.0f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.0f));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(nn), vdupq_n_s32(127)), 23);
+    float32x4_t res = vmulq_f32(p, vreinterpretq_f32_s32(e));
+    res = vbslq_f32(vcltq_f32(x, lo), vdupq_n_f32(0.0f), res);
+    res = vbslq_f32(vcgtq_f32(x, hi), vdupq_n_f32(INFINITY), res);
+    return vbslq_f32(vceqq_f32(x, x), res, x); /* NaN in, NaN out */
+}
+#endif
+
 /* The sum's order: element i into running sum i mod 8 over the whole eights, the eight combined as
  * ((0+1)+(2+3))+((4+5)+(6+7)), then the remaining elements in order. */
 static float exp32_sub_sum_generic(float *s, int n, float mx) {
@@ -145,28 +193,11 @@ static float exp32_sub_sum_generic(float *s, int n, float mx) {
 
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static float exp32_sub_sum_avx2(float *s, int n, float mx) {
-    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    const __m256 vmx = _mm256_set1_ps(mx);
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + i), vmx);
-        const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN -> -87: finite below */
-        const __m256 y = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP32_L2E)), _mm256_set1_ps(0.5f));
-        const __m256 nn = _mm256_floor_ps(y);
-        const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C1))),
-                                       _mm256_mul_ps(nn, _mm256_set1_ps(EXP32_C2)));
-        __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
-        __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-        res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
-        res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-        res = _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        const __m256 res = exp32_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmx));
         _mm256_storeu_ps(s + i, res);
         acc = _mm256_add_ps(acc, res);
     }
@@ -190,27 +221,40 @@ float eak_exp32_sub_sum(float *s, int n, float mx) {
     return exp32_sub_sum_generic(s, n, mx);
 }
 
-void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
-                 float w_offset) {
-    for (int r = 0; r < n_rows; ++r) {
-        const float *xr = x + (size_t)r * n;
-        float *o = out + (size_t)r * n;
-        double ss = 0.0; /* double: the mean of squares over 500-2000 values loses bits in float */
-        for (int i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
-        float inv = (float)(1.0 / sqrt(ss / n + eps));
-        for (int i = 0; i < n; ++i) o[i] = xr[i] * inv * (w[i] + w_offset);
-    }
+/* Row-wise kernels split their rows over a team only from this many rows up: a parallel region
+ * costs a few microseconds, more than a single row (the decode step) takes. */
+#define EAK_ROWS_PARALLEL 8
+
+static void rmsnorm_row(float *o, const float *xr, const float *w, int n, float eps, float w_offset) {
+    double ss = 0.0; /* double: the mean of squares over 500-2000 values loses bits in float */
+    for (int i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
+    float inv = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; ++i) o[i] = xr[i] * inv * (w[i] + w_offset);
 }
 
-void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox) {
-    float cs[256], sn[256];
-    int half = head_dim / 2;
-    if (half > 256) half = 256;
+void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
+                 float w_offset, int n_threads) {
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1 && n_rows >= EAK_ROWS_PARALLEL,
+    for (int r = eak_team_lo(n_rows), r_end = eak_team_hi(n_rows); r < r_end; ++r)
+        rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, eps, w_offset);
+    );
+}
+
+/* cos and sin of pos * freq_scale * base^(-2i/head_dim) for i < half (inv[i] = base^(-2i/head_dim)) */
+static void rope_angles(int pos, float freq_scale, const double *inv, int half, float *cs, float *sn) {
     for (int i = 0; i < half; ++i) {
-        double theta = (double)pos * freq_scale * pow((double)base, -2.0 * i / head_dim);
+        double theta = (double)pos * freq_scale * inv[i];
         cs[i] = (float)cos(theta);
         sn[i] = (float)sin(theta);
     }
+}
+
+static void rope_inv_freq(float base, int head_dim, int half, double *inv) {
+    for (int i = 0; i < half; ++i) inv[i] = pow((double)base, -2.0 * i / head_dim);
+}
+
+static void rope_apply(float *x, int n_heads, int head_dim, int half, const float *cs, const float *sn, int neox) {
     for (int h = 0; h < n_heads; ++h) {
         float *v = x + (size_t)h * head_dim;
         for (int i = 0; i < half; ++i) {
@@ -220,6 +264,33 @@ void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float fr
             v[b] = x0 * sn[i] + x1 * cs[i];
         }
     }
+}
+
+void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox) {
+    float cs[256], sn[256];
+    double inv[256];
+    int half = head_dim / 2;
+    if (half > 256) half = 256;
+    rope_inv_freq(base, head_dim, half, inv);
+    rope_angles(pos, freq_scale, inv, half, cs, sn);
+    rope_apply(x, n_heads, head_dim, half, cs, sn, neox);
+}
+
+void eak_rope_rows(float *q, int q_heads, float *k, int k_heads, int head_dim, int n_tok, int pos0,
+                   float base, float freq_scale, int neox, int n_threads) {
+    double inv[256];
+    int half = head_dim / 2;
+    if (half > 256) half = 256;
+    rope_inv_freq(base, head_dim, half, inv); /* the same values eak_rope computes per call */
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1 && n_tok >= EAK_ROWS_PARALLEL,
+    float cs[256], sn[256];
+    for (int t = eak_team_lo(n_tok), t_end = eak_team_hi(n_tok); t < t_end; ++t) {
+        rope_angles(pos0 + t, freq_scale, inv, half, cs, sn); /* once for the query and key heads */
+        rope_apply(q + (size_t)t * q_heads * head_dim, q_heads, head_dim, half, cs, sn, neox);
+        rope_apply(k + (size_t)t * k_heads * head_dim, k_heads, head_dim, half, cs, sn, neox);
+    }
+    );
 }
 
 /* s[j] <- exp(s[j] - mx) for j in [j0, n); returns 1 / their sum (the softmax normaliser). */
@@ -457,24 +528,90 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
                      scale, span, scratch, n_threads, 1, qk, pv, pw);
 }
 
-void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu) {
+/* SiLU gate on elements [i0, i1): g / (1 + exp32(-g)) * u. The SIMD forms run exp32's float
+ * operations lane by lane (see exp32_avx2 / exp32_neon), so all give the same bits. */
+static void silu_generic(float *out, const float *g, const float *u, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = g[i] / (1.0f + exp32(-g[i])) * u[i];
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void silu_avx2(float *out, const float *g, const float *u, int64_t i0,
+                                                      int64_t i1) {
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = exp32_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        const __m256 y = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+    }
+    silu_generic(out, g, u, i, i1);
+}
+#elif defined(__aarch64__)
+static void silu_neon(float *out, const float *g, const float *u, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t e = exp32_neon(vnegq_f32(x));
+        const float32x4_t y = vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), e));
+        vst1q_f32(out + i, vmulq_f32(y, vld1q_f32(u + i)));
+    }
+    silu_generic(out, g, u, i, i1);
+}
+#endif
+
+static void glu_range(float *out, const float *g, const float *u, int64_t i0, int64_t i1, int gelu) {
     if (gelu) {
         const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-        for (int64_t i = 0; i < n; ++i) {
+        for (int64_t i = i0; i < i1; ++i) {
             float x = g[i];
             float y = c * (x + 0.044715f * x * x * x);
             float th = 1.0f - 2.0f / (eak_exp(2.0f * y) + 1.0f); /* tanh(y), deterministic */
             out[i] = 0.5f * x * (1.0f + th) * u[i];
         }
-    } else {
-        float e[64]; /* exp(-g) for a run of 64, vectorised */
-        for (int64_t i0 = 0; i0 < n; i0 += 64) {
-            const int m = n - i0 < 64 ? (int)(n - i0) : 64;
-            for (int i = 0; i < m; ++i) e[i] = -g[i0 + i];
-            eak_exp_sub(e, m, 0.0f); /* x - 0 == x, also for -0 */
-            for (int i = 0; i < m; ++i) out[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
-        }
+        return;
     }
+#if defined(__x86_64__)
+    if (eak_use_avx2()) { silu_avx2(out, g, u, i0, i1); return; }
+#elif defined(__aarch64__)
+    if (!eak_generic_forced()) { silu_neon(out, g, u, i0, i1); return; }
+#endif
+    silu_generic(out, g, u, i0, i1);
+}
+
+void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu, int n_threads) {
+    /* threads take whole runs of 64 elements (a cache line of each array at 16 per line) */
+    const int n_runs = (int)((n + 63) / 64);
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1 && n >= 16384,
+    const int64_t i0 = (int64_t)eak_team_lo(n_runs) * 64, i1 = (int64_t)eak_team_hi(n_runs) * 64;
+    glu_range(out, g, u, i0, i1 < n ? i1 : n, gelu);
+    );
+}
+
+/* Self test (from eak_self_test): the dispatched SiLU gate against silu_generic on random values,
+ * values around the clamps (-87, 88), infinities and NaN, over ragged lengths. */
+int eak_ops_self_test(uint32_t seed, char *msg, size_t msg_len) {
+    enum { N = 67 };
+    float g[N], u[N], want[N], got[N];
+    uint32_t s = seed ? seed : 1;
+    for (int iter = 0; iter < 64; ++iter) {
+        for (int i = 0; i < N; ++i) {
+            s = s * 1664525u + 1013904223u;
+            const uint32_t r = s >> 8;
+            const float x = ((float)(r % 200001) - 100000.0f) * (iter % 4 == 0 ? 1e-3f : 1e-4f);
+            g[i] = (r & 31) == 0 ? (float)((int)(r % 7) - 3) * 29.5f - 0.25f : x; /* near -88, 88 */
+            u[i] = ((float)(r % 1999) - 999.0f) * 1e-3f;
+        }
+        if (iter == 0) { g[0] = INFINITY; g[1] = -INFINITY; g[2] = NAN; g[3] = 87.0f; g[4] = -88.0f; g[5] = -0.0f; }
+        const int n = N - iter % 8;
+        silu_generic(want, g, u, 0, n);
+        glu_range(got, g, u, 0, n, 0);
+        for (int i = 0; i < n; ++i)
+            if (memcmp(&want[i], &got[i], sizeof(float)) != 0 && !(want[i] != want[i] && got[i] != got[i])) {
+                if (msg) snprintf(msg, msg_len, "SiLU gate: silu(%.9g)*%.9g = %.9g, generic %.9g", g[i], u[i], got[i], want[i]);
+                return -1;
+            }
+    }
+    return 0;
 }
 
 float eak_expf(float x) { return eak_exp(x); }
@@ -523,9 +660,9 @@ void eak_top_k(const float *x, int n, int k, int32_t *idx) {
  * (block a power of two dividing cols): butterflies in a fixed order, then a scale by
  * 1/sqrt(block), so every target computes the same bits. H is symmetric and H*H = I, which is why
  * weights rotated by the converter (W H) and activations rotated here (H x) give W x. */
-void eak_hadamard(float *x, int n_rows, int cols, int block) {
+static void hadamard_rows(float *x, int r0, int r1, int cols, int block) {
     const float s = 1.0f / sqrtf((float)block);
-    for (int r = 0; r < n_rows; ++r) {
+    for (int r = r0; r < r1; ++r) {
         for (int b0 = 0; b0 < cols; b0 += block) {
             float *v = x + (size_t)r * cols + b0;
             int h = 1;
@@ -553,4 +690,11 @@ void eak_hadamard(float *x, int n_rows, int cols, int block) {
             for (int j = 0; j < block; ++j) v[j] *= s;
         }
     }
+}
+
+void eak_hadamard(float *x, int n_rows, int cols, int block, int n_threads) {
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    EAK_PARALLEL(n_threads > 1 && n_rows >= EAK_ROWS_PARALLEL,
+    hadamard_rows(x, eak_team_lo(n_rows), eak_team_hi(n_rows), cols, block);
+    );
 }

@@ -103,11 +103,15 @@ static void quantize_block_neon(const float *v, eak_act_block *o) {
 typedef void (*quantize_block_fn)(const float *, eak_act_block *);
 static quantize_block_fn pick_quantize_block(void);
 
-void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out) {
+void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out, int n_threads) {
     const int nb = cols / 32;
     const quantize_block_fn f = pick_quantize_block();
-    for (int t = 0; t < n_tok; ++t)
+    const int eak_nt = n_threads > 0 ? n_threads : 1;
+    /* rows split over the team from 8 up (a single row is faster than a parallel region) */
+    EAK_PARALLEL(n_threads > 1 && n_tok >= 8,
+    for (int t = eak_team_lo(n_tok), t_end = eak_team_hi(n_tok); t < t_end; ++t)
         for (int b = 0; b < nb; ++b) f(x + (size_t)t * cols + b * 32, out + (size_t)t * nb + b);
+    );
 }
 
 /* ---- exact int32 dot of one 32-element weight block with one activation block --------------- */
@@ -1161,7 +1165,8 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
         if (msg) snprintf(msg, msg_len, "%s", pmsg);
         return -1;
     }
-    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s, panels: %s) against the generic ones: all bit-identical; %s",
+    if (eak_ops_self_test(seed, msg, msg_len) != 0) return -1; /* the SIMD SiLU gate */
+    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s, panels: %s) against the generic ones: all bit-identical (SiLU gate too); %s",
                       checks, eak_idot_name(), eak_w2_kernel_name(), eak_w2p_kernel_name(), pmsg);
     return 0;
 }

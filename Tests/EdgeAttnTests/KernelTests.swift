@@ -51,7 +51,7 @@ final class KernelTests: XCTestCase {
                 var x = [Float](repeating: 0, count: nTok * cols)
                 for i in 0..<x.count { x[i] = rng.float(-3, 3) }
                 var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
-                eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+                eak_quantize_act(x, Int32(nTok), Int32(cols), &act, 1)
                 var ySimd = [Float](repeating: 0, count: nTok * rows)
                 var yGen = ySimd
                 eak_force_generic(0)
@@ -97,7 +97,7 @@ final class KernelTests: XCTestCase {
         for i in 0..<cols { x[i] = rng.float(-10, 10) }
         for i in 32..<64 { x[i] = 0 }
         var act = [eak_act_block](repeating: eak_act_block(), count: cols / 32)
-        eak_quantize_act(x, 1, Int32(cols), &act)
+        eak_quantize_act(x, 1, Int32(cols), &act, 1)
         for b in 0..<(cols / 32) {
             let blk = act[b]
             var amax: Float = 0
@@ -158,7 +158,7 @@ final class KernelTests: XCTestCase {
             let cols = block * 3, rows = 2
             let x = (0..<(rows * cols)).map { _ in rng.float(-2, 2) }
             var y = x
-            eak_hadamard(&y, Int32(rows), Int32(cols), Int32(block))
+            eak_hadamard(&y, Int32(rows), Int32(cols), Int32(block), 1)
             var loop = x
             let s = 1 / Float(block).squareRoot()
             for r in 0..<rows {
@@ -412,6 +412,86 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(Double(y[b]), im, accuracy: 1e-5)
                 }
             }
+        }
+    }
+
+    /// The batched RoPE (angles once per row, rows over threads) gives eak_rope's bits for every row
+    /// of queries and keys, at 1 and 2 threads, both pair layouts.
+    func testRopeRowsEqualsRopePerRow() {
+        var rng = TestRNG(state: 41)
+        let hd = 64, qh = 9, kh = 3, n = 21, pos0 = 1000
+        let q = (0..<(n * qh * hd)).map { _ in rng.float(-2, 2) }
+        let k = (0..<(n * kh * hd)).map { _ in rng.float(-2, 2) }
+        for neox in [Int32(0), 1] {
+            var wq = q, wk = k
+            for i in 0..<n {
+                wq.withUnsafeMutableBufferPointer {
+                    eak_rope($0.baseAddress! + i * qh * hd, Int32(qh), Int32(hd), Int32(pos0 + i), 100000, 0.5, neox)
+                }
+                wk.withUnsafeMutableBufferPointer {
+                    eak_rope($0.baseAddress! + i * kh * hd, Int32(kh), Int32(hd), Int32(pos0 + i), 100000, 0.5, neox)
+                }
+            }
+            for th in [Int32(1), 2] {
+                var gq = q, gk = k
+                eak_rope_rows(&gq, Int32(qh), &gk, Int32(kh), Int32(hd), Int32(n), Int32(pos0), 100000, 0.5, neox, th)
+                XCTAssertEqual(gq.map(\.bitPattern), wq.map(\.bitPattern), "queries, neox \(neox), \(th) threads")
+                XCTAssertEqual(gk.map(\.bitPattern), wk.map(\.bitPattern), "keys, neox \(neox), \(th) threads")
+            }
+        }
+    }
+
+    /// SwiGLU and GeGLU gates against the formulas in double (silu uses a float exp, relative error
+    /// a few 1e-7; both within 1e-6 of the value plus a small part of |x u| for the tails), and the same bits on 1 and 2 threads (n above the parallel threshold, ragged).
+    func testGluMatchesFormulaAndThreads() {
+        var rng = TestRNG(state: 43)
+        let n = 3 * 16384 + 37
+        let g = (0..<n).map { i in i % 97 == 0 ? rng.float(-120, 120) : rng.float(-12, 12) }
+        let u = (0..<n).map { _ in rng.float(-3, 3) }
+        for gelu in [Int32(0), 1] {
+            var one = [Float](repeating: 0, count: n), two = one
+            eak_glu(&one, g, u, Int64(n), gelu, 1)
+            eak_glu(&two, g, u, Int64(n), gelu, 2)
+            XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "gelu \(gelu): threads change bits")
+            var worst = 0.0
+            for i in 0..<n {
+                let x = Double(g[i])
+                let act = gelu == 1 ? 0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+                                    : x / (1 + Foundation.exp(-x))
+                let want = act * Double(u[i])
+                // relative to the value, plus an absolute part for the tails: silu's exp saturates
+                // below -87 (1e-7 of |x u| is plenty); the gelu's 1 - 2/(e^2y + 1) is -1 in float
+                // once e^2y < 2^-24, an absolute error up to 3e-8 |x u| (1e-6 of |x u| allowed)
+                let absPart = (gelu == 1 ? 1e-6 : 1e-7) * abs(x * Double(u[i]))
+                let err = abs(Double(one[i]) - want) / (1e-6 * abs(want) + absPart + 1e-37)
+                worst = max(worst, err)
+            }
+            XCTAssertLessThan(worst, 1, "gelu \(gelu): worst error \(worst) of the allowed one")
+        }
+    }
+
+    /// RMSNorm, the Hadamard rotation and activation quantization split rows over threads: the
+    /// same bits as one thread.
+    func testRowKernelsSameBitsOnTwoThreads() {
+        var rng = TestRNG(state: 47)
+        let rows = 37, cols = 576
+        let x = (0..<(rows * cols)).map { _ in rng.float(-4, 4) }
+        let w = (0..<cols).map { _ in rng.float(0.5, 1.5) }
+        var n1 = [Float](repeating: 0, count: rows * cols), n2 = n1
+        eak_rmsnorm(&n1, x, w, Int32(cols), Int32(rows), 1e-5, 0, 1)
+        eak_rmsnorm(&n2, x, w, Int32(cols), Int32(rows), 1e-5, 0, 2)
+        XCTAssertEqual(n1.map(\.bitPattern), n2.map(\.bitPattern), "rmsnorm")
+        var h1 = x, h2 = x
+        eak_hadamard(&h1, Int32(rows), Int32(cols), 64, 1)
+        eak_hadamard(&h2, Int32(rows), Int32(cols), 64, 2)
+        XCTAssertEqual(h1.map(\.bitPattern), h2.map(\.bitPattern), "hadamard")
+        var a1 = [eak_act_block](repeating: eak_act_block(), count: rows * cols / 32), a2 = a1
+        eak_quantize_act(x, Int32(rows), Int32(cols), &a1, 1)
+        eak_quantize_act(x, Int32(rows), Int32(cols), &a2, 2)
+        for i in 0..<a1.count {
+            XCTAssertEqual(a1[i].d, a2[i].d); XCTAssertEqual(a1[i].s, a2[i].s)
+            XCTAssertTrue(withUnsafeBytes(of: a1[i].qs) { b1 in withUnsafeBytes(of: a2[i].qs) { b1.elementsEqual($0) } },
+                          "activation block \(i)")
         }
     }
 

@@ -61,7 +61,7 @@ final class W2KernelTests: XCTestCase {
             let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let x = (0..<(nTok * cols)).map { _ in rng.float(-2, 2) }
             var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
-            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act, 1)
             var y = [Float](repeating: 0, count: nTok * rows)
             eak_matmul_w2(bytes, Int(eak_w2_row_bytes(Int32(cols), Int32(group))), Int32(rows), Int32(cols),
                           Int32(group), act, Int32(nTok), &y, 2)
@@ -97,7 +97,7 @@ final class W2KernelTests: XCTestCase {
             let (bytes, _) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
             var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
-            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act, 1)
             let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
             var simd = [Float](repeating: 0, count: nTok * rows), generic = simd
             eak_matmul_w2(bytes, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &simd, 2)
@@ -130,7 +130,7 @@ final class W2KernelTests: XCTestCase {
             }
             let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
             var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
-            eak_quantize_act(x, Int32(nTok), Int32(cols), &act)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act, 1)
             var want = [Float](repeating: 0, count: nTok * rows)
             eak_matmul_w2(bytes, rb, Int32(rows), Int32(cols), Int32(group), act, Int32(nTok), &want, 1)
             for threads: Int32 in [1, 2] {

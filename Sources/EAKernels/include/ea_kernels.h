@@ -123,8 +123,9 @@ typedef struct eak_act_block {
 int eak_act_type(int wtype);
 /* Bytes of activation blocks for n_tok rows of cols (cols a multiple of 32). */
 size_t eak_act_bytes(int n_tok, int cols);
-/* Quantizes n_tok rows of cols floats: per 32-block d = max|x|/127, q = round-to-nearest-even(x/d). */
-void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out);
+/* Quantizes n_tok rows of cols floats: per 32-block d = max|x|/127, q = round-to-nearest-even(x/d).
+ * Rows are split over n_threads (from 8 rows up); the result does not depend on it. */
+void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out, int n_threads);
 /* y[t*rows + r] = sum over blocks of dw*dx*int_dot(qw, qx) (+ mw*sx for Q4_1/Q5_1), for weights of
  * type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 and activations from eak_quantize_act. Every ISA version
  * returns bit-identical results. Parallel over rows. */
@@ -140,10 +141,12 @@ void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
 int eak_use_avx2(void);
 
-/* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel, the W2 panel kernels) with the
+/* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel, the W2 panel kernels) and the SiLU gate with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
  * -1; msg receives a one-line report either way. Thread-safe (no global state changes). */
 int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
+/* The part of eak_self_test for ops.c's SIMD float kernels (the SiLU gate): same contract. */
+int eak_ops_self_test(uint32_t seed, char *msg, size_t msg_len);
 
 /* ---- W2: group-wise asymmetric 2-bit weights --------------------------------------------------
  * A row of `cols` weights is cols/group groups (group a multiple of 32 dividing cols). A group is
@@ -189,14 +192,20 @@ const char *eak_w2p_kernel_name(void);
 int eak_w2p_self_test(uint32_t seed, char *msg, size_t msg_len);
 
 
-/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x. */
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), for n_rows rows of n. out may be x.
+ * Rows are split over n_threads from 8 rows up; the result does not depend on it. */
 void eak_rmsnorm(float *out, const float *x, const float *w, int n, int n_rows, float eps,
-                 float w_offset);
+                 float w_offset, int n_threads);
 
 /* Rotary embedding in place on n_heads heads of head_dim at position pos. neox == 0: pairs
  * (2i, 2i+1) (llama's GGUF layout); neox == 1: pairs (i, i + head_dim/2). Frequencies
  * theta_i = pos * base^(-2i/head_dim), scaled by freq_scale. */
 void eak_rope(float *x, int n_heads, int head_dim, int pos, float base, float freq_scale, int neox);
+/* eak_rope on n_tok rows of queries (q_heads heads each) and keys (k_heads) at positions pos0, pos0+1,
+ * ...: the same results as eak_rope per row and matrix, with the angles computed once per row and
+ * the rows split over n_threads (from 8 rows up). */
+void eak_rope_rows(float *q, int q_heads, float *k, int k_heads, int head_dim, int n_tok, int pos0,
+                   float base, float freq_scale, int neox, int n_threads);
 
 /* Which cached keys each query attends to, and where they live. NULL (or all zero) = dense causal.
  * Range form (keys == NULL): a query at position p attends the attention sinks 0..min(n_sink,p+1)-1
@@ -270,11 +279,14 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
                        float scale, const eak_span *span, float *scratch, int n_threads);
 
 /* In-place orthonormal Walsh-Hadamard transform of each block of `block` values (a power of two
- * dividing cols) in n_rows rows: the activation side of a Hadamard-rotated weight matrix. */
-void eak_hadamard(float *x, int n_rows, int cols, int block);
+ * dividing cols) in n_rows rows: the activation side of a Hadamard-rotated weight matrix. Rows are
+ * split over n_threads from 8 rows up. */
+void eak_hadamard(float *x, int n_rows, int cols, int block, int n_threads);
 
-/* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). */
-void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu);
+/* out[i] = silu(g[i]) * u[i] (SwiGLU) or gelu_tanh(g[i]) * u[i] (GeGLU, gelu != 0). silu(x) is
+ * x / (1 + eak_exp32(-x)) (float exp, the same bits on every target and SIMD width); the GeLU's tanh
+ * uses eak_exp. Elements are split over n_threads from 16384 up; the result does not depend on it. */
+void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu, int n_threads);
 
 /* exp(x), identical on every target (see ops.c); eak_expf is the same, for Swift callers. */
 float eak_exp(float x);

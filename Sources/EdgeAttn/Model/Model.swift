@@ -50,14 +50,14 @@ public struct WeightMatrix {
         if rotation > 0, let r = scratch.rotated {
             if !reuseInput {
                 r.update(from: xIn, count: nTok * cols)
-                eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation))
+                eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation), Int32(threads))
             }
             x = UnsafePointer(r)
         }
         let act = scratch.act
         if usesInt8Activations {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
-            if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks) }
+            if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks, Int32(threads)) }
             if type == WeightMatrix.w2Type {
                 if panels {
                     eak_matmul_w2p(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,

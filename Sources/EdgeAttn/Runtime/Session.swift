@@ -194,7 +194,7 @@ public final class Session {
         let rows = n - logitsFrom, d = model.hp.nEmbd
         if rows <= 0 { return }
         let xb = arena.floats(at: plan.xb)
-        eak_rmsnorm(xb, arena.floats(at: plan.x) + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), model.hp.rmsEps, 0)
+        eak_rmsnorm(xb, arena.floats(at: plan.x) + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), model.hp.rmsEps, 0, Int32(threads))
         model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: threads, act: matmulScratch)
     }
 
@@ -217,7 +217,7 @@ public final class Session {
             // half or quantized) at their cache slots
             let kNew = arena.floats(at: plan.kNew), vNew = arena.floats(at: plan.vNew)
 
-            eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            eak_rmsnorm(xb, x, w.attnNorm, Int32(d), Int32(n), hp.rmsEps, 0, Int32(th))
             observer?(l, 0, xb, n, d)
             if w.kind != .softmax {
                 recurrentMix(layer: l, w, n: n, xb: xb, out: att)
@@ -227,19 +227,15 @@ public final class Session {
             w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act, reuseInput: w.wk.sharesInput(with: wq))
             w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act, reuseInput: w.wv.sharesInput(with: w.wk))
             if let qn = w.qNorm, let kn = w.kNorm {  // per-head norms (Gemma)
-                eak_rmsnorm(q, q, qn, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0)
-                eak_rmsnorm(kNew, kNew, kn, Int32(hp.headDim), Int32(n * hp.nHeadKV), hp.rmsEps, 0)
+                eak_rmsnorm(q, q, qn, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0, Int32(th))
+                eak_rmsnorm(kNew, kNew, kn, Int32(hp.headDim), Int32(n * hp.nHeadKV), hp.rmsEps, 0, Int32(th))
             }
             // DHSA chunks on keys before RoPE
             let dslot = w.window == 0 ? plan.dhsaSlot[l] : -1  // sliding-window layers keep their window
             let kPre = arena.floats(at: plan.dhsaKPre)
             if dslot >= 0 { kPre.update(from: kNew, count: n * hp.kvDim) }
-            for i in 0..<n {
-                eak_rope(q + i * hp.qDim, Int32(hp.nHead), Int32(hp.headDim), Int32(pos0 + i), w.ropeBase,
-                         hp.ropeFreqScale, neox)
-                eak_rope(kNew + i * hp.kvDim, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(pos0 + i),
-                         w.ropeBase, hp.ropeFreqScale, neox)
-            }
+            eak_rope_rows(q, Int32(hp.nHead), kNew, Int32(hp.nHeadKV), Int32(hp.headDim), Int32(n), Int32(pos0),
+                          w.ropeBase, hp.ropeFreqScale, neox, Int32(th))
             var span = eak_span()
             let lambda = plan.policies[l] == .lambda
             if lambda {
@@ -307,17 +303,17 @@ public final class Session {
             }
             observer?(l, 1, att, n, hp.qDim)
             w.wo.apply(att, nTok: n, into: tmp, threads: th, act: act)
-            if let pn = w.postAttnNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
+            if let pn = w.postAttnNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0, Int32(th)) }
             eak_add(x, tmp, Int64(n * d))
 
-            eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0)
+            eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0, Int32(th))
             observer?(l, 2, xb, n, d)
             w.gate.apply(xb, nTok: n, into: g, threads: th, act: act)
             w.up.apply(xb, nTok: n, into: u, threads: th, act: act, reuseInput: w.up.sharesInput(with: w.gate))
-            eak_glu(g, g, u, Int64(n * hp.nFF), hp.geluFFN ? 1 : 0)
+            eak_glu(g, g, u, Int64(n * hp.nFF), hp.geluFFN ? 1 : 0, Int32(th))
             observer?(l, 3, g, n, hp.nFF)
             w.down.apply(g, nTok: n, into: tmp, threads: th, act: act)
-            if let pn = w.postFFNNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0) }
+            if let pn = w.postFFNNorm { eak_rmsnorm(tmp, tmp, pn, Int32(d), Int32(n), hp.rmsEps, 0, Int32(th)) }
             eak_add(x, tmp, Int64(n * d))
         }
         nPast += n
@@ -342,7 +338,7 @@ public final class Session {
         eak_feature_map(kNew, Int64(n * hp.kvDim), hp.linearFeatureMap)
         eak_linear_attention(q, kNew, vNew, Int32(n), Int32(hp.nHead), Int32(hp.headDim), w.decay, state, out,
                              Int32(hp.linearChunk), Int32(th))
-        if let on = w.attnOutNorm { eak_rmsnorm(out, out, on, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0) }
+        if let on = w.attnOutNorm { eak_rmsnorm(out, out, on, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0, Int32(th)) }
         if let g = w.attnGate {
             g.apply(xb, nTok: n, into: q, threads: th, act: act)
             eak_sigmoid_mul(out, q, Int64(n * hp.qDim))

@@ -259,7 +259,7 @@ func decodeSource(_ f: GGUFFile, _ p: ConvertPlan) throws -> [Float] {
     let ok = w.withUnsafeMutableBufferPointer { dequantizeTensor(f, p.t, into: $0.baseAddress!) }
     if !ok { throw ConvertError("cannot decode tensor '\(p.t.name)' of type \(p.t.type)") }
     if p.sourceRotation > 0 {  // stored as W*H: (W*H)*H = W
-        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.sourceRotation))
+        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.sourceRotation), 1)
     }
     return w
 }
@@ -274,9 +274,9 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
     let hess = o.quantizer == .gptq ? st?.hessian : nil
     var sample = site.flatMap { cal?.sample[$0] }
     if p.rotate > 0 {  // quantize W*H against rotated inputs H*x
-        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.rotate))
+        eak_hadamard(&w, Int32(rows), Int32(cols), Int32(p.rotate), 1)
         if var x = sample {
-            eak_hadamard(&x, Int32(x.count / cols), Int32(cols), Int32(p.rotate))
+            eak_hadamard(&x, Int32(x.count / cols), Int32(cols), Int32(p.rotate), 1)
             sample = x
         }
     }
