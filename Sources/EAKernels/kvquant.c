@@ -181,6 +181,48 @@ __attribute__((target("avx2"))) static void kblock_heads_avx2(const float *const
     }
 }
 
+/* AVX-512: the same per-key operations on sixteen lanes, so the block's 32 keys take one pass over
+ * the channel records instead of two (a record is loaded, unpacked and its scale multiplied into
+ * each head's query once, not once per half). Lanes do what the generic loop does: bit-identical. */
+__attribute__((target("avx512f"), always_inline)) static inline void kblock_heads512_nh(const float *const *qh, const int nh,
+                                                                                    const uint8_t *kr, size_t rb, int d,
+                                                                                    const float *h2f, float (*acc)[256],
+                                                                                    float *base) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m512 a[KVQ_HEADS][2];
+    for (int i = 0; i < nh; ++i) { a[i][0] = a[i][1] = _mm512_setzero_ps(); base[i] = 0.0f; }
+    for (int ch = 0; ch < d; ++ch) {
+        const uint8_t *r = kr + (size_t)ch * rb;
+        const float dk = h2f[(uint16_t)(r[0] | (r[1] << 8))], mk = h2f[(uint16_t)(r[2] | (r[3] << 8))];
+        for (int i = 0; i < nh; ++i) base[i] = base[i] + qh[i][ch] * mk;
+        /* 32 codes, low nibble first: keys 0-15 and 16-31 */
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(r + 4));
+        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+        const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+        for (int i = 0; i < nh; ++i) {
+            const __m512 va = _mm512_set1_ps(qh[i][ch] * dk);
+            a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
+            a[i][1] = _mm512_add_ps(a[i][1], _mm512_mul_ps(va, c1));
+        }
+    }
+    for (int i = 0; i < nh; ++i) {
+        _mm512_storeu_ps(acc[i], a[i][0]);
+        _mm512_storeu_ps(acc[i] + 16, a[i][1]);
+    }
+}
+
+__attribute__((target("avx512f"))) static void kblock_heads_avx512(const float *const *qh, int nh, const uint8_t *kr,
+                                                                 size_t rb, int d, const float *h2f, float (*acc)[256],
+                                                                 float *base) {
+    switch (nh) {
+    case 1: kblock_heads512_nh(qh, 1, kr, rb, d, h2f, acc, base); break;
+    case 2: kblock_heads512_nh(qh, 2, kr, rb, d, h2f, acc, base); break;
+    case 3: kblock_heads512_nh(qh, 3, kr, rb, d, h2f, acc, base); break;
+    default: kblock_heads512_nh(qh, 4, kr, rb, d, h2f, acc, base); break;
+    }
+}
+
 #endif
 
 
@@ -227,7 +269,8 @@ static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, siz
                           const float *h2f, int simd4, float (*acc)[256], float *base) {
 #if defined(__x86_64__)
     if (simd4) {
-        kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
+        if (simd4 == 2) kblock_heads_avx512(qh, nh, kr, rb, d, h2f, acc, base);
+        else kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
         return;
     }
 #else
@@ -299,13 +342,58 @@ __attribute__((target("avx2"))) static void vblock_heads_avx2(float *const *o, c
     default: vblock_heads_nh(o, w, 4, n, vrec, d, rb, h2f); break;
     }
 }
+
+/* AVX-512: a value record's 32 channels in two sixteen-lane registers, one pass per group. */
+__attribute__((target("avx512f"), always_inline)) static inline void vblock_heads512_nh(float *const *o, const float *const *w,
+                                                                                    const int nh, int n,
+                                                                                    const uint8_t *const *vrec, int d,
+                                                                                    size_t rb, const float *h2f) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int g = 0; g < d / 32; ++g) {
+        float off[KVQ_HEADS];
+        __m512 a[KVQ_HEADS][2];
+        for (int i = 0; i < nh; ++i) { off[i] = 0.0f; a[i][0] = a[i][1] = _mm512_setzero_ps(); }
+        for (int r = 0; r < n; ++r) {
+            const uint8_t *rec = vrec[r] + (size_t)g * rb;
+            const float dv = h2f[(uint16_t)(rec[0] | (rec[1] << 8))], mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
+            for (int i = 0; i < nh; ++i) off[i] = off[i] + w[i][r] * mv;
+            const __m128i raw = _mm_loadu_si128((const __m128i *)(rec + 4));
+            const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+            const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+            const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+            for (int i = 0; i < nh; ++i) {
+                const __m512 va = _mm512_set1_ps(w[i][r] * dv);
+                a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
+                a[i][1] = _mm512_add_ps(a[i][1], _mm512_mul_ps(va, c1));
+            }
+        }
+        for (int i = 0; i < nh; ++i) {
+            float *y = o[i] + 32 * g;
+            const __m512 vo = _mm512_set1_ps(off[i]);
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_add_ps(a[i][0], vo)));
+            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_loadu_ps(y + 16), _mm512_add_ps(a[i][1], vo)));
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void vblock_heads_avx512(float *const *o, const float *const *w, int nh, int n,
+                                                                 const uint8_t *const *vrec, int d, size_t rb,
+                                                                 const float *h2f) {
+    switch (nh) {
+    case 1: vblock_heads512_nh(o, w, 1, n, vrec, d, rb, h2f); break;
+    case 2: vblock_heads512_nh(o, w, 2, n, vrec, d, rb, h2f); break;
+    case 3: vblock_heads512_nh(o, w, 3, n, vrec, d, rb, h2f); break;
+    default: vblock_heads512_nh(o, w, 4, n, vrec, d, rb, h2f); break;
+    }
+}
 #endif
 
 static void vblock_add(float *const *o, const float *const *w, int nh, int n, const uint8_t *const *vrec, int d,
                        int bits, int G, size_t rb, const float *h2f, int simd4) {
 #if defined(__x86_64__)
     if (simd4) {
-        vblock_heads_avx2(o, w, nh, n, vrec, d, rb, h2f);
+        if (simd4 == 2) vblock_heads_avx512(o, w, nh, n, vrec, d, rb, h2f);
+        else vblock_heads_avx2(o, w, nh, n, vrec, d, rb, h2f);
         return;
     }
 #else
@@ -369,7 +457,7 @@ typedef struct kvq_ctx {
     const float *h2f;
     float scale;
     size_t rb;
-    int simd4;
+    int simd4; /* 0 generic, 1 AVX2, 2 AVX-512 (all bit-identical) */
 } kvq_ctx;
 
 static inline void put_score(float *s, float *mx, int k, float v) {
@@ -556,7 +644,8 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     if (n_threads < 1) n_threads = 1;
     kvq_ctx X = {c, span, eak_f16_table(), scale, eak_kvq_record_bytes(c->bits, G), 0};
 #if defined(__x86_64__)
-    X.simd4 = c->bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops */
+    X.simd4 = c->bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops (2: their AVX-512 form) */
+    if (X.simd4 && eak_use_avx512()) X.simd4 = 2;
 #endif
     const int q_stride = n_head * d, cap = eak_kvq_heads_per_pass(n_head, n_kv);
     const int seg_keys = kvq_seg_keys(stride, S), max_seg = kvq_n_seg(stride, S);

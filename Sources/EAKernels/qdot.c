@@ -438,6 +438,16 @@ int eak_use_avx2(void) {
 #endif
 }
 
+int eak_use_avx512(void) {
+#if defined(__x86_64__)
+    static int has = -1;
+    if (has < 0) { __builtin_cpu_init(); has = __builtin_cpu_supports("avx512f"); } /* racing stores agree */
+    return has && eak_use_avx2();
+#else
+    return 0;
+#endif
+}
+
 static quantize_block_fn pick_quantize_block(void) {
     if (eak_generic_forced()) return quantize_block_generic;
 #if defined(__x86_64__)

@@ -140,6 +140,8 @@ const char *eak_w2_kernel_name(void);
 void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
 int eak_use_avx2(void);
+/* 1 when AVX-512F forms of the AVX2 loops may run (the CPU has AVX-512F and eak_use_avx2()). */
+int eak_use_avx512(void);
 
 /* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel, the W2 panel kernels) and the SiLU gate with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
