@@ -221,6 +221,8 @@ __attribute__((target("avx2"))) static void lanes4_avx2(const int8_t *wq, const 
  * L[b][m]; every token's block is loaded once for both rows, and dw * dx is one vector multiply (the
  * same float product as the scalar one). Accumulation order and the offset term (mw: sum_b mw[b] *
  * s_b) are lanes4_avx2's, so the results are bit-identical to it and to the generic kernel. */
+__attribute__((target("avx2"))) static void tile_offsets_avx2(const eak_act_block *x, size_t x_stride, const float *mwa,
+                                                            const float *mwb, int nb, float m[8]);
 __attribute__((target("avx2"))) static void tile2x4_avx2(const int8_t *wa, const int8_t *wb, int off,
                                                        const eak_act_block *x, size_t x_stride,
                                                        const float *dwa, const float *dwb, const float *mwa,
@@ -252,20 +254,78 @@ __attribute__((target("avx2"))) static void tile2x4_avx2(const int8_t *wa, const
     }
     float a[8];
     __m256 acc[8] = {a0, a1, a2, a3, b0, b1, b2, b3};
-    const eak_act_block *xs[4] = {x0, x1, x2, x3};
+    float m[8];
+    if (mwa) tile_offsets_avx2(x, x_stride, mwa, mwb, nb, m);
     for (int k = 0; k < 8; ++k) {
-        const float *mw = k < 4 ? mwa : mwb;
         _mm256_storeu_ps(a, acc[k]);
-        float v = eak_reduce8(a);
-        if (mw) {
-            const eak_act_block *xk = xs[k & 3];
-            float m = 0.0f;
-            for (int b = 0; b < nb; ++b) m = m + mw[b] * xk[b].s;
-            v = v + m;
-        }
-        if (k < 4) outa[k] = v; else outb[k - 4] = v;
+        const float v = eak_reduce8(a);
+        if (k < 4) outa[k] = mwa ? v + m[k] : v; else outb[k - 4] = mwa ? v + m[k] : v;
     }
 }
+
+/* The offset terms of a two-row, four-token tile (Q4_1 / Q5_1): m[k] = sum_b mw[b] * s_b of token
+ * k & 3 with row a's mw for k < 4 and row b's after, in block order, eight of them in one register:
+ * per lane the scalar loop's multiply and add in its order, so the same bits. */
+__attribute__((target("avx2"))) static void tile_offsets_avx2(const eak_act_block *x, size_t x_stride, const float *mwa,
+                                                            const float *mwb, int nb, float m[8]) {
+    const eak_act_block *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+        const __m256 w = _mm256_set_m128(_mm_set1_ps(mwb[b]), _mm_set1_ps(mwa[b]));
+        const __m128 s4 = _mm_set_ps(x3[b].s, x2[b].s, x1[b].s, x0[b].s);
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(w, _mm256_set_m128(s4, s4)));
+    }
+    _mm256_storeu_ps(m, acc);
+}
+
+/* tile2x4_avx2 with AVX512-VNNI: two tokens per 512-bit register (token 2j in the low half, 2j+1 in
+ * the high half, the row's codes in both), vpdpbusd for maddubs + madd (the same int32 lane sums:
+ * no int16 pair saturates, see above). Per lane the float operations are tile2x4_avx2's in its
+ * order, so the results are bit-identical; half the instructions per block. */
+__attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni"))) static void tile2x4_vnni512(
+    const int8_t *wa, const int8_t *wb, int off, const eak_act_block *x, size_t x_stride, const float *dwa,
+    const float *dwb, const float *mwa, const float *mwb, int nb, float outa[4], float outb[4]) {
+    const __m512i ones8 = _mm512_set1_epi8(1), offv = _mm512_set1_epi8((char)off), zero = _mm512_setzero_si512();
+    const int sh = off == 16 ? 4 : 3;
+    __m512 a01 = _mm512_setzero_ps(), a23 = a01, b01 = a01, b23 = a01;
+    const eak_act_block *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    for (int b = 0; b < nb; ++b) {
+        const __m512i qa = _mm512_add_epi8(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wa + (size_t)b * 32))), offv);
+        const __m512i qb = _mm512_add_epi8(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb + (size_t)b * 32))), offv);
+        const __m512 da = _mm512_set1_ps(dwa[b]), db = _mm512_set1_ps(dwb[b]);
+#define TILE512(A, B, XL, XH)                                                                                      \
+        {                                                                                                          \
+            const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)XL[b].qs)), \
+                                                  _mm256_loadu_si256((const __m256i *)XH[b].qs), 1);              \
+            const __m512 dx = _mm512_castpd_ps(_mm512_insertf64x4(                                                 \
+                _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(XL[b].d))), _mm256_castps_pd(_mm256_set1_ps(XH[b].d)), 1)); \
+            __m512i la = _mm512_dpbusd_epi32(zero, qa, xv), lb = _mm512_dpbusd_epi32(zero, qb, xv);              \
+            if (off) {                                                                                             \
+                const __m512i xs = _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, ones8, xv), sh);                   \
+                la = _mm512_sub_epi32(la, xs);                                                                     \
+                lb = _mm512_sub_epi32(lb, xs);                                                                     \
+            }                                                                                                      \
+            A = _mm512_add_ps(A, _mm512_mul_ps(_mm512_mul_ps(da, dx), _mm512_cvtepi32_ps(la)));                    \
+            B = _mm512_add_ps(B, _mm512_mul_ps(_mm512_mul_ps(db, dx), _mm512_cvtepi32_ps(lb)));                    \
+        }
+        TILE512(a01, b01, x0, x1) TILE512(a23, b23, x2, x3)
+#undef TILE512
+    }
+    float a[16], m[8];
+    if (mwa) tile_offsets_avx2(x, x_stride, mwa, mwb, nb, m);
+    const __m512 acc[4] = {a01, a23, b01, b23};
+    for (int k = 0; k < 4; ++k) {
+        _mm512_storeu_ps(a, acc[k]);
+        for (int h = 0; h < 2; ++h) {
+            const int j = (k & 1) * 2 + h; /* token */
+            const float v = eak_reduce8(a + 8 * h);
+            if (k < 2) outa[j] = mwa ? v + m[j] : v; else outb[j] = mwa ? v + m[4 + j] : v;
+        }
+    }
+}
+
+typedef void (*tile_fn)(const int8_t *, const int8_t *, int, const eak_act_block *, size_t, const float *,
+                        const float *, const float *, const float *, int, float[4], float[4]);
 
 /* Q4_0 / Q4_1 rows: nibbles to bytes, 16 at a time. */
 __attribute__((target("avx2"))) static int unpack_row_avx2(int type, const uint8_t *row, int nb, int8_t *wq) {
@@ -509,22 +569,37 @@ const char *eak_idot_name(void) {
  * offsets mw + k * chunk or none) with blocks b0 .. b0 + nb of every token to y (token t, row r + k at
  * y[t * rows + r + k]): two rows through the tile, one row four tokens at a time (AVX2), the rest one
  * token at a time. off: the unsigned-code offset of the tile (unused for one row). */
+#if defined(__x86_64__)
+/* The two-row prefill tile: its AVX512-VNNI form where the CPU has it (and the generic kernels are not
+ * forced: then this path is not taken at all), else the AVX2 one. */
+static tile_fn pick_tile(void) {
+    static tile_fn f;
+    if (!f) {
+        __builtin_cpu_init();
+        f = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+                ? tile2x4_vnni512 : tile2x4_avx2; /* racing stores agree */
+    }
+    return f;
+}
+#endif
+
 static void rows_times_tokens(lanes_fn lanes, int nr, int chunk, const int8_t *wq, const float *dw, const float *mw,
                               int off, const eak_act_block *xq, int nb_all, int b0, int nb, int n_tok, float *y,
                               int rows, int r) {
     int t = 0;
 #if defined(__x86_64__)
-    if (nr == 2)
+    if (nr == 2) {
+        const tile_fn tile = pick_tile();
         for (; t + 4 <= n_tok; t += 4) {
             float va[4], vb[4];
-            tile2x4_avx2(wq, wq + (size_t)chunk * 32, off, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, dw + chunk,
+            tile(wq, wq + (size_t)chunk * 32, off, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, dw + chunk,
                          mw, mw ? mw + chunk : NULL, nb, va, vb);
             for (int k = 0; k < 4; ++k) {
                 y[(size_t)(t + k) * rows + r] += va[k];
                 y[(size_t)(t + k) * rows + r + 1] += vb[k];
             }
         }
-    else if (lanes == lanes_avx2)
+    } else if (lanes == lanes_avx2)
         for (; t + 4 <= n_tok; t += 4) {
             float v4[4];
             lanes4_avx2(wq, xq + (size_t)t * nb_all + b0, (size_t)nb_all, dw, mw, nb, v4);
