@@ -166,6 +166,14 @@ static float lanes_generic(const int8_t *wq, const eak_act_block *xa, const floa
 }
 
 #if defined(__x86_64__)
+/* eak_reduce8 on a register: high half onto low ((l0+l4), (l1+l5), (l2+l6), (l3+l7)), then lanes 2, 3
+ * onto 0, 1, then lane 1 onto 0: the same three levels of adds in the same pairing, so the same bits. */
+__attribute__((target("avx2"))) static inline float reduce8_m256(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
 __attribute__((target("avx2"))) static float lanes_avx2(const int8_t *wq, const eak_act_block *xa, const float *dw, int nb) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps();
@@ -424,10 +432,57 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
         const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
         acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw * xa[b].d), _mm256_cvtepi32_ps(l)));
     }
-    float a[8];
-    _mm256_storeu_ps(a, acc);
-    *out = eak_reduce8(a);
+    *out = reduce8_m256(acc);
     return 1;
+}
+#endif
+
+#if defined(__x86_64__)
+/* Single-token rows with VNNI (decode: the output head above all). The weights as unsigned bytes
+ * u = w + off (Q8_0: w ^ 0x80 = w + 128; Q4_0: the nibble itself, w + 8; Q4_1: the nibble, off 0) and
+ * vpdpbusd started from bias = -off * (the lane's sum of x) give exactly lanes_generic's int32 lane
+ * sums; the float steps are fused_avx2's. bias: per block, computed once per call (fused_bias). */
+__attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static void fused_bias(int type, const eak_act_block *xa, int nb,
+                                                                                __m256i *bias) {
+    const int sh = type == EAK_Q8_0 ? 7 : type == EAK_Q4_0 ? 3 : -1;
+    for (int b = 0; b < nb; ++b) {
+        const __m256i xs = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
+                                               _mm256_loadu_si256((const __m256i *)xa[b].qs));
+        bias[b] = sh < 0 ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(xs, sh));
+    }
+}
+
+__attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static float fused_vnni(int type, const uint8_t *row,
+                                                                                const eak_act_block *xa, int nb,
+                                                                                const float *h2f, const __m256i *bias) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps();
+    const int bb = type == EAK_Q8_0 ? 34 : type == EAK_Q4_1 ? 20 : 18, qoff = type == EAK_Q4_1 ? 4 : 2;
+    for (int b = 0; b < nb; ++b) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        __m256i u;
+        if (type == EAK_Q8_0) {
+            u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + qoff)), flip);
+        } else {
+            const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + qoff));
+            u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+        }
+        const __m256i l = _mm256_dpbusd_epi32(bias[b], u, _mm256_loadu_si256((const __m256i *)xa[b].qs));
+        const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw * xa[b].d), _mm256_cvtepi32_ps(l)));
+    }
+    return reduce8_m256(acc);
+}
+int eak_generic_forced(void);
+#define FUSED_VNNI_MAXB 64 /* the bias of up to 2048 columns on the stack */
+static int g_fused_vnni = -1;
+static int use_fused_vnni(void) {
+    if (g_fused_vnni < 0) {
+        __builtin_cpu_init();
+        g_fused_vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl"); /* racing stores agree */
+    }
+    return g_fused_vnni && !eak_generic_forced();
 }
 #endif
 
@@ -638,6 +693,25 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     /* unsigned-code offset for the two-row prefill tile; -1: Q8_0 (signed bytes, one row at a time) */
     const int off = type == EAK_Q4_0 ? 8 : type == EAK_Q5_0 ? 16 : type == EAK_Q8_0 ? -1 : 0;
     (void)off;
+#if defined(__x86_64__)
+    if (n_tok == 1 && nb_all <= FUSED_VNNI_MAXB && (type == EAK_Q8_0 || type == EAK_Q4_0 || type == EAK_Q4_1) &&
+        fused == fused_avx2 && use_fused_vnni()) {
+        EAK_PARALLEL(n_threads > 1,
+        __m256i bias[FUSED_VNNI_MAXB];
+        fused_bias(type, xq, nb_all, bias);
+        for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+            float v = fused_vnni(type, row, xq, nb_all, h2f, bias);
+            if (has_min) {
+                float m = 0.0f;
+                for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
+                v = v + m;
+            }
+            y[r] = v;
+        });
+        return;
+    }
+#endif
     EAK_PARALLEL(n_threads > 1,
     for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows), nr = 1; r < r_end; r += nr) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
