@@ -679,6 +679,14 @@ static void rows_times_tokens(lanes_fn lanes, int nr, int chunk, const int8_t *w
 
 #define MAXB 512 /* blocks per row handled at once: 16384 columns */
 
+/* Q4_1 / Q5_1 single-token offset term of a row: sum_b m_b * s_b in block order (block bytes bb, the
+ * fp16 m at bytes 2-3 of each block). */
+static float row_min_term(const uint8_t *row, uint32_t bb, const eak_act_block *xq, int nb, const float *h2f) {
+    float m = 0.0f;
+    for (int b = 0; b < nb; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
+    return m;
+}
+
 void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads) {
     const lanes_fn lanes = pick_lanes();
@@ -702,12 +710,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
             const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
             float v = fused_vnni(type, row, xq, nb_all, h2f, bias);
-            if (has_min) {
-                float m = 0.0f;
-                for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
-                v = v + m;
-            }
-            y[r] = v;
+            y[r] = has_min ? v + row_min_term(row, bb, xq, nb_all, h2f) : v;
         });
         return;
     }
@@ -722,12 +725,7 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         if (n_tok == 1 && fused && nb_all <= MAXB) {
             float v;
             if (fused(type, row, xq, nb_all, h2f, &v)) {
-                if (has_min) {
-                    float m = 0.0f;
-                    for (int b = 0; b < nb_all; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
-                    v = v + m;
-                }
-                y[r] = v;
+                y[r] = has_min ? v + row_min_term(row, bb, xq, nb_all, h2f) : v;
                 continue;
             }
         }
