@@ -447,7 +447,7 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "W2 group size (multiple of 32).") var group: Int = 64
     @Option(name: .long, help: "rtn | search | imatrix | gptq") var quantizer: String = "gptq"
     @Option(name: .long, help: "Calibration text file (repeatable).") var calib: [String] = []
-    @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512).") var calibTokens: Int = 4096
+    @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512, spread evenly over the texts).") var calibTokens: Int = 4096
     @Option(name: .long, help: "Format of the linear layers.") var linear: String = "w2"
     @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
     @Option(name: .long, help: "PATTERN=TYPE override by tensor name glob (repeatable, last match wins).")

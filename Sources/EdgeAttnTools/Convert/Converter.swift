@@ -169,7 +169,14 @@ func calibrationChunks(_ model: Model, _ o: ConvertOptions) throws -> [[Int32]] 
     let nChunks = min(all.count / chunk, max(1, o.calibTokens / chunk))
     if nChunks < 1 { throw ConvertError("calibration text has \(all.count) tokens; at least \(chunk) are needed") }
     let bos: [Int32] = model.tokenizer.addBos ? [model.tokenizer.bos] : []
-    return (0..<nChunks).map { c in bos + Array(all[(c * chunk)..<((c + 1) * chunk - bos.count)]) }
+    // Spread the chunks evenly over all the text rather than taking its head: with several texts
+    // and a budget smaller than their sum, every text contributes (the same chunks as before when
+    // the budget covers the whole text).
+    let avail = all.count / chunk
+    return (0..<nChunks).map { c in
+        let s = c * avail / nChunks * chunk
+        return bos + Array(all[s..<(s + chunk - bos.count)])
+    }
 }
 
 /// A session for calibration passes: one chunk at a time, float cache.
