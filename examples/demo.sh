@@ -15,7 +15,7 @@ make -s -C "$root/examples" all aarch64
 (cd "$root" && swift build -c release --product edgeattn)
 model=$(bash "$root/examples/fetch-model.sh" smollm2)
 plays=$(bash "$root/examples/fetch-model.sh" shakespeare)
-w2="$(dirname "$model")/SmolLM2-135M-Instruct.w2a8kv4-mix2.gguf"
+w2="$(dirname "$model")/SmolLM2-135M-Instruct.w2a8kv4-mix2-spread.gguf"
 if [ ! -s "$w2" ]; then
     echo "== convert to W2A8KV4: edgeattn convert $model $w2 (the README's best mix)" >&2
     "$root/.build/release/edgeattn" convert "$model" "$w2" --quiet --quantizer gptq --rotate 64 --group 128 \

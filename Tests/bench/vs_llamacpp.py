@@ -162,7 +162,7 @@ def setup():
         if not Path(dst).exists():
             sh([py, __file__, "--quantize", src, dst, str(ftype)])
         models[name] = dst
-    w2 = str(Path(src).with_name("SmolLM2-135M-Instruct.w2a8kv4-mix2.gguf"))
+    w2 = str(Path(src).with_name("SmolLM2-135M-Instruct.w2a8kv4-mix2-spread.gguf"))
     if not Path(w2).exists():  # the README's best mix, as examples/demo.sh makes it
         plays = subprocess.run(["bash", ROOT / "examples" / "fetch-model.sh", "shakespeare"], check=True,
                                capture_output=True, text=True).stdout.strip()
