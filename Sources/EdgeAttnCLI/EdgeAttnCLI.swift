@@ -458,6 +458,8 @@ struct Convert: ParsableCommand {
     var refine: Int = 0
     @Flag(name: .long, help: "Calibrate layer by layer on the partly quantized model (needs --calib): each layer's statistics come from the outputs of the already quantized layers before it.")
     var sequential = false
+    @Flag(name: .customLong("act-order"), help: "GPTQ: quantize columns in order of decreasing calibration energy (Hessian diagonal), group parameters fitted on the original weights.")
+    var actOrder = false
     @Flag(name: .long, help: "No progress bar.") var quiet = false
 
     func run() throws {
@@ -484,6 +486,8 @@ struct Convert: ParsableCommand {
         if refine < 0 || refine > 100 { die("--refine \(refine) must be in 0...100") }
         o.refine = refine
         o.sequential = sequential
+        if actOrder && q != .gptq { die("--act-order needs --quantizer gptq") }
+        o.actOrder = actOrder
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

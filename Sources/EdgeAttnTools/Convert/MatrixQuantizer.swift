@@ -132,8 +132,12 @@ struct QuantizedMatrix {
 
 /// Quantizes W (rows x cols, row-major) to asymmetric `bits`-bit groups of `group` columns.
 /// importance: per-column weights (imatrix) or nil; hessian: cols x cols (GPTQ) or nil.
+/// actOrder (GPTQ only): columns in order of decreasing Hessian diagonal, so the columns with the
+/// largest inputs are quantized first and their errors land on the quieter ones; the group parameters
+/// are then fitted once on the unmodified weights ("static groups"), since a group's columns are no
+/// longer quantized together.
 func quantizeMatrix(_ w: [Float], rows: Int, cols: Int, bits: Int, group: Int, method: Quantizer,
-                    importance: [Float]?, hessian: [Double]?) -> QuantizedMatrix {
+                    importance: [Float]?, hessian: [Double]?, actOrder: Bool = false) -> QuantizedMatrix {
     let qmax = (1 << bits) - 1, ng = cols / group
     var qm = QuantizedMatrix(rows: rows, cols: cols, group: group, qmax: qmax,
                              codes: [UInt8](repeating: 0, count: rows * cols),
@@ -141,10 +145,19 @@ func quantizeMatrix(_ w: [Float], rows: Int, cols: Int, bits: Int, group: Int, m
     let search = method != .rtn
     let imp: [Float]? = method == .imatrix || method == .gptq ? importance : nil
 
-    if method == .gptq, var h = hessian, let u = gptqFactor(&h, cols) {
-        // Work on W^T so each column is contiguous; the error of column i goes to columns j > i.
+    var perm = Array(0..<cols)
+    var hp = hessian
+    if method == .gptq, actOrder, let h = hessian {
+        perm.sort { h[$0 * cols + $0] != h[$1 * cols + $1] ? h[$0 * cols + $0] > h[$1 * cols + $1] : $0 < $1 }
+        var p = [Double](repeating: 0, count: cols * cols)
+        for i in 0..<cols { for j in 0..<cols { p[i * cols + j] = h[perm[i] * cols + perm[j]] } }
+        hp = p
+    }
+    if method == .gptq, var h = hp, let u = gptqFactor(&h, cols) {
+        // Work on W^T (columns in processing order) so each column is contiguous; the error of the
+        // i-th processed column goes to the columns processed after it.
         var wt = [Float](repeating: 0, count: rows * cols)
-        for r in 0..<rows { for c in 0..<cols { wt[c * rows + r] = w[r * cols + c] } }
+        for r in 0..<rows { for i in 0..<cols { wt[i * rows + r] = w[r * cols + perm[i]] } }
         var err = [Float](repeating: 0, count: rows)
         wt.withUnsafeMutableBufferPointer { wtp in
             qm.codes.withUnsafeMutableBufferPointer { cp in
@@ -152,28 +165,41 @@ func quantizeMatrix(_ w: [Float], rows: Int, cols: Int, bits: Int, group: Int, m
                     err.withUnsafeMutableBufferPointer { ep in
                         imp.withOptionalPointer { ip in
                             let W = wtp.baseAddress!, C = cp.baseAddress!, P = pp.baseAddress!, E = ep.baseAddress!
-                            for g in 0..<ng {
-                                let c0 = g * group
-                                parallelFor(rows) { r in
-                                    P[r * ng + g] = fitGroup(W + c0 * rows + r, stride: rows, n: group,
-                                                             weights: ip.map { $0 + c0 }, qmax: qmax, search: true)
+                            let step = { (i: Int) in
+                                let col = W + i * rows, c = perm[i], g = c / group, uii = Float(u[i * cols + i])
+                                for r in 0..<rows {
+                                    let p = P[r * ng + g], q = p.code(col[r], qmax: qmax)
+                                    C[r * cols + c] = UInt8(q)
+                                    E[r] = (col[r] - p.value(q)) / uii
                                 }
-                                for i in c0..<(c0 + group) {
-                                    let col = W + i * rows, uii = Float(u[i * cols + i])
-                                    for r in 0..<rows {
-                                        let p = P[r * ng + g], q = p.code(col[r], qmax: qmax)
-                                        C[r * cols + i] = UInt8(q)
-                                        E[r] = (col[r] - p.value(q)) / uii
+                                let rest = cols - i - 1
+                                if rest == 0 { return }
+                                parallelFor(rest) { t in
+                                    let j = i + 1 + t
+                                    let f = Float(u[i * cols + j])
+                                    if f == 0 { return }
+                                    let cj = W + j * rows
+                                    for r in 0..<rows { cj[r] -= f * E[r] }
+                                }
+                            }
+                            if actOrder {
+                                w.withUnsafeBufferPointer { wp in
+                                    parallelFor(rows) { r in
+                                        for g in 0..<ng {
+                                            P[r * ng + g] = fitGroup(wp.baseAddress! + r * cols + g * group, n: group,
+                                                                     weights: ip.map { $0 + g * group }, qmax: qmax, search: true)
+                                        }
                                     }
-                                    let rest = cols - i - 1
-                                    if rest == 0 { continue }
-                                    parallelFor(rest) { t in
-                                        let j = i + 1 + t
-                                        let f = Float(u[i * cols + j])
-                                        if f == 0 { return }
-                                        let cj = W + j * rows
-                                        for r in 0..<rows { cj[r] -= f * E[r] }
+                                }
+                                for i in 0..<cols { step(i) }
+                            } else {
+                                for g in 0..<ng {
+                                    let c0 = g * group
+                                    parallelFor(rows) { r in
+                                        P[r * ng + g] = fitGroup(W + c0 * rows + r, stride: rows, n: group,
+                                                                 weights: ip.map { $0 + c0 }, qmax: qmax, search: true)
                                     }
+                                    for i in c0..<(c0 + group) { step(i) }
                                 }
                             }
                         }
