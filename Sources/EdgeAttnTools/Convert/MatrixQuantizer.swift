@@ -114,6 +114,19 @@ func choleskyInPlace(_ L: UnsafeMutablePointer<Double>, _ n: Int, parallel: Bool
     return true
 }
 
+/// Every group of every row of W (rows x cols, row-major) fitted on W itself: the non-GPTQ quantizers'
+/// parameters, and act-order GPTQ's static groups.
+func fitRowGroups(_ W: UnsafePointer<Float>, rows: Int, cols: Int, group: Int, weights ip: UnsafePointer<Float>?,
+                  qmax: Int, search: Bool, into P: UnsafeMutablePointer<GroupParams>) {
+    let ng = cols / group
+    parallelFor(rows) { r in
+        for g in 0..<ng {
+            P[r * ng + g] = fitGroup(W + r * cols + g * group, n: group, weights: ip.map { $0 + g * group },
+                                     qmax: qmax, search: search)
+        }
+    }
+}
+
 /// A quantized matrix before packing: codes and per-group parameters (row-major).
 struct QuantizedMatrix {
     let rows: Int, cols: Int, group: Int, qmax: Int
@@ -183,14 +196,8 @@ func quantizeMatrix(_ w: [Float], rows: Int, cols: Int, bits: Int, group: Int, m
                                 }
                             }
                             if actOrder {
-                                w.withUnsafeBufferPointer { wp in
-                                    parallelFor(rows) { r in
-                                        for g in 0..<ng {
-                                            P[r * ng + g] = fitGroup(wp.baseAddress! + r * cols + g * group, n: group,
-                                                                     weights: ip.map { $0 + g * group }, qmax: qmax, search: true)
-                                        }
-                                    }
-                                }
+                                w.withUnsafeBufferPointer { fitRowGroups($0.baseAddress!, rows: rows, cols: cols, group: group,
+                                                                         weights: ip, qmax: qmax, search: true, into: P) }
                                 for i in 0..<cols { step(i) }
                             } else {
                                 for g in 0..<ng {
@@ -215,13 +222,9 @@ func quantizeMatrix(_ w: [Float], rows: Int, cols: Int, bits: Int, group: Int, m
             qm.params.withUnsafeMutableBufferPointer { pp in
                 imp.withOptionalPointer { ip in
                     let W = wp.baseAddress!, C = cp.baseAddress!, P = pp.baseAddress!
+                    fitRowGroups(W, rows: rows, cols: cols, group: group, weights: ip, qmax: qmax, search: search, into: P)
                     parallelFor(rows) { r in
-                        for g in 0..<ng {
-                            let x = W + r * cols + g * group
-                            let p = fitGroup(x, n: group, weights: ip.map { $0 + g * group }, qmax: qmax, search: search)
-                            P[r * ng + g] = p
-                            for k in 0..<group { C[r * cols + g * group + k] = UInt8(p.code(x[k], qmax: qmax)) }
-                        }
+                        for c in 0..<cols { C[r * cols + c] = UInt8(P[r * ng + c / group].code(W[r * cols + c], qmax: qmax)) }
                     }
                 }
             }
