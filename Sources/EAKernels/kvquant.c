@@ -130,8 +130,45 @@ static inline void codes_axpy(float *y, float a, float b, int with_b, const uint
  * The same operations per element as codes_axpy, in the same order (multiply, then add; no FMA),
  * so results are bit-identical to the generic loops; what changes is that the codes of a record
  * are unpacked with byte shuffles, once for all the query heads that share the record's kv head,
- * and a block's key scores stay in registers over all channels. */
+ * and a block's key scores stay in registers over all channels.
+ * Codes are widened byte by byte (one zero-extension, then mask and shift per dword) rather than
+ * nibble-interleaved first: the lanes then hold the even elements (low nibbles) and the odd ones
+ * (high nibbles) apart, and are interleaved once per block or group when stored. Half the unpack
+ * instructions of the interleave-first form, and each lane's arithmetic is unchanged. */
 #if defined(__x86_64__)
+/* Elements 0,2,..,14 and 1,3,..,15 of the 16 codes in the 8 bytes at p, as floats. */
+__attribute__((target("avx2"), always_inline)) static inline void codes16_split_avx2(const uint8_t *p, __m256 *even,
+                                                                                 __m256 *odd) {
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    *even = _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(15)));
+    *odd = _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 4));
+}
+
+/* dst[0..15] = even[0], odd[0], even[1], odd[1], .. */
+__attribute__((target("avx2"), always_inline)) static inline void store16_interleaved_avx2(float *dst, __m256 even,
+                                                                                       __m256 odd) {
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd); /* 0 1 2 3 | 8 9 10 11 ; 4..7 | 12..15 */
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* The same for 32 codes in the 16 bytes at p (sixteen lanes). */
+__attribute__((target("avx512f"), always_inline)) static inline void codes32_split_avx512(const uint8_t *p, __m512 *even,
+                                                                                      __m512 *odd) {
+    const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    *even = _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15)));
+    *odd = _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 4));
+}
+
+/* Elements 0..15 (first) and 16..31 (second) of the sequence even[0], odd[0], even[1], odd[1], .. */
+__attribute__((target("avx512f"), always_inline)) static inline void interleave32_avx512(__m512 even, __m512 odd,
+                                                                                     __m512 *first, __m512 *second) {
+    const __m512i i0 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i i1 = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    *first = _mm512_permutex2var_ps(even, i0, odd);
+    *second = _mm512_permutex2var_ps(even, i1, odd);
+}
+
 /* Scores of one key block for nh (1..KVQ_HEADS) query heads: acc[i][0..31] without the offset
  * term, base[i] = the offset term. Each channel's record is unpacked once for all heads, sixteen keys
  * at a time (the accumulators of four heads stay in registers); per head and key the operations and
@@ -140,7 +177,6 @@ __attribute__((target("avx2"), always_inline)) static inline void kblock_heads_n
                                                                               const uint8_t *kr, size_t rb, int d,
                                                                               const float *h2f, float (*acc)[256],
                                                                               float *base) {
-    const __m128i m4 = _mm_set1_epi8(15);
     for (int i = 0; i < nh; ++i) base[i] = 0.0f;
     for (int half = 0; half < 2; ++half) {
         __m256 a[KVQ_HEADS][2];
@@ -152,21 +188,15 @@ __attribute__((target("avx2"), always_inline)) static inline void kblock_heads_n
                 const float mk = h2f[(uint16_t)(r[2] | (r[3] << 8))];
                 for (int i = 0; i < nh; ++i) base[i] = base[i] + qh[i][ch] * mk;
             }
-            /* codes 16*half .. 16*half+15: bytes 8*half .. 8*half+7, low nibble first */
-            const __m128i raw = _mm_loadl_epi64((const __m128i *)(r + 4 + 8 * half));
-            const __m128i e = _mm_unpacklo_epi8(_mm_and_si128(raw, m4), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-            const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e));
-            const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)));
+            __m256 c0, c1; /* keys 16*half + 0, 2, .., 14 and 16*half + 1, 3, .., 15 */
+            codes16_split_avx2(r + 4 + 8 * half, &c0, &c1);
             for (int i = 0; i < nh; ++i) {
                 const __m256 va = _mm256_set1_ps(qh[i][ch] * dk);
                 a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
                 a[i][1] = _mm256_add_ps(a[i][1], _mm256_mul_ps(va, c1));
             }
         }
-        for (int i = 0; i < nh; ++i) {
-            _mm256_storeu_ps(acc[i] + 16 * half, a[i][0]);
-            _mm256_storeu_ps(acc[i] + 16 * half + 8, a[i][1]);
-        }
+        for (int i = 0; i < nh; ++i) store16_interleaved_avx2(acc[i] + 16 * half, a[i][0], a[i][1]);
     }
 }
 
@@ -188,18 +218,14 @@ __attribute__((target("avx512f"), always_inline)) static inline void kblock_head
                                                                                     const uint8_t *kr, size_t rb, int d,
                                                                                     const float *h2f, float (*acc)[256],
                                                                                     float *base) {
-    const __m128i m4 = _mm_set1_epi8(15);
     __m512 a[KVQ_HEADS][2];
     for (int i = 0; i < nh; ++i) { a[i][0] = a[i][1] = _mm512_setzero_ps(); base[i] = 0.0f; }
     for (int ch = 0; ch < d; ++ch) {
         const uint8_t *r = kr + (size_t)ch * rb;
         const float dk = h2f[(uint16_t)(r[0] | (r[1] << 8))], mk = h2f[(uint16_t)(r[2] | (r[3] << 8))];
         for (int i = 0; i < nh; ++i) base[i] = base[i] + qh[i][ch] * mk;
-        /* 32 codes, low nibble first: keys 0-15 and 16-31 */
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(r + 4));
-        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
-        const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+        __m512 c0, c1; /* keys 0, 2, .., 30 and 1, 3, .., 31 */
+        codes32_split_avx512(r + 4, &c0, &c1);
         for (int i = 0; i < nh; ++i) {
             const __m512 va = _mm512_set1_ps(qh[i][ch] * dk);
             a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
@@ -207,8 +233,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void kblock_head
         }
     }
     for (int i = 0; i < nh; ++i) {
-        _mm512_storeu_ps(acc[i], a[i][0]);
-        _mm512_storeu_ps(acc[i] + 16, a[i][1]);
+        __m512 k0, k1;
+        interleave32_avx512(a[i][0], a[i][1], &k0, &k1);
+        _mm512_storeu_ps(acc[i], k0);
+        _mm512_storeu_ps(acc[i] + 16, k1);
     }
 }
 
@@ -298,7 +326,6 @@ __attribute__((target("avx2"), always_inline)) static inline void vblock_heads_n
                                                                               const int nh, int n,
                                                                               const uint8_t *const *vrec, int d,
                                                                               size_t rb, const float *h2f) {
-    const __m128i m4 = _mm_set1_epi8(15);
     for (int g = 0; g < d / 32; ++g) {
         float off[KVQ_HEADS];
         for (int i = 0; i < nh; ++i) off[i] = 0.0f;
@@ -312,10 +339,8 @@ __attribute__((target("avx2"), always_inline)) static inline void vblock_heads_n
                     const float mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
                     for (int i = 0; i < nh; ++i) off[i] = off[i] + w[i][r] * mv;
                 }
-                const __m128i raw = _mm_loadl_epi64((const __m128i *)(rec + 4 + 8 * half));
-                const __m128i e = _mm_unpacklo_epi8(_mm_and_si128(raw, m4), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-                const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e));
-                const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)));
+                __m256 c0, c1; /* channels 16*half + 0, 2, .., 14 and 16*half + 1, 3, .., 15 */
+                codes16_split_avx2(rec + 4 + 8 * half, &c0, &c1);
                 for (int i = 0; i < nh; ++i) {
                     const __m256 va = _mm256_set1_ps(w[i][r] * dv);
                     a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
@@ -325,8 +350,10 @@ __attribute__((target("avx2"), always_inline)) static inline void vblock_heads_n
             for (int i = 0; i < nh; ++i) {
                 float *y = o[i] + 32 * g + 16 * half;
                 const __m256 vo = _mm256_set1_ps(off[i]);
-                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_add_ps(a[i][0], vo)));
-                _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_add_ps(a[i][1], vo)));
+                float t[16];
+                store16_interleaved_avx2(t, a[i][0], a[i][1]);
+                _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_add_ps(_mm256_loadu_ps(t), vo)));
+                _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_add_ps(_mm256_loadu_ps(t + 8), vo)));
             }
         }
     }
@@ -348,7 +375,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void vblock_head
                                                                                     const int nh, int n,
                                                                                     const uint8_t *const *vrec, int d,
                                                                                     size_t rb, const float *h2f) {
-    const __m128i m4 = _mm_set1_epi8(15);
     for (int g = 0; g < d / 32; ++g) {
         float off[KVQ_HEADS];
         __m512 a[KVQ_HEADS][2];
@@ -357,10 +383,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void vblock_head
             const uint8_t *rec = vrec[r] + (size_t)g * rb;
             const float dv = h2f[(uint16_t)(rec[0] | (rec[1] << 8))], mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
             for (int i = 0; i < nh; ++i) off[i] = off[i] + w[i][r] * mv;
-            const __m128i raw = _mm_loadu_si128((const __m128i *)(rec + 4));
-            const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-            const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
-            const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+            __m512 c0, c1; /* channels 0, 2, .., 30 and 1, 3, .., 31 of group g */
+            codes32_split_avx512(rec + 4, &c0, &c1);
             for (int i = 0; i < nh; ++i) {
                 const __m512 va = _mm512_set1_ps(w[i][r] * dv);
                 a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
@@ -370,8 +394,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void vblock_head
         for (int i = 0; i < nh; ++i) {
             float *y = o[i] + 32 * g;
             const __m512 vo = _mm512_set1_ps(off[i]);
-            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_add_ps(a[i][0], vo)));
-            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_loadu_ps(y + 16), _mm512_add_ps(a[i][1], vo)));
+            __m512 v0, v1;
+            interleave32_avx512(a[i][0], a[i][1], &v0, &v1);
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_add_ps(v0, vo)));
+            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_loadu_ps(y + 16), _mm512_add_ps(v1, vo)));
         }
     }
 }

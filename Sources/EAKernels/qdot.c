@@ -557,7 +557,7 @@ int eak_use_avx512(void) {
 #if defined(__x86_64__)
     static int has = -1;
     if (has < 0) { __builtin_cpu_init(); has = __builtin_cpu_supports("avx512f"); } /* racing stores agree */
-    return has && eak_use_avx2();
+    return has && g_forced_generic != 2 && eak_use_avx2();
 #else
     return 0;
 #endif

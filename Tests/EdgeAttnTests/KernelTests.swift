@@ -243,7 +243,8 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// KV4 attention with groups of 32: the AVX2 loops (unpacked codes, block scores in registers)
+    /// KV4 attention with groups of 32: the AVX2 loops and their AVX-512 forms (forced apart with
+    /// eak_force_generic(2) on AVX-512 hosts; unpacked codes, block scores in registers)
     /// give the generic loops' results bit for bit, for decode and batch queries, dense and Λ spans.
     /// Also: query heads scored together (up to eak_kvq_heads_per_pass of a kv head, fewer when a
     /// thread would otherwise idle) give the same bits for any thread count; 3 kv heads x 3 query
@@ -328,8 +329,11 @@ final class KernelTests: XCTestCase {
                         same(simd, listed(sparse, nSparse, nTok, pos0, threads: 3), "sparse list: 2 threads != 3")
                         eak_force_generic(1)
                         let generic = listed(sparse, nSparse, nTok, pos0)
+                        eak_force_generic(2)
+                        let avx2 = listed(sparse, nSparse, nTok, pos0)
                         eak_force_generic(0)
                         same(simd, generic, "sparse list, SIMD != generic")
+                        same(avx2, generic, "sparse list, AVX2 form != generic")
                     }
                     for (nTok, span) in [(1, nil), (n, nil), (1, lam), (n, lam)] as [(Int, eak_span?)] {
                         let pos0 = p + n - nTok
@@ -339,9 +343,13 @@ final class KernelTests: XCTestCase {
                         XCTAssertEqual(simd, three, "\(nKV)x\(nHead) n_tok \(nTok) at \(pos0): 2 threads != 3")
                         eak_force_generic(1)
                         let generic = attend(nTok, pos0, span)
+                        eak_force_generic(2) // the AVX2 forms where the AVX-512 ones would run
+                        let avx2 = attend(nTok, pos0, span)
                         eak_force_generic(0)
                         let bad = simd.indices.first { simd[$0] != generic[$0] }
                         XCTAssertNil(bad, "n_tok \(nTok) at \(pos0), span \(span == nil ? "dense" : "Λ"): first difference at \(bad ?? -1)")
+                        let bad2 = avx2.indices.first { avx2[$0] != generic[$0] }
+                        XCTAssertNil(bad2, "n_tok \(nTok) at \(pos0), span \(span == nil ? "dense" : "Λ"): AVX2 form, first difference at \(bad2 ?? -1)")
                         if nTok == 1 {
                             let want = kvqReference(c, q: q, nHead: nHead, pos: pos0, sinks: span == nil ? S : Int(lam.n_sink),
                                                     window: span == nil ? 0 : Int(lam.window))

@@ -136,7 +136,9 @@ const char *eak_idot_name(void);
 /* Name of the four-row W2 kernel in use: "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod"
  * or "generic" (every one gives bit-identical results). */
 const char *eak_w2_kernel_name(void);
-/* Tests: force (1) or release (0) the generic int8 and float dot kernels. Not thread-safe. */
+/* Tests: force (1) or release (0) the generic int8 and float dot kernels; 2 releases them but turns
+ * the AVX-512F forms of the AVX2 loops off (eak_use_avx512() == 0), so AVX-512 hosts test the AVX2
+ * forms too. Not thread-safe. */
 void eak_force_generic(int on);
 /* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
 int eak_use_avx2(void);
