@@ -100,35 +100,24 @@ void eak_kvq_append(const eak_kvq *c, const float *k, const float *v, int pos0, 
     });
 }
 
-/* y[i] = y[i] + a * code_i (with_b == 0, key scores) or y[i] + (a * code_i + b) (values) for the G
- * codes of a record. The bit width is hoisted out of the loop and nibbles are unpacked in pairs so
- * the compiler vectorises across i; each y[i] still sees the same operations in the same order as
- * the scalar form, so results are unchanged. */
-static inline void codes_axpy(float *y, float a, float b, int with_b, const uint8_t *codes, int bits, int G) {
+/* y[i] = y[i] + a * code_i for the G codes of a record. KV4 fuses the multiply and the add (fmaf,
+ * one rounding) exactly as its AVX2/AVX-512 loops do with FMA instructions, so the two agree bit for
+ * bit and the SIMD loops need one instruction per product instead of two; KV8 has no SIMD form and
+ * multiplies, then adds. Nibbles are unpacked in pairs so the compiler vectorises across i. */
+static inline void codes_axpy(float *y, float a, const uint8_t *codes, int bits, int G) {
     if (bits == 4) {
-        if (!with_b) {
-            for (int i = 0; i < G / 2; ++i) {
-                y[2 * i] = y[2 * i] + a * (float)(codes[i] & 15);
-                y[2 * i + 1] = y[2 * i + 1] + a * (float)(codes[i] >> 4);
-            }
-        } else {
-            for (int i = 0; i < G / 2; ++i) {
-                y[2 * i] = y[2 * i] + (a * (float)(codes[i] & 15) + b);
-                y[2 * i + 1] = y[2 * i + 1] + (a * (float)(codes[i] >> 4) + b);
-            }
+        for (int i = 0; i < G / 2; ++i) {
+            y[2 * i] = fmaf(a, (float)(codes[i] & 15), y[2 * i]);
+            y[2 * i + 1] = fmaf(a, (float)(codes[i] >> 4), y[2 * i + 1]);
         }
     } else {
-        if (!with_b) {
-            for (int i = 0; i < G; ++i) y[i] = y[i] + a * (float)codes[i];
-        } else {
-            for (int i = 0; i < G; ++i) y[i] = y[i] + (a * (float)codes[i] + b);
-        }
+        for (int i = 0; i < G; ++i) y[i] = y[i] + a * (float)codes[i];
     }
 }
 
 /* ---- KV4 with groups of 32 (the default) on AVX2 ----------------------------------------------
- * The same operations per element as codes_axpy, in the same order (multiply, then add; no FMA),
- * so results are bit-identical to the generic loops; what changes is that the codes of a record
+ * The same operations per element as codes_axpy, in the same order (fused multiply-add, as its
+ * fmaf), so results are bit-identical to the generic loops; what changes is that the codes of a record
  * are unpacked with byte shuffles, once for all the query heads that share the record's kv head,
  * and a block's key scores stay in registers over all channels.
  * Codes are widened byte by byte (one zero-extension, then mask and shift per dword) rather than
@@ -173,7 +162,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void interleave3
  * term, base[i] = the offset term. Each channel's record is unpacked once for all heads, sixteen keys
  * at a time (the accumulators of four heads stay in registers); per head and key the operations and
  * their order are those of the generic loop. */
-__attribute__((target("avx2"), always_inline)) static inline void kblock_heads_nh(const float *const *qh, const int nh,
+__attribute__((target("avx2,fma"), always_inline)) static inline void kblock_heads_nh(const float *const *qh, const int nh,
                                                                               const uint8_t *kr, size_t rb, int d,
                                                                               const float *h2f, float (*acc)[256],
                                                                               float *base) {
@@ -192,15 +181,15 @@ __attribute__((target("avx2"), always_inline)) static inline void kblock_heads_n
             codes16_split_avx2(r + 4 + 8 * half, &c0, &c1);
             for (int i = 0; i < nh; ++i) {
                 const __m256 va = _mm256_set1_ps(qh[i][ch] * dk);
-                a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
-                a[i][1] = _mm256_add_ps(a[i][1], _mm256_mul_ps(va, c1));
+                a[i][0] = _mm256_fmadd_ps(va, c0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(va, c1, a[i][1]);
             }
         }
         for (int i = 0; i < nh; ++i) store16_interleaved_avx2(acc[i] + 16 * half, a[i][0], a[i][1]);
     }
 }
 
-__attribute__((target("avx2"))) static void kblock_heads_avx2(const float *const *qh, int nh, const uint8_t *kr,
+__attribute__((target("avx2,fma"))) static void kblock_heads_avx2(const float *const *qh, int nh, const uint8_t *kr,
                                                             size_t rb, int d, const float *h2f, float (*acc)[256],
                                                             float *base) {
     switch (nh) { /* constant head counts: the accumulators become registers */
@@ -228,8 +217,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void kblock_head
         codes32_split_avx512(r + 4, &c0, &c1);
         for (int i = 0; i < nh; ++i) {
             const __m512 va = _mm512_set1_ps(qh[i][ch] * dk);
-            a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
-            a[i][1] = _mm512_add_ps(a[i][1], _mm512_mul_ps(va, c1));
+            a[i][0] = _mm512_fmadd_ps(va, c0, a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(va, c1, a[i][1]);
         }
     }
     for (int i = 0; i < nh; ++i) {
@@ -286,7 +275,7 @@ static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, si
         const uint8_t *rec = kr + (size_t)ch * rb;
         const float a = qh[ch] * h2f[(uint16_t)(rec[0] | (rec[1] << 8))];
         base = base + qh[ch] * h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
-        acc = acc + a * (float)code_at(rec + 4, c->bits, i);
+        acc = c->bits == 4 ? fmaf(a, (float)code_at(rec + 4, 4, i), acc) : acc + a * (float)code_at(rec + 4, c->bits, i);
     }
     return acc + base;
 }
@@ -311,7 +300,7 @@ static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, siz
             const uint8_t *r = kr + (size_t)ch * rb;
             const float a = qh[i][ch] * h2f[(uint16_t)(r[0] | (r[1] << 8))];
             base[i] = base[i] + qh[i][ch] * h2f[(uint16_t)(r[2] | (r[3] << 8))];
-            codes_axpy(acc[i], a, 0.0f, 0, r + 4, bits, G);
+            codes_axpy(acc[i], a, r + 4, bits, G);
         }
     }
 }
@@ -322,7 +311,7 @@ static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, siz
  * so the output row stays out of the per-key loop; the AVX2 form does the same operations in the
  * same order. */
 #if defined(__x86_64__)
-__attribute__((target("avx2"), always_inline)) static inline void vblock_heads_nh(float *const *o, const float *const *w,
+__attribute__((target("avx2,fma"), always_inline)) static inline void vblock_heads_nh(float *const *o, const float *const *w,
                                                                               const int nh, int n,
                                                                               const uint8_t *const *vrec, int d,
                                                                               size_t rb, const float *h2f) {
@@ -343,8 +332,8 @@ __attribute__((target("avx2"), always_inline)) static inline void vblock_heads_n
                 codes16_split_avx2(rec + 4 + 8 * half, &c0, &c1);
                 for (int i = 0; i < nh; ++i) {
                     const __m256 va = _mm256_set1_ps(w[i][r] * dv);
-                    a[i][0] = _mm256_add_ps(a[i][0], _mm256_mul_ps(va, c0));
-                    a[i][1] = _mm256_add_ps(a[i][1], _mm256_mul_ps(va, c1));
+                    a[i][0] = _mm256_fmadd_ps(va, c0, a[i][0]);
+                    a[i][1] = _mm256_fmadd_ps(va, c1, a[i][1]);
                 }
             }
             for (int i = 0; i < nh; ++i) {
@@ -359,7 +348,7 @@ __attribute__((target("avx2"), always_inline)) static inline void vblock_heads_n
     }
 }
 
-__attribute__((target("avx2"))) static void vblock_heads_avx2(float *const *o, const float *const *w, int nh, int n,
+__attribute__((target("avx2,fma"))) static void vblock_heads_avx2(float *const *o, const float *const *w, int nh, int n,
                                                             const uint8_t *const *vrec, int d, size_t rb,
                                                             const float *h2f) {
     switch (nh) {
@@ -387,8 +376,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void vblock_head
             codes32_split_avx512(rec + 4, &c0, &c1);
             for (int i = 0; i < nh; ++i) {
                 const __m512 va = _mm512_set1_ps(w[i][r] * dv);
-                a[i][0] = _mm512_add_ps(a[i][0], _mm512_mul_ps(va, c0));
-                a[i][1] = _mm512_add_ps(a[i][1], _mm512_mul_ps(va, c1));
+                a[i][0] = _mm512_fmadd_ps(va, c0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(va, c1, a[i][1]);
             }
         }
         for (int i = 0; i < nh; ++i) {
@@ -434,7 +423,7 @@ static void vblock_add(float *const *o, const float *const *w, int nh, int n, co
                 const uint8_t *rec = vrec[r] + (size_t)g * rb;
                 const float dv = h2f[(uint16_t)(rec[0] | (rec[1] << 8))], mv = h2f[(uint16_t)(rec[2] | (rec[3] << 8))];
                 off = off + w[i][r] * mv;
-                codes_axpy(acc, w[i][r] * dv, 0.0f, 0, rec + 4, bits, G);
+                codes_axpy(acc, w[i][r] * dv, rec + 4, bits, G);
             }
             float *y = o[i] + (size_t)g * G;
             for (int e = 0; e < G; ++e) y[e] = y[e] + (acc[e] + off);
@@ -670,7 +659,9 @@ void eak_kvq_attention(const eak_kvq *c, const float *q, float *out, int n_tok, 
     if (n_threads < 1) n_threads = 1;
     kvq_ctx X = {c, span, eak_f16_table(), scale, eak_kvq_record_bytes(c->bits, G), 0};
 #if defined(__x86_64__)
-    X.simd4 = c->bits == 4 && G == 32 && eak_use_avx2(); /* the KV4/32 AVX2 loops (2: their AVX-512 form) */
+    static int has_fma = -1; /* the AVX2 loops fuse multiply and add like the generic fmaf */
+    if (has_fma < 0) { __builtin_cpu_init(); has_fma = __builtin_cpu_supports("fma"); } /* racing stores agree */
+    X.simd4 = c->bits == 4 && G == 32 && has_fma && eak_use_avx2(); /* the KV4/32 AVX2 loops (2: their AVX-512 form) */
     if (X.simd4 && eak_use_avx512()) X.simd4 = 2;
 #endif
     const int q_stride = n_head * d, cap = eak_kvq_heads_per_pass(n_head, n_kv);
