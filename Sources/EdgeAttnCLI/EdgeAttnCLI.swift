@@ -450,6 +450,8 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512, spread evenly over the texts).") var calibTokens: Int = 4096
     @Option(name: .long, help: "Format of the linear layers.") var linear: String = "w2"
     @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
+    @Option(name: .long, help: "Format of a separate, calibrated output head (w4, w8, f16): a tied source gets its own output.weight from token_embd, which keeps --embed.")
+    var head: String? = nil
     @Option(name: .long, help: "PATTERN=TYPE override by tensor name glob (repeatable, last match wins).")
     var type: [String] = []
     @Option(name: .long, help: "Hadamard block (power of two) to rotate the layer matrices by; 0 = none.")
@@ -475,6 +477,10 @@ struct Convert: ParsableCommand {
         guard let et = TargetType.parse(embed, defaultGroup: group) else { die("unknown type '\(embed)'") }
         o.linearType = lt
         o.embedType = et
+        if let h = head {
+            guard let ht = TargetType.parse(h, defaultGroup: group) else { die("unknown type '\(h)'") }
+            o.headType = ht
+        }
         for spec in type {
             guard let eq = spec.lastIndex(of: "="), let t = TargetType.parse(String(spec[spec.index(after: eq)...]), defaultGroup: group) else {
                 die("bad --type '\(spec)': expected PATTERN=TYPE")

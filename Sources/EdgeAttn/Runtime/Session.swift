@@ -17,7 +17,8 @@ public final class Session {
     let attnScale: Float
     /// Calibration hook (host tools only; nil in normal use): called with (layer, site, rows, n, cols)
     /// for the inputs of the layer's matrices: site 0 = attention input (q, k, v), 1 = attention
-    /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input.
+    /// output projection input, 2 = FFN input (gate, up), 3 = FFN down input; and (n_layer, 0, ...) for
+    /// the output head's input (the final norm's output) of every row a full forward pass runs.
     public var observer: ((Int, Int, UnsafePointer<Float>, Int, Int) -> Void)? = nil
     /// DHSA hook (tests and tools; nil in normal use): (layer, b0, b1, lists) after each query block's
     /// selection; lists[h] are kv head h's key positions, empty when the block was dense.
@@ -165,6 +166,11 @@ public final class Session {
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logitsFrom: Int) {
         model.embed(tokens, into: arena.floats(at: plan.x))
         runLayers(n: tokens.count, layers: 0..<model.hp.nLayer)
+        if let observe = observer { // the head's input for calibration: every row, not just the scored ones
+            let d = model.hp.nEmbd, xb = arena.floats(at: plan.xb)
+            eak_rmsnorm(xb, arena.floats(at: plan.x), model.outputNorm, Int32(d), Int32(tokens.count), model.hp.rmsEps, 0, Int32(threads))
+            observe(model.hp.nLayer, 0, xb, tokens.count, d)
+        }
         head(tokens.count, logitsFrom: logitsFrom)
     }
 

@@ -15,6 +15,11 @@ public struct ConvertOptions {
     public var calibTokens = 4096
     /// Format of the token embedding and output head, and of every other matrix.
     public var embedType: TargetType = .w8
+    /// A separate output head of this type (nil: the source's layout). A tied source gets its own
+    /// `output.weight` made from `token_embd.weight`, so the embedding keeps embedType while the
+    /// head, read whole every token, can take fewer bits; the head is calibrated on its input (the
+    /// final norm's output) like the layer matrices.
+    public var headType: TargetType? = nil
     public var linearType: TargetType? = nil  // nil: .w2(group)
     /// (glob pattern, type) overrides, applied in order; the last match wins.
     public var overrides: [(String, TargetType)] = []
@@ -244,6 +249,9 @@ struct ConvertPlan {
     let t: GGUFTensor
     let target: TargetType?
     let isLinear: Bool
+    /// Name written (nil: the source tensor's); the untied head is token_embd's data as output.weight.
+    var name: String? = nil
+    var outName: String { name ?? t.name }
     var rotate = 0
     var dims: [Int] = []
     var sourceRotation = 0
@@ -386,6 +394,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
     if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
     if o.sequential && o.calibFiles.isEmpty { throw ConvertError("--sequential needs --calib TEXT") }
+    if o.headType != nil && o.sequential { throw ConvertError("--head is calibrated by the one-pass calibration: drop --sequential") }
 
     // Policy: what each tensor becomes.
     var plans: [ConvertPlan] = []
@@ -416,8 +425,20 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if srcRot != 0 && (srcRot < 2 || srcRot & (srcRot - 1) != 0 || cols % srcRot != 0) {
             throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
         }
+        if let ht = o.headType, t.name == "output.weight" { target = ht }
         plans.append(ConvertPlan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot,
                                  copy: copy))
+    }
+    if let ht = o.headType, !f.tensors.contains(where: { $0.name == "output.weight" }) {
+        guard let e = plans.first(where: { $0.t.name == "token_embd.weight" }), e.target != nil else {
+            throw ConvertError("--head: the source has neither output.weight nor a token_embd.weight matrix")
+        }
+        if e.sourceRotation != 0 { throw ConvertError("--head: token_embd.weight is stored rotated") }
+        if case .w2 = ht { throw ConvertError("--head takes w4, w8, f16 or f32") }
+        if e.dims[0] % 32 != 0, ht == .w4 || ht == .w8 { throw ConvertError("--head: rows of \(e.dims[0]) are not a multiple of 32") }
+        let copy = (ht == .w4 && e.t.type == Int32(EAK_Q4_1)) || (ht == .w8 && e.t.type == Int32(EAK_Q8_0))
+        plans.append(ConvertPlan(t: e.t, target: ht, isLinear: false, name: "output.weight", dims: e.dims,
+                                 copy: copy && o.calibFiles.isEmpty))
     }
 
     // Calibration: one pass of the source model, or layer by layer with the quantization itself.
@@ -452,7 +473,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             if case .w2(let g) = target { writer.addU32(Model.w2GroupKey(p.t.name), UInt32(g)) }
             if p.rotate > 0 { writer.addU32(Model.rotationKey(p.t.name), UInt32(p.rotate)) }
             let s = target.storage(rows: p.dims[1], cols: p.dims[0])
-            info = .init(name: p.t.name, dims: s.dims, type: s.type, bytes: s.bytes)
+            info = .init(name: p.outName, dims: s.dims, type: s.type, bytes: s.bytes)
         } else {
             info = .init(name: p.t.name, dims: p.t.dims, type: UInt32(p.t.type), bytes: p.t.byteCount)
         }
@@ -467,16 +488,16 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             if o.progress {
                 let w = 30, n = w * idx / max(1, total)
                 log("\r[" + String(repeating: "#", count: n) + String(repeating: ".", count: w - n)
-                    + "] \(idx + 1)/\(total) \(p.t.name)" + String(repeating: " ", count: 12))
+                    + "] \(idx + 1)/\(total) \(p.outName)" + String(repeating: " ", count: 12))
             }
             guard let target = p.target else {
                 try writer.writeTensor(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount))
                 continue
             }
-            let conv = try done.removeValue(forKey: p.t.name)
-                ?? quantizeTensor(f, p, target, o, cal: cal, site: calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 })
+            let site = p.outName == "output.weight" && o.headType != nil ? model.hp.nLayer * 4 : calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 }
+            let conv = try done.removeValue(forKey: p.outName) ?? quantizeTensor(f, p, target, o, cal: cal, site: site)
             try conv.bytes.withUnsafeBytes { try writer.writeTensor($0) }
-            reports.append(TensorReport(name: p.t.name, type: target.name, elements: p.dims[0] * p.dims[1],
+            reports.append(TensorReport(name: p.outName, type: target.name, elements: p.dims[0] * p.dims[1],
                                         bytes: conv.bytes.count, isLinear: p.isLinear, relError: conv.relError,
                                         outputError: conv.onOutput))
         }
