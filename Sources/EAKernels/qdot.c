@@ -452,6 +452,12 @@ __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static void fused_bi
     }
 }
 
+/* The rows are read once per token (the output head: 30 MB for SmolLM2), one after another. Asking
+ * for the block PF_ROWS rows ahead keeps loads in flight that the one-row chain alone does not issue
+ * early enough: decode 1.13x at 1 thread on SmolLM2 W2A8KV4 (4 rows ahead beat 8 and 16). A prefetch
+ * never faults, so the hint past the last row is harmless. Interleaving four rows' chains instead was
+ * measured slower (0.65x). */
+#define PF_ROWS 4
 __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static float fused_vnni(int type, const uint8_t *row,
                                                                                 const eak_act_block *xa, int nb,
                                                                                 const float *h2f, const __m256i *bias) {
@@ -461,6 +467,7 @@ __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static float fused_v
     const int bb = type == EAK_Q8_0 ? 34 : type == EAK_Q4_1 ? 20 : 18, qoff = type == EAK_Q4_1 ? 4 : 2;
     for (int b = 0; b < nb; ++b) {
         const uint8_t *blk = row + (size_t)b * bb;
+        _mm_prefetch((const char *)(blk + (size_t)PF_ROWS * nb * bb), _MM_HINT_T0);
         __m256i u;
         if (type == EAK_Q8_0) {
             u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + qoff)), flip);
