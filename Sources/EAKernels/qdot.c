@@ -1190,7 +1190,9 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
     uint32_t s = seed ? seed : 1;
     int checks = 0;
     for (int iter = 0; iter < 200; ++iter) {
-        const int group = 32 * (1 + (int)(st_rand(&s) % 4));   /* 32, 64, 96, 128 */
+        /* the converter's group sizes: 32-128, and whole or third rows of 576 and 1536 columns */
+        static const int groups[] = { 32, 64, 96, 128, 192, 256, 512, 576, 1536 };
+        const int group = groups[st_rand(&s) % (sizeof groups / sizeof groups[0])];
         const int ng = 1 + (int)(st_rand(&s) % (NB * 32 / group)), nb = ng * group / 32;
         for (int b = 0; b < nb; ++b) {
             xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];

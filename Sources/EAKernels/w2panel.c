@@ -414,7 +414,9 @@ int eak_w2p_self_test(uint32_t seed, char *msg, size_t msg_len) {
     const int nv = w2p_variants(vf, vn);
     vf[nv] = w2p_generic; vn[nv] = "generic";
     for (int iter = 0; iter < 40; ++iter) {
-        const int group = 32 * (1 + (int)(pt_rand(&s) % 4)); /* 32, 64, 96, 128 */
+        /* small groups and the converter's large ones (whole rows up to this buffer's 768 columns) */
+        static const int groups[] = { 32, 64, 96, 128, 192, 256, 384, 768 };
+        const int group = groups[pt_rand(&s) % (sizeof groups / sizeof groups[0])];
         const int ng = 1 + (int)(pt_rand(&s) % (NB * 32 / group)), cpg = group / 32, nb = ng * cpg, cols = nb * 32;
         const size_t gb = 4 + 8 * (size_t)cpg, rb = (size_t)ng * gb;
         for (size_t i = 0; i < R * rb; ++i) rows[i] = (uint8_t)pt_rand(&s);

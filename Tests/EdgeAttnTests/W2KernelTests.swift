@@ -40,7 +40,7 @@ final class W2KernelTests: XCTestCase {
 
     func testDequantizeMatchesLayout() {
         var rng = TestRNG(state: 11)
-        for group in [32, 64, 128, 96] {
+        for group in [32, 64, 128, 96, 192, 576] {
             let rows = 3, cols = group * 4
             let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
@@ -56,7 +56,8 @@ final class W2KernelTests: XCTestCase {
     /// decoded activations (dx * q, and the offset against s = fp16(dx * sum q)) to float rounding.
     func testIntegerProductEqualsDecodedDot() {
         var rng = TestRNG(state: 12)
-        for (group, cols, nTok) in [(64, 576, 1), (128, 1536, 3), (32, 96, 5), (96, 576, 2)] {
+        for (group, cols, nTok) in [(64, 576, 1), (128, 1536, 3), (32, 96, 5), (96, 576, 2),
+                                    (192, 576, 2), (576, 576, 3), (512, 1536, 1), (1536, 1536, 2)] {
             let rows = 13
             let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let x = (0..<(nTok * cols)).map { _ in rng.float(-2, 2) }
@@ -93,7 +94,8 @@ final class W2KernelTests: XCTestCase {
     /// the generic one bit for bit, for one token (fused path) and many (unpack path).
     func testSIMDEqualsGenericExactly() {
         var rng = TestRNG(state: 13)
-        for (group, cols, rows, nTok) in [(64, 576, 7, 1), (64, 576, 9, 4), (64, 576, 6, 7), (128, 1536, 5, 1), (32, 32, 3, 33), (96, 288, 4, 2)] {
+        for (group, cols, rows, nTok) in [(64, 576, 7, 1), (64, 576, 9, 4), (64, 576, 6, 7), (128, 1536, 5, 1), (32, 32, 3, 33), (96, 288, 4, 2),
+                                          (192, 576, 5, 1), (576, 576, 9, 4), (512, 1536, 6, 7), (1536, 1536, 5, 1)] {
             let (bytes, _) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
             var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
@@ -116,7 +118,8 @@ final class W2KernelTests: XCTestCase {
     func testPanelsEqualRowsExactly() {
         var rng = TestRNG(state: 14)
         for (group, cols, rows, nTok) in [(64, 576, 16, 1), (64, 576, 48, 5), (128, 1536, 32, 3), (32, 96, 16, 37),
-                                          (96, 288, 64, 2), (64, 192, 16, 70)] {
+                                          (96, 288, 64, 2), (64, 192, 16, 70), (192, 576, 16, 1), (576, 576, 32, 5),
+                                          (256, 1536, 16, 3), (1536, 1536, 16, 1)] {
             let (bytes, values) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
             let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
             var packed = bytes
