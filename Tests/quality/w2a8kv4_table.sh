@@ -43,12 +43,18 @@ convert w2-mix-refine-seq --quantizer gptq --rotate 64 --group 128 --type '*attn
 # the 4-bit tensors chosen by measurement (Tests/quality/sensitivity.py: value projections, layer 0's
 # FFN, layer 29's ffn_down; the demo's file)
 convert w2-mix2-refine-64k --quantizer gptq --rotate 64 --group 128 --type '*attn_v*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.29.ffn_down*=w4' "${CAL64[@]}" --refine 4
+# larger W2 groups pay for more 4-bit tensors (key projections, layer 1's FFN, then layers 23 and
+# 29's): groups of 192/256, of 288/512, and whole rows (576/1536; the demo's file)
+MIX3=(--type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.1.ffn_*=w4' --type 'blk.29.ffn_down*=w4')
+convert w2-mix3-g256-64k --quantizer gptq --rotate 64 --group 256 "${MIX3[@]}" "${CAL64[@]}" --refine 4
+convert w2-mix3-g512-64k --quantizer gptq --rotate 64 --group 512 "${MIX3[@]}" --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' "${CAL64[@]}" --refine 4
+convert w2-mix3-rows-64k --quantizer gptq --rotate 64 --group 1536 "${MIX3[@]}" --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' --type 'blk.23.ffn_gate*=w4' "${CAL64[@]}" --refine 4
 
 {
 echo "| variant | linear bits/weight | file MiB | PPL, 16-bit KV | PPL, 4-bit KV |"
 echo "|---|---:|---:|---:|---:|"
 echo "| source Q4_1 (A8) | 5.00 | $(mib "$M") | $(ppl "$M" 16) | $(ppl "$M" 4) |"
-for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k; do
+for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k; do
     kv4=""
     case $v in w2-gptq*|w2-mix*|w8a8|w4a8) kv4=$(ppl "$OUT/$v.gguf" 4) ;; esac
     echo "| $v | $(bpw $v) | $(mib "$OUT/$v.gguf") | $(ppl "$OUT/$v.gguf" 16) | $kv4 |"
@@ -59,7 +65,7 @@ done
 echo "| variant | KV bits | prefill 128 tok/s | decode 64 tok/s | bytes/token | decode / bandwidth bound | peak RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for spec in "f16 (float path):$OUT/f16.gguf:16" "source Q4_1:$M:16" "w8a8:$OUT/w8a8.gguf:16" "w4a8:$OUT/w4a8.gguf:16" \
-            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4"; do
+            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4"; do
     IFS=: read -r name file kv <<< "$spec"
     j=$("$EA" bench -m "$file" --kv-bits "$kv" --reps 5 | tail -n1)
     python3 - "$name" "$kv" "$j" <<'PY'
