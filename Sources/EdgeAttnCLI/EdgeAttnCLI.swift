@@ -439,7 +439,7 @@ struct Convert: ParsableCommand {
         abstract: "Quantize a GGUF model to W2A8 (2-bit linear layers; embedding/head at 8 bits by default).",
         discussion: """
         Types: w2 (group-wise asymmetric 2-bit, fp16 scale and offset per group), w2g<N> (group N), \
-        w4 (ggml q4_1), w8 (ggml q8_0), f16, f32. Quantizers: rtn, search, imatrix, gptq (the last two \
+        w4 (ggml q4_1), w4g<N> (asymmetric 4-bit groups of N as two W2 planes), w8 (ggml q8_0), f16, f32. Quantizers: rtn, search, imatrix, gptq (the last two \
         need --calib). Example: edgeattn convert in.gguf out.gguf --calib macbeth.txt --type '*ffn_down*=w4'
         """)
     @Argument(help: "Source GGUF (any type the runtime reads).") var input: String
@@ -450,7 +450,7 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512, spread evenly over the texts).") var calibTokens: Int = 4096
     @Option(name: .long, help: "Format of the linear layers.") var linear: String = "w2"
     @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
-    @Option(name: .long, help: "Format of a separate, calibrated output head (w4, w8, f16): a tied source gets its own output.weight from token_embd, which keeps --embed.")
+    @Option(name: .long, help: "Format of a separate, calibrated output head (w4, w4g<N>, w8, f16): a tied source gets its own output.weight from token_embd, which keeps --embed.")
     var head: String? = nil
     @Option(name: .long, help: "PATTERN=TYPE override by tensor name glob (repeatable, last match wins).")
     var type: [String] = []

@@ -34,3 +34,14 @@ def test_alloc_board(aarch64_bins, model_path):
     r = run(qemu("cortex-a72", [aarch64_bins / "test_alloc", model_path, recurrent_model("linear-lm.gguf"),
                                 recurrent_model("aaren-forecaster.gguf"), "16"]), timeout=QEMU_TIMEOUT)
     _check(r, "qemu cortex-a72 (libgomp)")
+
+
+def test_alloc_host_two_planes(host_bins, model_path, run_cli, tmp_path):
+    """The same promises on SmolLM2 with every layer matrix 4-bit in two W2 planes (w4g, rounded: the
+    format's memory behaviour is under test, not its quality): its products read a doubled copy of
+    the 8-bit activations from one more planned buffer, and nothing may allocate per token."""
+    two = tmp_path / "smollm2-w4g.gguf"
+    run_cli(["convert", model_path, two, "--quiet", "--quantizer", "rtn", "--linear", "w4g576"])
+    r = run([host_bins / "test_alloc", two, recurrent_model("linear-lm.gguf"), recurrent_model("aaren-forecaster.gguf"), "64"],
+            timeout=1800)
+    _check(r, "host, two-plane model")

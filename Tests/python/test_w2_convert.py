@@ -49,6 +49,7 @@ RTN_ABS = 1e-7
 REL_ERR_PRINT = 5e-5 + 1e-6   # the table prints rel.err with 4 decimals
 
 W2_KEY = "edgeattn.w2.{}.group_size"
+PLANES_KEY = "edgeattn.w2.{}.planes"
 TYPE_OF = {"w4": T.Q4_1, "w8": T.Q8_0, "f16": T.F16, "f32": T.F32}
 
 # The "mixed" conversion: every override kind, several group sizes (32, 64 from 128, 96).
@@ -56,6 +57,11 @@ MIXED_ARGS = ["--quantizer", "search", "--group", "32", "--embed", "w4",
               "--type", "*ffn_up*=w4", "--type", "blk.1.attn_v.weight=w8", "--type", "*attn_k*=f16",
               "--type", "blk.0.attn_q.weight=f32", "--type", "blk.1.ffn_down.weight=w2g96",
               "--type", "blk.0.ffn_down.weight=w2g64", "--type", "*attn_output*=w2g128"]
+
+# 4-bit in two W2 planes: groups of 64 (ffn_down's 96 columns: 32), 32, and a 299-row head (not
+# whole 16-row panels, so the row kernel runs as well as the panel one).
+W4G_ARGS = ["--quantizer", "rtn", "--type", "*ffn_*=w4g64", "--type", "blk.0.attn_v.weight=w4g32",
+            "--type", "output.weight=w4g"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -93,6 +99,16 @@ def group_sizes(reader) -> dict[str, int]:
     return out
 
 
+def plane_counts(reader) -> dict[str, int]:
+    """{name: planes} for the W2 tensors with a planes key (4-bit weights in two W2 planes)."""
+    out = {}
+    for t in reader.tensors:
+        f = reader.fields.get(PLANES_KEY.format(t.name))
+        if f is not None:
+            out[t.name] = int(f.contents())
+    return out
+
+
 def expected_group(requested: int, cols: int) -> int:
     """Largest multiple of 32 <= requested that divides cols."""
     for g in range(requested - requested % 32, 0, -32):
@@ -117,6 +133,22 @@ def decode_w2(raw: np.ndarray, G: int):
     return vals.reshape(rows, ng * G), d, m
 
 
+def decode_w4g(raw: np.ndarray, G: int):
+    """A two-plane tensor (raw uint8 [rows, row_bytes]) -> (values float32 [rows, cols], d, m, codes):
+    each row is the high planes' groups (codes 0-3, scale 4d, offset m) then the low planes' (scale d,
+    offset 0); the weights are their float32 sum. Checks the planes' documented relation."""
+    vals2, d2, m2 = decode_w2(raw, G)
+    rows, cols = vals2.shape[0], vals2.shape[1] // 2
+    ng = cols // G
+    d_hi, m_hi, d_lo, m_lo = d2[:, :ng], m2[:, :ng], d2[:, ng:], m2[:, ng:]
+    assert bits_equal(d_hi, (4 * d_lo).astype(np.float32)), "high plane scale is not 4x the low plane's"
+    assert np.all(m_lo == 0), "low plane offsets must be 0"
+    hi = np.rint((vals2[:, :cols] - np.repeat(m_hi, G, 1)) / np.where(d_hi > 0, d_hi, 1).repeat(G, 1))
+    lo = np.rint(vals2[:, cols:] / np.where(d_lo > 0, d_lo, 1).repeat(G, 1))
+    codes = (4 * hi + lo).astype(int)
+    return vals2[:, :cols] + vals2[:, cols:], d_lo, m_hi, codes
+
+
 def raw_bytes(t) -> np.ndarray:
     """A ReaderTensor's data as uint8 [rows, row_bytes] (or [n_bytes] for 1-D)."""
     a = np.asarray(t.data)
@@ -130,12 +162,13 @@ def source_weights(path) -> dict[str, np.ndarray]:
 def decoded_w2(path) -> dict[str, tuple]:
     """{name: (values, d, m, G)} for every W2 tensor of a converted file."""
     r = gguf.GGUFReader(str(path))
-    groups = group_sizes(r)
+    groups, planes = group_sizes(r), plane_counts(r)
     out = {}
     for t in r.tensors:
         if t.name in groups:
             G = groups[t.name]
-            out[t.name] = (*decode_w2(raw_bytes(t), G), G)
+            out[t.name] = ((*decode_w4g(raw_bytes(t), G)[:3], G) if planes.get(t.name, 1) == 2
+                           else (*decode_w2(raw_bytes(t), G), G))
     return out
 
 
@@ -182,6 +215,8 @@ def conv(run_cli, tiny_model_path, tiny_tied_model_path, tmp_path_factory):
         "mixed": (tiny_model_path, MIXED_ARGS),
         "tied": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96"]),
         "head": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96", "--head", "w4"]),
+        "w4g": (tiny_model_path, W4G_ARGS),
+        "head4g": (tiny_tied_model_path, ["--quantizer", "rtn", "--group", "96", "--head", "w4g"]),
     }
     out = {}
     for name, (src, args) in jobs.items():
@@ -339,6 +374,80 @@ def test_w2_unpack_matches_cli_dequant(which, conv, run_cli, tmp_path):
     assert set(np.unique(np.rint(allq)).astype(int)) == {0, 1, 2, 3}
 
 
+def test_w4g_planes_layout_and_decoding(conv, run_cli, tmp_path):
+    """w4g<N>: I8 bytes [row bytes of 2 * cols weights, rows] with UINT32 group and planes keys, the
+    group following the divisibility rule; the planes (decoded here from the documented layout)
+    give `edgeattn dequant`'s values bit for bit, use all 16 codes, and rounding keeps every weight
+    within d/2 of the source."""
+    path, _, src = conv["w4g"]
+    r = gguf.GGUFReader(path)
+    groups, planes = group_sizes(r), plane_counts(r)
+    srcw = source_weights(src)
+    want = {f"blk.{l}.ffn_{k}.weight": 64 for l in (0, 1) for k in ("gate", "up", "down")}
+    want |= {"blk.0.attn_v.weight": 32, "output.weight": 64}
+    assert sorted(planes) == sorted(want), f"two-plane tensors {sorted(planes)}, expected {sorted(want)}"
+    codes_seen = set()
+    for t in r.tensors:
+        if t.name not in want:
+            assert t.name not in planes
+            continue
+        rows, cols = srcw[t.name].shape
+        G = expected_group(want[t.name], cols)
+        assert planes[t.name] == 2 and groups[t.name] == G, f"{t.name}: planes {planes[t.name]}, group {groups[t.name]}"
+        assert r.fields[PLANES_KEY.format(t.name)].types == [gguf.GGUFValueType.UINT32]
+        assert t.tensor_type == T.I8
+        assert [int(x) for x in t.shape] == [2 * cols // G * (4 + G // 4), rows], f"{t.name}: {t.shape}"
+        vals, d, m, codes = decode_w4g(raw_bytes(t), G)
+        got = cli_dequant(run_cli, path, t.name, tmp_path / "t.f32").reshape(rows, cols)
+        assert bits_equal(got, vals), f"{t.name}: dequant differs from the numpy decoding of the planes"
+        assert codes.min() >= 0 and codes.max() <= 15
+        codes_seen |= set(np.unique(codes).tolist())
+        step = np.repeat(d, G, axis=1)
+        err = np.abs(srcw[t.name].astype(np.float64) - vals)
+        over = np.argwhere(err > step / 2 * (1 + RTN_SLACK) + RTN_ABS)
+        assert not len(over), f"{t.name}: {len(over)} weights beyond d/2, first at {tuple(over[0])}"
+    assert codes_seen == set(range(16)), f"codes used: {sorted(codes_seen)}"
+
+
+def test_w4g_rejected_where_rows_are_looked_up(run_cli, tiny_model_path, tmp_path):
+    p, _ = convert(run_cli, tiny_model_path, tmp_path / "e.gguf", "--quantizer", "rtn", "--embed", "w4g",
+                   check=False)
+    assert p.returncode != 0 and b"token_embd.weight cannot be w4g" in p.stderr, p.stderr[-300:]
+    assert leftovers(tmp_path, "e.gguf") == []
+
+
+def with_metadata(src, dst, key, value):
+    """src rewritten with metadata key set to the UINT32 value (tensors byte for byte)."""
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    copy_gguf_metadata(r, w, skip=(key,))
+    w.add_key_value(key, value, gguf.GGUFValueType.UINT32)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(dst)
+
+
+@pytest.mark.parametrize("case", ["planes3", "planes_on_w2", "planes_group_spans"])
+def test_bad_planes_metadata_rejected(case, conv, run_cli, tmp_path):
+    """A wrong planes key is refused at load with a specific status naming the tensor, never run."""
+    path = conv["w4g" if case != "planes_on_w2" else "rtn"][0]
+    name, key, value, status = {
+        "planes3": ("blk.0.ffn_up.weight", PLANES_KEY, 3, "EA_ERR_METADATA"),
+        # a one-plane W2 tensor claimed to be two planes: its bytes hold half the row
+        "planes_on_w2": ("blk.0.attn_q.weight", PLANES_KEY, 2, "EA_ERR_SHAPE"),
+        # a group larger than the 64-wide rows (it would span the high and low planes)
+        "planes_group_spans": ("blk.0.ffn_up.weight", W2_KEY, 128, "EA_ERR_SHAPE"),
+    }[case]
+    bad = with_metadata(path, tmp_path / "bad.gguf", key.format(name), value)
+    p = run_cli(["logits", "-m", bad, "--tokens", "5 6 7", "-o", tmp_path / "l.f32"], check=False)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode != 0 and status in err and name in err, f"{case}: exit {p.returncode}, {err.strip()!r}"
+
+
 def test_block_types_match_gguf_dequantize(conv, run_cli, tmp_path):
     """Q4_1/Q8_0/F16/F32 tensors written by the converter: the gguf package decodes them to what
     `edgeattn dequant` gives; lossless ones equal the source."""
@@ -431,7 +540,8 @@ def check_table(path, out, src, quantizer_on):
         want_bits = 8 * int(t.n_bytes) / n
         assert abs(bits - want_bits) <= 5e-4 + 1e-9, f"{name}: bits/w {bits}, file has {want_bits:.4f}"
         if name in groups:
-            assert typ == f"w2 g{groups[name]}", f"{name}: type column {typ!r}"
+            kind = "w4" if plane_counts(r).get(name, 1) == 2 else "w2"
+            assert typ == f"{kind} g{groups[name]}", f"{name}: type column {typ!r}"
         if name.startswith("blk."):
             lin_bits += 8 * int(t.n_bytes)
             lin_n += n
@@ -453,7 +563,7 @@ def check_table(path, out, src, quantizer_on):
     return rows
 
 
-@pytest.mark.parametrize("which", ["rtn", "search", "mixed"])
+@pytest.mark.parametrize("which", ["rtn", "search", "mixed", "w4g"])
 def test_table_matches_file(which, conv):
     path, out, src = conv[which]
     check_table(path, out, src, "weights")
@@ -628,11 +738,13 @@ def converted_model(path) -> ref.LlamaModel:
     r = gguf.GGUFReader(str(path))
     cfg = ref.read_config(r)
     m = ref.LlamaModel(cfg=cfg, dtype=np.dtype("float64"))
-    groups = group_sizes(r)
+    groups, planes = group_sizes(r), plane_counts(r)
     for t in r.tensors:
         if t.name in groups:
             G = groups[t.name]
-            vals, _, mins = decode_w2(raw_bytes(t), G)
+            # two planes: per activation block d*dx*sum((4 q_hi + q_lo) qx) + m*sx, i.e. Q4_1-like too
+            vals, _, mins = (decode_w4g(raw_bytes(t), G)[:3] if planes.get(t.name, 1) == 2
+                             else decode_w2(raw_bytes(t), G))
             m.w[t.name] = vals.astype(np.float64)
             m.types[t.name] = "Q4_1"
             m.block_min[t.name] = np.repeat(mins.astype(np.float64), G // 32, axis=1)
@@ -651,11 +763,14 @@ def converted_model(path) -> ref.LlamaModel:
     return m
 
 
-@pytest.mark.parametrize("which", ["rtn", "mixed", "tied", "head"])
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied", "head", "w4g", "head4g"])
 def test_converted_logits_match_reference(which, conv, cli_logits):
     path = conv[which][0]
-    if which == "head":
-        assert not converted_model(path).tied, "--head w4 wrote no separate output.weight"
+    if which in ("head", "head4g"):
+        assert not converted_model(path).tied, f"--head of {which} wrote no separate output.weight"
+    if which == "head4g":  # the tiny model's 64-wide rows: one group of 64, two planes
+        r = gguf.GGUFReader(path)
+        assert plane_counts(r) == {"output.weight": 2} and group_sizes(r)["output.weight"] == 64
     ids = [int(t) for t in np.random.default_rng(123).integers(0, 299, 40)]
     ours = cli_logits(path, ids, kv_bits=32)
     m = converted_model(path)

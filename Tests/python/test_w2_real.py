@@ -22,7 +22,10 @@ def converted(run_cli, smollm2_path, shakespeare_dir, tmp_path_factory):
     out = {}
     for name, args in [("rtn", ["--quantizer", "rtn"]),
                        ("gptq", ["--quantizer", "gptq", "--calib", shakespeare_dir + "/macbeth_gut.txt",
-                                 "--calib-tokens", "2048"])]:
+                                 "--calib-tokens", "2048"]),
+                       # every layer matrix 4-bit in two W2 planes (whole rows), rotated: the doubled
+                       # activations on the board's W2 kernels
+                       ("w4g", ["--quantizer", "search", "--linear", "w4g1536", "--rotate", "64"])]:
         path = str(d / (name + ".gguf"))
         r = run_cli(["convert", smollm2_path, path, "--quiet"] + args)
         table = r.stdout.decode()
@@ -70,10 +73,12 @@ def _generate(cmd_prefix, bins, model):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("which", ["gptq", "w4g"])
 @pytest.mark.parametrize("cpu", QEMU_CPUS)
-def test_w2a8kv4_board_matches_host(converted, host_bins, aarch64_bins, cpu):
-    """W2 kernels (NEON / sdot), KV4 and the A8 path give the host's tokens byte for byte."""
-    model = converted["gptq"][0]
+def test_w2a8kv4_board_matches_host(converted, host_bins, aarch64_bins, cpu, which):
+    """W2 kernels (NEON / sdot), KV4 and the A8 path give the host's tokens byte for byte (W2, and
+    4-bit weights in two W2 planes)."""
+    model = converted[which][0]
     host = _generate([], host_bins, model)
     assert host.returncode == 0, host.stderr.decode(errors="replace")
     assert len(host.stdout) > 0

@@ -131,6 +131,8 @@ public struct SessionPlan {
     let kCache: Int, vCache: Int, kNew: Int, vNew: Int
     let x: Int, xb: Int, tmp: Int, q: Int, attnOut: Int, ffnG: Int, ffnU: Int
     let logits: Int, attnScratch: Int, act: Int, rotated: Int
+    /// Two-plane (4-bit) matrices: their doubled 8-bit input blocks.
+    let actPlanes: Int
     /// KV8/KV4 regions (all layers).
     let kvqKeys: Int, kvqValues: Int, kvSinkK: Int, kvSinkV: Int, kvRingK: Int, kvRingV: Int
     /// Λ: sink keys re-rotated per query ([n_batch][sinks][kv_dim]).
@@ -340,6 +342,8 @@ public struct SessionPlan {
         let maxCols = max(hp.nEmbd, max(hp.qDim, hp.nFF))
         let act = try region("act_q8", Int(eak_act_bytes(Int32(nBatch), Int32(maxCols))) / 4)
         let rot = try region("x_rotated", hp.hasRotation ? nBatch * maxCols : 0)
+        let actPlanes = try region("act_q8_two_planes",
+                                   hp.planeCols > 0 ? Int(eak_act_bytes(Int32(nBatch), Int32(2 * hp.planeCols))) / 4 : 0)
         let sinkShift = try region("lambda_sink_keys", anyLambda ? nBatch * S * hp.kvDim : 0)
         var dhsaSlot = [Int](repeating: -1, count: hp.nLayer), nD = 0
         for l in 0..<hp.nLayer where softmax(l) && policies[l] == .dhsa { dhsaSlot[l] = nD; nD += 1 }
@@ -391,7 +395,7 @@ public struct SessionPlan {
                            kvqBlocks: qBlocks, kvqBlockRing: qRing, kvqKeyOffset: kqOff, kvqValueOffset: vqOff,
                            kCache: kCache, vCache: vCache, kNew: kNew, vNew: vNew, x: x, xb: xb, tmp: tmp, q: q,
                            attnOut: attnOut, ffnG: ffnG, ffnU: ffnU, logits: logits, attnScratch: scratch, act: act,
-                           rotated: rot, kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
+                           rotated: rot, actPlanes: actPlanes, kvqKeys: kvqKeys, kvqValues: kvqValues, kvSinkK: kvSinkK, kvSinkV: kvSinkV,
                            kvRingK: kvRingK, kvRingV: kvRingV, sinkShift: sinkShift,
                            dhsaSlot: dhsaSlot, dhsaMaxChunks: maxChunks, dhsaTable: dTable, dhsaSums: dSums,
                            dhsaOpen: dOpen, dhsaKPre: dKPre, dhsaQSum: dQSum, dhsaScores: dScores,

@@ -14,9 +14,13 @@ public struct WeightMatrix {
     public let rotation: Int
     /// W2 only: the rows are reordered into 16-row panels (eak_w2_pack_panels).
     public let panels: Bool
+    /// W2 only: 1, or 2 for 4-bit weights stored as two W2 planes (a W2 matrix of 2 * cols columns:
+    /// each row's high code bits with scale 4d and offset m, then its low bits with scale d and offset
+    /// 0, so W = W_hi + W_lo and W x = [W_hi | W_lo] [x; x]). Runs on the W2 kernels unchanged.
+    public let planes: Int
 
     public init(type: Int32, data: UnsafeRawPointer, rows: Int, cols: Int, rowBytes: Int, group: Int = 0,
-                rotation: Int = 0, panels: Bool = false) {
+                rotation: Int = 0, panels: Bool = false, planes: Int = 1) {
         self.type = type
         self.data = data
         self.rows = rows
@@ -25,7 +29,11 @@ public struct WeightMatrix {
         self.group = group
         self.rotation = rotation
         self.panels = panels
+        self.planes = planes
     }
+
+    /// Columns of the W2 matrix the kernels see (cols * planes).
+    var storedCols: Int { cols * planes }
 
     static let w2Type = Int32(EAK_W2)
 
@@ -59,11 +67,22 @@ public struct WeightMatrix {
             let blocks = act.assumingMemoryBound(to: eak_act_block.self)
             if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks, Int32(threads)) }
             if type == WeightMatrix.w2Type {
+                var xq = UnsafePointer(blocks)
+                if planes == 2, let dup = scratch.planes {
+                    // [x; x]: each token's blocks twice (the quantized input in `act` stays for reuse)
+                    let nb = cols / 32, bytes = nb * MemoryLayout<eak_act_block>.stride
+                    for t in 0..<nTok {
+                        let src = UnsafeRawPointer(blocks + t * nb)
+                        (dup + 2 * t * bytes).copyMemory(from: src, byteCount: bytes)
+                        (dup + (2 * t + 1) * bytes).copyMemory(from: src, byteCount: bytes)
+                    }
+                    xq = UnsafePointer(dup.assumingMemoryBound(to: eak_act_block.self))
+                }
                 if panels {
-                    eak_matmul_w2p(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
+                    eak_matmul_w2p(data, rowBytes, Int32(rows), Int32(storedCols), Int32(group), xq, Int32(nTok), y,
                                    Int32(threads))
                 } else {
-                    eak_matmul_w2(data, rowBytes, Int32(rows), Int32(cols), Int32(group), blocks, Int32(nTok), y,
+                    eak_matmul_w2(data, rowBytes, Int32(rows), Int32(storedCols), Int32(group), xq, Int32(nTok), y,
                                   Int32(threads))
                 }
             } else {
@@ -77,6 +96,8 @@ public struct WeightMatrix {
     /// Decodes row r into out (cols floats).
     @inline(__always)
     public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        // only looked-up matrices (token embeddings) take this path, and the loader keeps them to one plane
+        precondition(planes == 1, "row lookup in a two-plane matrix")
         if type == WeightMatrix.w2Type {
             _ = panels ? eak_w2p_dequantize_row(data, rowBytes, Int32(r), out, Int32(cols), Int32(group))
                        : eak_w2_dequantize_row(data + r * rowBytes, out, Int32(cols), Int32(group))
@@ -91,10 +112,12 @@ public struct WeightMatrix {
 }
 
 /// Scratch a matrix product may use: 8-bit activation blocks, and room for Hadamard-rotated inputs
-/// (nBatch x widest input floats; nil when the model has no rotated matrices).
+/// (nBatch x widest input floats; nil when the model has no rotated matrices), and the doubled
+/// activation blocks of two-plane matrices (nil when the model has none).
 struct MatmulScratch {
     let act: UnsafeMutableRawPointer
     let rotated: UnsafeMutablePointer<Float>?
+    var planes: UnsafeMutableRawPointer? = nil
 }
 
 public struct Hyperparams {
@@ -126,6 +149,9 @@ public struct Hyperparams {
     public var defaultKVBits = 16
     /// Some matrices are stored Hadamard-rotated (edgeattn.rotation.* keys): sessions need scratch.
     public var hasRotation = false
+    /// Widest input of a two-plane (4-bit) matrix, 0 when there is none: sessions then plan the
+    /// doubled activation blocks those products read.
+    public var planeCols = 0
     /// Attention kind of each layer (architecture "edgeattn"; the others are all softmax).
     public var layerKinds: [LayerKind] = []
     /// Linear layers: feature map on q and k (0 none, 1 SiLU, 2 ELU+1) and prefill chunk length.
@@ -222,7 +248,7 @@ public final class Model {
         if !Model.supportedArchitectures.contains(arch) {
             throw EAError(.unsupportedArch, "architecture '\(arch)' is not supported (supported: llama, gemma3, edgeattn)")
         }
-        let hp = try Model.readHyperparams(f, arch: arch)
+        var hp = try Model.readHyperparams(f, arch: arch)
 
         // Small float vectors (norms, biases, learned queries, decays): decoded to float once (any
         // stored type) into one owned buffer. (name, floats, required)
@@ -321,6 +347,10 @@ public final class Model {
         }
         let tokenizer = hp.series != nil ? Tokenizer.none() : try Tokenizer(file: f, vocabSize: hp.nVocab)
         if validateData { try Model.scanFinite(f) }
+        let all: [WeightMatrix?] = [output] + ls.flatMap({ [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down, $0.attnGate] })
+        for m in all {
+            if let m = m, m.planes > 1 { hp.planeCols = max(hp.planeCols, m.cols) }
+        }
         self.init(file: f, hp: hp, tokenizer: tokenizer, tokenEmbd: tokenEmbd, output: output,
                   outputNorm: vecPtr["output_norm.weight"]!, layers: ls, vectors: vectors,
                   inputBias: vecPtr["input.bias"], outputBias: vecPtr["output.bias"])
@@ -334,6 +364,7 @@ public final class Model {
         var ls = layers, h = hp
         for (k, m) in mats {
             if m.rotation > 0 { h.hasRotation = true }  // sessions then plan the rotated-input scratch
+            if m.planes > 1 { h.planeCols = max(h.planeCols, m.cols) }
             switch k {
             case "attn_q": ls[layer].wq = m
             case "attn_k": ls[layer].wk = m
@@ -479,6 +510,9 @@ public final class Model {
     /// Metadata key holding the group size of a W2 tensor (its presence marks the tensor as W2).
     public static func w2GroupKey(_ tensor: String) -> String { "edgeattn.w2.\(tensor).group_size" }
 
+    /// Metadata key holding the plane count of a W2 tensor: absent or 1, or 2 for 4-bit weights.
+    public static func w2PlanesKey(_ tensor: String) -> String { "edgeattn.w2.\(tensor).planes" }
+
     /// Metadata key holding the Hadamard block size of a rotated matrix.
     public static func rotationKey(_ tensor: String) -> String { "edgeattn.rotation.\(tensor)" }
 
@@ -492,13 +526,23 @@ public final class Model {
             throw EAError(.metadata, "the token embedding cannot be stored rotated (rows are looked up, not multiplied)")
         }
         return WeightMatrix(type: m.type, data: m.data, rows: rows, cols: cols, rowBytes: m.rowBytes, group: m.group,
-                            rotation: rot, panels: m.panels)
+                            rotation: rot, panels: m.panels, planes: m.planes)
     }
 
     static func storedMatrix(_ f: GGUFFile, _ name: String, rows: Int, cols: Int) throws(EAError) -> WeightMatrix {
         if let group = try f.int(w2GroupKey(name)) {
             // W2: stored as raw bytes (GGUF type I8) of shape [row_bytes, rows]
-            let rb = group > 0 && group <= 1 << 16 ? Int(eak_w2_row_bytes(Int32(cols), Int32(group))) : 0
+            let planes = try f.int(w2PlanesKey(name)) ?? 1
+            if planes != 1 && planes != 2 {
+                throw EAError(.metadata, "'\(w2PlanesKey(name))' = \(planes): must be 1 or 2")
+            }
+            if planes > 1 && name == "token_embd.weight" {
+                throw EAError(.metadata, "the token embedding cannot be stored in two planes (rows are looked up, not multiplied)")
+            }
+            let sc = cols * planes
+            // a group never spans the two planes: it must divide the logical row
+            let rb = group > 0 && group <= 1 << 16 && cols <= 1 << 24 && cols % group == 0
+                ? Int(eak_w2_row_bytes(Int32(sc), Int32(group))) : 0
             if rb == 0 {
                 throw EAError(.shape, "W2 tensor '\(name)': group size \(group) does not fit rows of \(cols) weights (multiple of 32 dividing the row)")
             }
@@ -507,12 +551,12 @@ public final class Model {
                 throw EAError(.unsupportedType, "W2 tensor '\(name)' must be stored as I8 bytes, found type \(t.type)")
             }
             if t.dims != [rb, rows] {
-                throw EAError(.shape, "W2 tensor '\(name)' has shape \(shapeText(t.dims)), expected \(shapeText([rb, rows])) (\(cols) weights in groups of \(group))")
+                throw EAError(.shape, "W2 tensor '\(name)' has shape \(shapeText(t.dims)), expected \(shapeText([rb, rows])) (\(cols) weights in groups of \(group)\(planes > 1 ? ", two planes" : ""))")
             }
             // matrices of whole panels run on the panel kernels (same results, no horizontal adds)
-            let panels = f.packW2Panels(t, rows: rows, cols: cols, group: group, rowBytes: rb)
+            let panels = f.packW2Panels(t, rows: rows, cols: sc, group: group, rowBytes: rb)
             return WeightMatrix(type: WeightMatrix.w2Type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: rb,
-                                group: group, panels: panels)
+                                group: group, panels: panels, planes: planes)
         }
         let t = try tensor(f, name, [cols, rows])
         if t.type == Int32(EAK_I8) {

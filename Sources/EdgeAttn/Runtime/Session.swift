@@ -192,7 +192,8 @@ public final class Session {
     }
 
     var matmulScratch: MatmulScratch {
-        MatmulScratch(act: arena.raw + plan.act, rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil)
+        MatmulScratch(act: arena.raw + plan.act, rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil,
+                      planes: model.hp.planeCols > 0 ? arena.raw + plan.actPlanes : nil)
     }
 
     /// Final norm and output head for rows logitsFrom..<n of x, into the logits region.

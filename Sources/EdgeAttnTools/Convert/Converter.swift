@@ -242,6 +242,23 @@ func relativeError(_ w: [Float], _ q: [Float], rows: Int, cols: Int, sample: [Fl
     return (b > 0 ? (a / b).squareRoot() : 0, false)
 }
 
+/// A target that fits rows of `cols` weights: W2 and w4g groups shrink to the largest multiple of 32
+/// (at most the requested size) dividing the row; formats that cannot fit fall back to f16.
+func fitted(_ target: TargetType, cols: Int) -> TargetType {
+    switch target {
+    case .w2(let g), .w4g(let g):
+        var gg = min(g, cols) / 32 * 32
+        while gg >= 32 && cols % gg != 0 { gg -= 32 }
+        if gg < 32 { return .f16 }
+        if case .w2 = target { return .w2(gg) }
+        return .w4g(gg)
+    case .w4, .w8:
+        return cols % 32 != 0 ? .f16 : target
+    default:
+        return target
+    }
+}
+
 /// What one tensor becomes. dims: the logical [cols, rows] (a W2 source tensor is stored as bytes);
 /// rotate: the Hadamard block it is stored rotated by; sourceRotation: the block the source matrix
 /// was stored rotated by (undone after decoding).
@@ -314,6 +331,11 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
                                importance: imp, hessian: hess, actOrder: o.actOrder)
         if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
         bytes = packW2(q); deq = q.dequantized()
+    case .w4g(let g):
+        var q = quantizeMatrix(w, rows: rows, cols: cols, bits: 4, group: g, method: o.quantizer,
+                               importance: imp, hessian: hess, actOrder: o.actOrder)
+        if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
+        bytes = packW2Planes(q); deq = q.dequantized()
     }
     let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
     return ConvertedMatrix(bytes: bytes, deq: deq, relError: err, onOutput: onOutput)
@@ -368,11 +390,12 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
             let m = UnsafeMutableRawPointer.allocate(byteCount: max(64, conv.bytes.count), alignment: 64)
             owned.append(m)
             conv.bytes.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            var group = 0
+            var group = 0, planes = 1
             if case .w2(let g) = target { group = g }
+            if case .w4g(let g) = target { group = g; planes = 2 }
             mats[String(p.t.name.split(separator: ".")[2])] =
                 WeightMatrix(type: group > 0 ? Int32(EAK_W2) : Int32(st.type), data: UnsafeRawPointer(m), rows: rows, cols: cols,
-                             rowBytes: st.bytes / rows, group: group, rotation: p.rotate)
+                             rowBytes: st.bytes / rows, group: group, rotation: p.rotate, planes: planes)
         }
         // advance the states through the quantized layer
         current = current.replacingMatrices(layer: l, mats)
@@ -406,14 +429,9 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         var target = isEmbed ? o.embedType : linearDefault
         for (pat, ty) in o.overrides where glob(pat, t.name) { target = ty }
         let dims = logicalDims(f, t), cols = dims[0]
-        switch target {
-        case .w2(let g):
-            var gg = min(g, cols) / 32 * 32
-            while gg >= 32 && cols % gg != 0 { gg -= 32 }
-            target = gg >= 32 ? .w2(gg) : .f16
-        case .w4, .w8:
-            if cols % 32 != 0 { target = .f16 }
-        default: break
+        target = fitted(target, cols: cols)
+        if case .w4g = target, t.name == "token_embd.weight" {
+            throw ConvertError("token_embd.weight cannot be w4g: its rows are looked up, and two-plane rows are only multiplied")
         }
         let linear = t.name.hasPrefix("blk.")
         let srcRot = (try? f.int(Model.rotationKey(t.name))) ?? 0
@@ -425,7 +443,7 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if srcRot != 0 && (srcRot < 2 || srcRot & (srcRot - 1) != 0 || cols % srcRot != 0) {
             throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
         }
-        if let ht = o.headType, t.name == "output.weight" { target = ht }
+        if let ht = o.headType, t.name == "output.weight" { target = fitted(ht, cols: cols) }
         plans.append(ConvertPlan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot,
                                  copy: copy))
     }
@@ -434,8 +452,11 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             throw ConvertError("--head: the source has neither output.weight nor a token_embd.weight matrix")
         }
         if e.sourceRotation != 0 { throw ConvertError("--head: token_embd.weight is stored rotated") }
-        if case .w2 = ht { throw ConvertError("--head takes w4, w8, f16 or f32") }
-        if e.dims[0] % 32 != 0, ht == .w4 || ht == .w8 { throw ConvertError("--head: rows of \(e.dims[0]) are not a multiple of 32") }
+        if case .w2 = ht { throw ConvertError("--head takes w4, w4g<N>, w8, f16 or f32") }
+        if e.dims[0] % 32 != 0, ht != .f16 && ht != .f32 {
+            throw ConvertError("--head: rows of \(e.dims[0]) are not a multiple of 32")
+        }
+        let ht = fitted(ht, cols: e.dims[0])
         let copy = (ht == .w4 && e.t.type == Int32(EAK_Q4_1)) || (ht == .w8 && e.t.type == Int32(EAK_Q8_0))
         plans.append(ConvertPlan(t: e.t, target: ht, isLinear: false, name: "output.weight", dims: e.dims,
                                  copy: copy && o.calibFiles.isEmpty))
@@ -470,7 +491,11 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     for p in plans {
         let info: GGUFWriter.TensorInfo
         if let target = p.target {
-            if case .w2(let g) = target { writer.addU32(Model.w2GroupKey(p.t.name), UInt32(g)) }
+            if case .w2(let g) = target { writer.addU32(Model.w2GroupKey(p.outName), UInt32(g)) }
+            if case .w4g(let g) = target {
+                writer.addU32(Model.w2GroupKey(p.outName), UInt32(g))
+                writer.addU32(Model.w2PlanesKey(p.outName), 2)
+            }
             if p.rotate > 0 { writer.addU32(Model.rotationKey(p.t.name), UInt32(p.rotate)) }
             let s = target.storage(rows: p.dims[1], cols: p.dims[0])
             info = .init(name: p.outName, dims: s.dims, type: s.type, bytes: s.bytes)

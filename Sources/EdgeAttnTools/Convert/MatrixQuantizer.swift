@@ -10,6 +10,9 @@ public enum TargetType: Equatable {
     case w4
     /// libedgeattn W2 with this group size (see ea_kernels.h).
     case w2(Int)
+    /// Asymmetric 4-bit groups of this size stored as two W2 planes (high and low code bits; see
+    /// WeightMatrix.planes): 4 + 64/group bits per weight, on the W2 kernels.
+    case w4g(Int)
 
     public var name: String {
         switch self {
@@ -18,10 +21,12 @@ public enum TargetType: Equatable {
         case .w8: return "w8 (q8_0)"
         case .w4: return "w4 (q4_1)"
         case .w2(let g): return "w2 g\(g)"
+        case .w4g(let g): return "w4 g\(g)"
         }
     }
 
-    /// Parses "f32", "f16", "w8", "w4", "w2" (group from the default) or "w2g128".
+    /// Parses "f32", "f16", "w8", "w4", "w2" (group from the default), "w2g128", "w4g" (group from
+    /// the default) or "w4g576" (4-bit groups of 576 in two W2 planes).
     public static func parse(_ s: String, defaultGroup: Int) -> TargetType? {
         switch s.lowercased() {
         case "f32": return .f32
@@ -29,8 +34,10 @@ public enum TargetType: Equatable {
         case "w8", "q8_0": return .w8
         case "w4", "q4_1": return .w4
         case "w2": return .w2(defaultGroup)
+        case "w4g": return .w4g(defaultGroup)
         default:
             if s.hasPrefix("w2g"), let g = Int(s.dropFirst(3)), g >= 32, g % 32 == 0 { return .w2(g) }
+            if s.hasPrefix("w4g"), let g = Int(s.dropFirst(3)), g >= 32, g % 32 == 0 { return .w4g(g) }
             return nil
         }
     }
@@ -44,6 +51,9 @@ public enum TargetType: Equatable {
         case .w4: return (UInt32(EAK_Q4_1), [cols, rows], rows * cols / 32 * 20)
         case .w2(let g):
             let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(g)))
+            return (UInt32(EAK_I8), [rb, rows], rb * rows)
+        case .w4g(let g):
+            let rb = Int(eak_w2_row_bytes(Int32(2 * cols), Int32(g)))
             return (UInt32(EAK_I8), [rb, rows], rb * rows)
         }
     }
@@ -265,6 +275,28 @@ func packW2(_ q: QuantizedMatrix) -> [UInt8] {
                 out[base + 4 + 8 * c + (j & 7)] |= code << UInt8(2 * (j >> 3))
             }
         }
+    }
+    return out
+}
+
+/// 4-bit codes q as two W2 planes: a row's groups of q >> 2 with scale 4d and offset m, then its
+/// groups of q & 3 with scale d and offset 0; their sum is q * d + m. 4d is exact in fp16 (d is an
+/// fp16 value, and the quantizer keeps 4d finite).
+func packW2Planes(_ q: QuantizedMatrix) -> [UInt8] {
+    precondition(q.qmax == 15)
+    let ng = q.cols / q.group
+    var hi = q, lo = q
+    hi.codes = q.codes.map { $0 >> 2 }
+    lo.codes = q.codes.map { $0 & 3 }
+    hi.params = q.params.map { GroupParams(d: 4 * $0.d, m: $0.m) }
+    lo.params = q.params.map { GroupParams(d: $0.d, m: 0) }
+    let a = packW2(hi), b = packW2(lo)
+    let rbHalf = a.count / q.rows, gb = 4 + q.group / 4
+    precondition(rbHalf == ng * gb)
+    var out = [UInt8](repeating: 0, count: 2 * a.count)
+    for r in 0..<q.rows {
+        out.replaceSubrange((2 * r * rbHalf)..<((2 * r + 1) * rbHalf), with: a[(r * rbHalf)..<((r + 1) * rbHalf)])
+        out.replaceSubrange(((2 * r + 1) * rbHalf)..<((2 * r + 2) * rbHalf), with: b[(r * rbHalf)..<((r + 1) * rbHalf)])
     }
     return out
 }
