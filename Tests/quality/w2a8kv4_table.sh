@@ -50,12 +50,19 @@ MIX3=(--type '*attn_v*=w4' --type '*attn_k*=w4' --type 'blk.0.ffn_*=w4' --type '
 convert w2-mix3-g256-64k --quantizer gptq --rotate 64 --group 256 "${MIX3[@]}" "${CAL64[@]}" --refine 4
 convert w2-mix3-g512-64k --quantizer gptq --rotate 64 --group 512 "${MIX3[@]}" --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' "${CAL64[@]}" --refine 4
 convert w2-mix3-rows-64k --quantizer gptq --rotate 64 --group 1536 "${MIX3[@]}" --type 'blk.23.ffn_up*=w4' --type 'blk.29.ffn_up*=w4' --type 'blk.23.ffn_gate*=w4' "${CAL64[@]}" --refine 4
+# 4-bit in two W2 planes (w4g, whole rows: about 1 bit/weight less than Q4_1) pays for nine more 4-bit
+# FFN matrices: mix4, the demo's file (the same recipe as examples/fetch-model.sh w2a8kv4)
+MIX4=()
+for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20.ffn_*' 'blk.23.ffn_*' 'blk.29.ffn_*' 'blk.2.ffn_up*'; do
+    MIX4+=(--type "$p=w4g1536")
+done
+convert w2-mix4-w4g-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4
 
 {
 echo "| variant | linear bits/weight | file MiB | PPL, 16-bit KV | PPL, 4-bit KV |"
 echo "|---|---:|---:|---:|---:|"
 echo "| source Q4_1 (A8) | 5.00 | $(mib "$M") | $(ppl "$M" 16) | $(ppl "$M" 4) |"
-for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k; do
+for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k w2-mix4-w4g-64k; do
     kv4=""
     case $v in w2-gptq*|w2-mix*|w8a8|w4a8) kv4=$(ppl "$OUT/$v.gguf" 4) ;; esac
     echo "| $v | $(bpw $v) | $(mib "$OUT/$v.gguf") | $(ppl "$OUT/$v.gguf" 16) | $kv4 |"
@@ -66,7 +73,7 @@ done
 echo "| variant | KV bits | prefill 128 tok/s | decode 64 tok/s | bytes/token | decode / bandwidth bound | peak RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for spec in "f16 (float path):$OUT/f16.gguf:16" "source Q4_1:$M:16" "w8a8:$OUT/w8a8.gguf:16" "w4a8:$OUT/w4a8.gguf:16" \
-            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4"; do
+            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4" "w2-mix4-w4g-64k (W2A8KV4):$OUT/w2-mix4-w4g-64k.gguf:4"; do
     IFS=: read -r name file kv <<< "$spec"
     j=$("$EA" bench -m "$file" --kv-bits "$kv" --reps 5 | tail -n1)
     python3 - "$name" "$kv" "$j" <<'PY'
