@@ -256,7 +256,7 @@ def gguf_dump_cmd():
     return [exe] if exe else [sys.executable, "-m", "gguf.scripts.gguf_dump"]
 
 
-@pytest.mark.parametrize("which", ["rtn", "mixed", "tied"])
+@pytest.mark.parametrize("which", ["rtn", "mixed", "tied", "w4g"])
 def test_converted_file_is_valid_gguf(which, conv):
     path, _, src = conv[which]
     r = gguf.GGUFReader(path)
@@ -266,18 +266,20 @@ def test_converted_file_is_valid_gguf(which, conv):
     meta = {k: f.contents() for k, f in r.fields.items() if k.startswith("edgeattn.")}
     assert meta.get("edgeattn.format_version") == 1
     assert meta.get("edgeattn.kv_bits") == 4
-    want_q = {"rtn": "rtn", "mixed": "search", "tied": "rtn"}[which]
+    want_q = {"rtn": "rtn", "mixed": "search", "tied": "rtn", "w4g": "rtn"}[which]
     assert meta.get("edgeattn.quantizer") == want_q
-    want_g = {"rtn": 64, "mixed": 32, "tied": 96}[which]
+    want_g = {"rtn": 64, "mixed": 32, "tied": 96, "w4g": 64}[which]
     assert meta.get("edgeattn.w2.default_group_size") == want_g
     # same tensors, same order, same logical shapes; every W2 tensor marked and shaped as specified
     s = gguf.GGUFReader(src)
     assert [t.name for t in r.tensors] == [t.name for t in s.tensors]
-    groups = group_sizes(r)
+    groups, planes = group_sizes(r), plane_counts(r)
     assert groups, "no W2 tensor in the converted file"
+    assert bool(planes) == (which == "w4g"), f"two-plane tensors: {sorted(planes)}"
     for k in meta:
         if k.startswith("edgeattn.w2.") and k != "edgeattn.w2.default_group_size":
-            assert k[len("edgeattn.w2."):-len(".group_size")] in groups, f"{k} names no tensor"
+            suffix = ".planes" if k.endswith(".planes") else ".group_size"
+            assert k.endswith(suffix) and k[len("edgeattn.w2."):-len(suffix)] in groups, f"{k} names no W2 tensor"
     for t, st in zip(r.tensors, s.tensors):
         rows = int(st.shape[1]) if len(st.shape) > 1 else 1
         cols = int(st.shape[0])
@@ -285,7 +287,7 @@ def test_converted_file_is_valid_gguf(which, conv):
             G = groups[t.name]
             assert r.fields[W2_KEY.format(t.name)].types == [gguf.GGUFValueType.UINT32]
             assert t.tensor_type == T.I8, f"{t.name}: W2 stored as {t.tensor_type.name}, expected I8"
-            row_bytes = cols // G * (4 + G // 4)
+            row_bytes = planes.get(t.name, 1) * cols // G * (4 + G // 4)
             assert [int(x) for x in t.shape] == [row_bytes, rows], \
                 f"{t.name}: ggml dims {[int(x) for x in t.shape]}, expected [{row_bytes}, {rows}]"
             assert np.asarray(t.data).shape == (rows, row_bytes)
