@@ -90,23 +90,23 @@ def parse_table(out: str):
     return rows, lines[-3:]
 
 
-def group_sizes(reader) -> dict[str, int]:
+def tensor_ints(reader, key: str) -> dict[str, int]:
+    """{tensor name: value} of the per-tensor integer metadata key (a format with {} for the name)."""
     out = {}
     for t in reader.tensors:
-        f = reader.fields.get(W2_KEY.format(t.name))
+        f = reader.fields.get(key.format(t.name))
         if f is not None:
             out[t.name] = int(f.contents())
     return out
+
+
+def group_sizes(reader) -> dict[str, int]:
+    return tensor_ints(reader, W2_KEY)
 
 
 def plane_counts(reader) -> dict[str, int]:
     """{name: planes} for the W2 tensors with a planes key (4-bit weights in two W2 planes)."""
-    out = {}
-    for t in reader.tensors:
-        f = reader.fields.get(PLANES_KEY.format(t.name))
-        if f is not None:
-            out[t.name] = int(f.contents())
-    return out
+    return tensor_ints(reader, PLANES_KEY)
 
 
 def expected_group(requested: int, cols: int) -> int:

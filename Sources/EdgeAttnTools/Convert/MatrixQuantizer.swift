@@ -284,21 +284,24 @@ func packW2(_ q: QuantizedMatrix) -> [UInt8] {
 /// fp16 value, and the quantizer keeps 4d finite).
 func packW2Planes(_ q: QuantizedMatrix) -> [UInt8] {
     precondition(q.qmax == 15)
+    // one W2 matrix of 2 * cols columns: row r = [q >> 2 | q & 3], groups [(4d, m) | (d, 0)]
     let ng = q.cols / q.group
-    var hi = q, lo = q
-    hi.codes = q.codes.map { $0 >> 2 }
-    lo.codes = q.codes.map { $0 & 3 }
-    hi.params = q.params.map { GroupParams(d: 4 * $0.d, m: $0.m) }
-    lo.params = q.params.map { GroupParams(d: $0.d, m: 0) }
-    let a = packW2(hi), b = packW2(lo)
-    let rbHalf = a.count / q.rows, gb = 4 + q.group / 4
-    precondition(rbHalf == ng * gb)
-    var out = [UInt8](repeating: 0, count: 2 * a.count)
+    var w2 = QuantizedMatrix(rows: q.rows, cols: 2 * q.cols, group: q.group, qmax: 3,
+                             codes: [UInt8](repeating: 0, count: 2 * q.codes.count),
+                             params: [GroupParams](repeating: GroupParams(d: 0, m: 0), count: 2 * q.params.count))
     for r in 0..<q.rows {
-        out.replaceSubrange((2 * r * rbHalf)..<((2 * r + 1) * rbHalf), with: a[(r * rbHalf)..<((r + 1) * rbHalf)])
-        out.replaceSubrange(((2 * r + 1) * rbHalf)..<((2 * r + 2) * rbHalf), with: b[(r * rbHalf)..<((r + 1) * rbHalf)])
+        for c in 0..<q.cols {
+            let code = q.codes[r * q.cols + c]
+            w2.codes[2 * r * q.cols + c] = code >> 2
+            w2.codes[(2 * r + 1) * q.cols + c] = code & 3
+        }
+        for g in 0..<ng {
+            let p = q.params[r * ng + g]
+            w2.params[2 * r * ng + g] = GroupParams(d: 4 * p.d, m: p.m)
+            w2.params[(2 * r + 1) * ng + g] = GroupParams(d: p.d, m: 0)
+        }
     }
-    return out
+    return packW2(w2)
 }
 
 /// ggml Q4_1 blocks of 32: fp16 d, fp16 m, 16 bytes (element j low nibble of byte j, j+16 high).
