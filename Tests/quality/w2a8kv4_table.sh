@@ -57,12 +57,18 @@ for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20
     MIX4+=(--type "$p=w4g1536")
 done
 convert w2-mix4-w4g-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4
+# mix4 calibrated layer by layer (--sequential), with the tied 8-bit head, and with a separate head
+# fitted to the quantized model's final states: Q4_1 (the demo's file, the same recipe as
+# examples/fetch-model.sh w2a8kv4) or one 4-bit group per row
+convert w2-mix4-seq-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential
+convert w2-mix4-seq-h4-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential --head w4
+convert w2-mix4-seq-h4g-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential --head w4g576
 
 {
 echo "| variant | linear bits/weight | file MiB | PPL, 16-bit KV | PPL, 4-bit KV |"
 echo "|---|---:|---:|---:|---:|"
 echo "| source Q4_1 (A8) | 5.00 | $(mib "$M") | $(ppl "$M" 16) | $(ppl "$M" 4) |"
-for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k w2-mix4-w4g-64k; do
+for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k w2-mix4-w4g-64k w2-mix4-seq-64k w2-mix4-seq-h4-64k w2-mix4-seq-h4g-64k; do
     kv4=""
     case $v in w2-gptq*|w2-mix*|w8a8|w4a8) kv4=$(ppl "$OUT/$v.gguf" 4) ;; esac
     echo "| $v | $(bpw $v) | $(mib "$OUT/$v.gguf") | $(ppl "$OUT/$v.gguf" 16) | $kv4 |"
@@ -73,7 +79,7 @@ done
 echo "| variant | KV bits | prefill 128 tok/s | decode 64 tok/s | bytes/token | decode / bandwidth bound | peak RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for spec in "f16 (float path):$OUT/f16.gguf:16" "source Q4_1:$M:16" "w8a8:$OUT/w8a8.gguf:16" "w4a8:$OUT/w4a8.gguf:16" \
-            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4" "w2-mix4-w4g-64k (W2A8KV4):$OUT/w2-mix4-w4g-64k.gguf:4"; do
+            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4" "w2-mix4-w4g-64k (W2A8KV4):$OUT/w2-mix4-w4g-64k.gguf:4" "w2-mix4-seq-h4-64k (W2A8KV4):$OUT/w2-mix4-seq-h4-64k.gguf:4"; do
     IFS=: read -r name file kv <<< "$spec"
     j=$("$EA" bench -m "$file" --kv-bits "$kv" --reps 5 | tail -n1)
     python3 - "$name" "$kv" "$j" <<'PY'
