@@ -388,10 +388,10 @@ public final class Model {
         if hp.embedScale != 1 { eak_scale(x, hp.embedScale, Int64(tokens.count * d)) }
     }
 
-    /// Host tools: the final norm of n hidden-state rows x into out (n x n_embd), the output head's
-    /// input, as Session.head computes it.
-    public func finalNorm(_ x: UnsafePointer<Float>, n: Int, into out: UnsafeMutablePointer<Float>) {
-        eak_rmsnorm(out, x, outputNorm, Int32(hp.nEmbd), Int32(n), hp.rmsEps, 0, eak_num_cores())
+    /// The final norm of n hidden-state rows x into out (n x n_embd): the output head's input (the
+    /// session's head, and the converter's head calibration).
+    public func finalNorm(_ x: UnsafePointer<Float>, n: Int, into out: UnsafeMutablePointer<Float>, threads: Int) {
+        eak_rmsnorm(out, x, outputNorm, Int32(hp.nEmbd), Int32(n), hp.rmsEps, 0, Int32(threads))
     }
 
     init(file: GGUFFile, hp: Hyperparams, tokenizer: Tokenizer, tokenEmbd: WeightMatrix, output: WeightMatrix,

@@ -168,7 +168,7 @@ public final class Session {
         runLayers(n: tokens.count, layers: 0..<model.hp.nLayer)
         if let observe = observer { // the head's input for calibration: every row, not just the scored ones
             let d = model.hp.nEmbd, xb = arena.floats(at: plan.xb)
-            eak_rmsnorm(xb, arena.floats(at: plan.x), model.outputNorm, Int32(d), Int32(tokens.count), model.hp.rmsEps, 0, Int32(threads))
+            model.finalNorm(arena.floats(at: plan.x), n: tokens.count, into: xb, threads: threads)
             observe(model.hp.nLayer, 0, xb, tokens.count, d)
         }
         head(tokens.count, logitsFrom: logitsFrom)
@@ -201,7 +201,7 @@ public final class Session {
         let rows = n - logitsFrom, d = model.hp.nEmbd
         if rows <= 0 { return }
         let xb = arena.floats(at: plan.xb)
-        eak_rmsnorm(xb, arena.floats(at: plan.x) + logitsFrom * d, model.outputNorm, Int32(d), Int32(rows), model.hp.rmsEps, 0, Int32(threads))
+        model.finalNorm(arena.floats(at: plan.x) + logitsFrom * d, n: rows, into: xb, threads: threads)
         model.output.apply(xb, nTok: rows, into: arena.floats(at: plan.logits), threads: threads, act: matmulScratch)
     }
 

@@ -408,7 +408,7 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
         if o.progress { log("\r[head] output.weight" + String(repeating: " ", count: 24)) }
         let cal = Calibration(), key = hp.nLayer * 4
         for c in 0..<chunks.count {
-            model.finalNorm(states + c * n * d, n: n, into: scratch)
+            model.finalNorm(states + c * n * d, n: n, into: scratch, threads: Int(eak_num_cores()))
             cal.observe(hp.nLayer, 0, scratch, n, d)
         }
         let conv = try quantizeTensor(f, p, target, o, cal: cal, site: key)
