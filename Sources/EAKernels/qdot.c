@@ -401,7 +401,9 @@ static int unpack_row_neon(int type, const uint8_t *row, int nb, int8_t *wq) {
 #endif
 
 /* Single-token (decode) path: the same lanes computed straight from the packed blocks, without the
- * unpack pass. Returns 0 for types it does not cover. *out = the lane sum (without the Q4_1 offset term). */
+ * unpack pass. Returns 0 for types it does not cover. *out = the lane sum, plus for Q4_1 the offset
+ * term sum_b m_b * s_b (block order, as the lanes path): computed in the same pass, where its add
+ * chain overlaps the vector work (a second pass over the row was 9% of decode time, the head's). */
 typedef int (*fused_fn)(int type, const uint8_t *row, const eak_act_block *xa, int nb, const float *h2f, float *out);
 
 #if defined(__x86_64__)
@@ -418,8 +420,10 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
     default: return 0;
     }
     const __m256i off = _mm256_set1_epi8(type == EAK_Q4_0 ? 8 : 0);
+    float m = 0.0f;
     for (int b = 0; b < nb; ++b) {
         const uint8_t *blk = row + (size_t)b * bb;
+        if (type == EAK_Q4_1) m = m + h2f[(uint16_t)(blk[2] | (blk[3] << 8))] * xa[b].s;
         __m256i w;
         if (type == EAK_Q8_0) {
             w = _mm256_loadu_si256((const __m256i *)(blk + qoff));
@@ -432,7 +436,7 @@ __attribute__((target("avx2"))) static int fused_avx2(int type, const uint8_t *r
         const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
         acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw * xa[b].d), _mm256_cvtepi32_ps(l)));
     }
-    *out = reduce8_m256(acc);
+    *out = type == EAK_Q4_1 ? reduce8_m256(acc) + m : reduce8_m256(acc);
     return 1;
 }
 #endif
@@ -465,9 +469,11 @@ __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static float fused_v
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256 acc = _mm256_setzero_ps();
     const int bb = type == EAK_Q8_0 ? 34 : type == EAK_Q4_1 ? 20 : 18, qoff = type == EAK_Q4_1 ? 4 : 2;
+    float m = 0.0f;
     for (int b = 0; b < nb; ++b) {
         const uint8_t *blk = row + (size_t)b * bb;
         _mm_prefetch((const char *)(blk + (size_t)PF_ROWS * nb * bb), _MM_HINT_T0);
+        if (type == EAK_Q4_1) m = m + h2f[(uint16_t)(blk[2] | (blk[3] << 8))] * xa[b].s;
         __m256i u;
         if (type == EAK_Q8_0) {
             u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + qoff)), flip);
@@ -479,7 +485,7 @@ __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))) static float fused_v
         const float dw = h2f[(uint16_t)(blk[0] | (blk[1] << 8))];
         acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(dw * xa[b].d), _mm256_cvtepi32_ps(l)));
     }
-    return reduce8_m256(acc);
+    return type == EAK_Q4_1 ? reduce8_m256(acc) + m : reduce8_m256(acc);
 }
 int eak_generic_forced(void);
 #define FUSED_VNNI_MAXB 64 /* the bias of up to 2048 columns on the stack */
@@ -505,8 +511,10 @@ static int use_fused_vnni(void) {
     const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                           \
     const int8x16_t off = vdupq_n_s8(type == EAK_Q4_0 ? 8 : 0);                                       \
     float32x4_t a0 = vdupq_n_f32(0), a1 = a0;                                                         \
+    float m = 0.0f;                                                                                   \
     for (int b = 0; b < nb; ++b) {                                                                    \
         const uint8_t *blk = row + (size_t)b * bb;                                                    \
+        if (type == EAK_Q4_1) m = m + h2f[(uint16_t)(blk[2] | (blk[3] << 8))] * xa[b].s;              \
         int8x16_t w0, w1;                                                                             \
         if (type == EAK_Q8_0) {                                                                       \
             w0 = vld1q_s8((const int8_t *)(blk + qoff));                                              \
@@ -523,7 +531,7 @@ static int use_fused_vnni(void) {
     float a[8];                                                                                       \
     vst1q_f32(a, a0);                                                                                 \
     vst1q_f32(a + 4, a1);                                                                             \
-    *out = eak_reduce8(a);                                                                                  \
+    *out = type == EAK_Q4_1 ? eak_reduce8(a) + m : eak_reduce8(a);                                    \
     return 1;
 
 static int fused_neon(int type, const uint8_t *row, const eak_act_block *xa, int nb, const float *h2f, float *out) {
@@ -686,16 +694,13 @@ static void rows_times_tokens(lanes_fn lanes, int nr, int chunk, const int8_t *w
 
 #define MAXB 512 /* blocks per row handled at once: 16384 columns */
 
-/* Q4_1 / Q5_1 single-token offset term of a row: sum_b m_b * s_b in block order (block bytes bb, the
- * fp16 m at bytes 2-3 of each block). */
-static float row_min_term(const uint8_t *row, uint32_t bb, const eak_act_block *xq, int nb, const float *h2f) {
-    float m = 0.0f;
-    for (int b = 0; b < nb; ++b) m = m + h2f[(uint16_t)(row[(size_t)b * bb + 2] | (row[(size_t)b * bb + 3] << 8))] * xq[b].s;
-    return m;
-}
+/* Row r of a Q4_1 panel matrix in the row layout (see eak_q4p_pack_panels). */
+static void q4p_row(const uint8_t *w, size_t row_bytes, int r, uint8_t *o);
 
-void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
-                   const eak_act_block *xq, int n_tok, float *y, int n_threads) {
+/* panels (Q4_1 only): w is in Q4_1 panels; each row (pair) is first rebuilt in the row layout on
+ * the stack, then goes through the same steps, so results equal the row layout's bit for bit. */
+static void matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
+                      const eak_act_block *xq, int n_tok, float *y, int n_threads, int panels) {
     const lanes_fn lanes = pick_lanes();
     const unpack_fn unpack = g_unpack;
     const fused_fn fused = g_fused;
@@ -709,15 +714,14 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
     const int off = type == EAK_Q4_0 ? 8 : type == EAK_Q5_0 ? 16 : type == EAK_Q8_0 ? -1 : 0;
     (void)off;
 #if defined(__x86_64__)
-    if (n_tok == 1 && nb_all <= FUSED_VNNI_MAXB && (type == EAK_Q8_0 || type == EAK_Q4_0 || type == EAK_Q4_1) &&
+    if (!panels && n_tok == 1 && nb_all <= FUSED_VNNI_MAXB && (type == EAK_Q8_0 || type == EAK_Q4_0 || type == EAK_Q4_1) &&
         fused == fused_avx2 && use_fused_vnni()) {
         EAK_PARALLEL(n_threads > 1,
         __m256i bias[FUSED_VNNI_MAXB];
         fused_bias(type, xq, nb_all, bias);
         for (int r = eak_team_lo(rows), r_end = eak_team_hi(rows); r < r_end; ++r) {
             const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-            float v = fused_vnni(type, row, xq, nb_all, h2f, bias);
-            y[r] = has_min ? v + row_min_term(row, bb, xq, nb_all, h2f) : v;
+            y[r] = fused_vnni(type, row, xq, nb_all, h2f, bias);
         });
         return;
     }
@@ -728,11 +732,17 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
         /* one row uses all of it; two rows (the prefill tile) take half each */
         int8_t wq[MAXB * 32];
         float dw[MAXB], mw[MAXB];
+        uint8_t rebuilt[panels ? 2 * row_bytes : 1];
+        if (panels) {
+            q4p_row(w, row_bytes, r, rebuilt);
+            if (r + 1 < r_end) q4p_row(w, row_bytes, r + 1, rebuilt + row_bytes);
+            row = rebuilt;
+        }
         nr = 1;
         if (n_tok == 1 && fused && nb_all <= MAXB) {
             float v;
             if (fused(type, row, xq, nb_all, h2f, &v)) {
-                y[r] = has_min ? v + row_min_term(row, bb, xq, nb_all, h2f) : v;
+                y[r] = v;
                 continue;
             }
         }
@@ -759,6 +769,284 @@ void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols
             rows_times_tokens(lanes, nr, chunk, wq, dw, has_min ? mw : NULL, off, xq, nb_all, b0, nb, n_tok, y, rows, r);
         }
     });
+}
+
+void eak_matmul_q8(int type, const void *w, size_t row_bytes, int rows, int cols,
+                   const eak_act_block *xq, int n_tok, float *y, int n_threads) {
+    matmul_q8(type, w, row_bytes, rows, cols, xq, n_tok, y, n_threads, 0);
+}
+
+/* ---- Q4_1 panels ----------------------------------------------------------------------------------
+ * Decode reads the output head (a Q4_1 head: 49152 x 576, 17.7 MB for SmolLM2) once per token, one
+ * row at a time: per 32-weight block two fp16 headers to decode and a scalar offset chain, about 25
+ * instructions per 20 bytes. In panels of 16 rows (per block: the 16 d, the 16 m, the 16 rows' code
+ * bytes) the scales of 16 rows convert in one instruction, the offset term runs for 16 rows in one
+ * vector, and one 64-byte vpdpbusd serves two rows. Every lane keeps the row layout's order (lane j:
+ * elements 4j..4j+3, acc = acc + (d * dx) * L block by block, reduce8, then + m), so the results
+ * are the row kernels' bit for bit. */
+#define Q4P 16
+#define Q4P_COL (Q4P * 20) /* one block of 16 rows */
+
+static inline const uint8_t *q4p_panel(const uint8_t *w, size_t row_bytes, int r) {
+    return w + (size_t)(r / Q4P) * Q4P * row_bytes;
+}
+
+static void q4p_row(const uint8_t *w, size_t row_bytes, int r, uint8_t *o) {
+    const uint8_t *p = q4p_panel(w, row_bytes, r);
+    const int k = r % Q4P, nb = (int)(row_bytes / 20);
+    for (int b = 0; b < nb; ++b, p += Q4P_COL, o += 20) {
+        memcpy(o, p + 2 * k, 2);
+        memcpy(o + 2, p + 32 + 2 * k, 2);
+        memcpy(o + 4, p + 64 + 16 * k, 16);
+    }
+}
+
+void eak_q4p_row(const void *w, size_t row_bytes, int r, void *out) { q4p_row(w, row_bytes, r, out); }
+
+int eak_q4p_pack_panels(void *w, size_t row_bytes, int rows, int cols, void *scratch) {
+    if (!w || !scratch || rows <= 0 || rows % Q4P != 0 || cols <= 0 || cols % 32 != 0 || cols / 32 > MAXB ||
+        row_bytes != (size_t)(cols / 32) * 20)
+        return -1;
+    const int nb = cols / 32;
+    for (int p0 = 0; p0 < rows; p0 += Q4P) {
+        uint8_t *pan = (uint8_t *)w + (size_t)p0 * row_bytes;
+        memcpy(scratch, pan, Q4P * row_bytes);
+        for (int k = 0; k < Q4P; ++k)
+            for (int b = 0; b < nb; ++b) {
+                const uint8_t *blk = (const uint8_t *)scratch + (size_t)k * row_bytes + (size_t)b * 20;
+                uint8_t *o = pan + (size_t)b * Q4P_COL;
+                memcpy(o + 2 * k, blk, 2);
+                memcpy(o + 32 + 2 * k, blk + 2, 2);
+                memcpy(o + 64 + 16 * k, blk + 4, 16);
+            }
+    }
+    return 0;
+}
+
+/* One panel (16 rows) times one token: y[0..15]. */
+typedef void (*q4p_fn)(const uint8_t *pan, const eak_act_block *xa, int nb, float *y);
+
+#if defined(__x86_64__)
+/* 16 rows in 8 accumulators of two rows each: the broadcast 32 code bytes of rows (2p, 2p+1) give,
+ * low nibbles in the low half and high nibbles in the high half, [2p: 0-15 | 2p+1: 0-15 | 2p: 16-31
+ * | 2p+1: 16-31], against activations laid out [0-15 | 0-15 | 16-31 | 16-31]. */
+__attribute__((target("avx2,f16c,avx512f,avx512vl,avx512bw,avx512vnni"))) static void
+q4p_vnni512(const uint8_t *pan, const eak_act_block *xa, int nb, float *y) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    __m512 acc[8], mv = _mm512_setzero_ps();
+    __m512i idx[8];
+    for (int p = 0; p < 8; ++p) {
+        acc[p] = _mm512_setzero_ps();
+        const __m128i a = _mm_set1_epi32(2 * p), c = _mm_set1_epi32(2 * p + 1);
+        const __m256i h = _mm256_set_m128i(c, a);
+        idx[p] = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+    }
+    for (int b = 0; b < nb; ++b, pan += Q4P_COL) {
+        const __m128i xl = _mm_loadu_si128((const __m128i *)xa[b].qs), xh = _mm_loadu_si128((const __m128i *)(xa[b].qs + 16));
+        const __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(xl, xl)), _mm256_set_m128i(xh, xh), 1);
+        const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pan)), _mm512_set1_ps(xa[b].d));
+        mv = _mm512_add_ps(mv, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pan + 32))),
+                                             _mm512_set1_ps(xa[b].s)));
+        for (int p = 0; p < 8; ++p) {
+            const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(pan + 64 + 32 * p)));
+            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(a, shift), m4);
+            const __m512i l = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+            acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(_mm512_permutexvar_ps(idx[p], sc), _mm512_cvtepi32_ps(l)));
+        }
+    }
+    float m[16], f[16];
+    _mm512_storeu_ps(m, mv);
+    for (int p = 0; p < 8; ++p) {
+        _mm512_storeu_ps(f, acc[p]);
+        for (int k = 0; k < 2; ++k) { /* row 2p + k: lanes f[4k..4k+3], f[8+4k..8+4k+3] */
+            const float *g = f + 4 * k;
+            y[2 * p + k] = (((g[0] + g[8]) + (g[2] + g[10])) + ((g[1] + g[9]) + (g[3] + g[11]))) + m[2 * p + k];
+        }
+    }
+}
+
+/* Eight rows at a time (AVX2 has 16 registers): per row pair the 32 code bytes split into each row's
+ * [0-15 | 16-31] nibbles, maddubs/madd lanes as lanes_avx2. */
+__attribute__((target("avx2,f16c"))) static void q4p_avx2(const uint8_t *pan0, const eak_act_block *xa, int nb, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; ++h) {
+        __m256 acc[8], mv = _mm256_setzero_ps();
+        for (int k = 0; k < 8; ++k) acc[k] = _mm256_setzero_ps();
+        const uint8_t *pan = pan0;
+        for (int b = 0; b < nb; ++b, pan += Q4P_COL) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+            const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 16 * h))),
+                                            _mm256_set1_ps(xa[b].d));
+            mv = _mm256_add_ps(mv, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 32 + 16 * h))),
+                                                 _mm256_set1_ps(xa[b].s)));
+            for (int q = 0; q < 4; ++q) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(pan + 64 + 128 * h + 32 * q));
+                const __m256i lo = _mm256_and_si256(a, m4), hi = _mm256_and_si256(_mm256_srli_epi16(a, 4), m4);
+                const __m256i u0 = _mm256_permute2x128_si256(lo, hi, 0x20), u1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+                const __m256i l0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u0, x), ones);
+                const __m256i l1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u1, x), ones);
+                acc[2 * q] = _mm256_add_ps(acc[2 * q], _mm256_mul_ps(_mm256_permutevar8x32_ps(sc, _mm256_set1_epi32(2 * q)),
+                                                                     _mm256_cvtepi32_ps(l0)));
+                acc[2 * q + 1] = _mm256_add_ps(acc[2 * q + 1], _mm256_mul_ps(_mm256_permutevar8x32_ps(sc, _mm256_set1_epi32(2 * q + 1)),
+                                                                             _mm256_cvtepi32_ps(l1)));
+            }
+        }
+        float m[8];
+        _mm256_storeu_ps(m, mv);
+        for (int k = 0; k < 8; ++k) y[8 * h + k] = reduce8_m256(acc[k]) + m[k];
+    }
+}
+#endif
+
+#if defined(__aarch64__)
+/* Four rows at a time (eight accumulators of four lanes): a row's low nibbles against activations
+ * 0-15 give lanes 0-3, its high nibbles against 16-31 lanes 4-7, as FUSED_NEON_BODY. */
+#define Q4P_NEON_ROW(K, L16)                                                                             \
+    {                                                                                                   \
+        const uint8x16_t raw = vld1q_u8(pan + 64 + 16 * (4 * h + K));                                   \
+        const float32x4_t s = vdupq_laneq_f32(sc, K);                                                   \
+        a0[K] = vaddq_f32(a0[K], vmulq_f32(s, vcvtq_f32_s32(L16(vreinterpretq_s8_u8(vandq_u8(raw, m4)), x0))));     \
+        a1[K] = vaddq_f32(a1[K], vmulq_f32(s, vcvtq_f32_s32(L16(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), x1))));     \
+    }
+#define Q4P_NEON_BODY(LANES16)                                                                          \
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                             \
+    for (int h = 0; h < 4; ++h) {                                                                       \
+        float32x4_t a0[4], a1[4], mv = vdupq_n_f32(0);                                                  \
+        for (int k = 0; k < 4; ++k) a0[k] = a1[k] = mv;                                                 \
+        const uint8_t *pan = pan0;                                                                      \
+        for (int b = 0; b < nb; ++b, pan += Q4P_COL) {                                                  \
+            const int8x16_t x0 = vld1q_s8(xa[b].qs), x1 = vld1q_s8(xa[b].qs + 16);                      \
+            const float32x4_t sc = vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(pan + 8 * h))),    \
+                                             vdupq_n_f32(xa[b].d));                                     \
+            mv = vaddq_f32(mv, vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(pan + 32 + 8 * h))),  \
+                                         vdupq_n_f32(xa[b].s)));                                        \
+            Q4P_NEON_ROW(0, LANES16) Q4P_NEON_ROW(1, LANES16) Q4P_NEON_ROW(2, LANES16) Q4P_NEON_ROW(3, LANES16) \
+        }                                                                                               \
+        float m[4], a[8];                                                                               \
+        vst1q_f32(m, mv);                                                                               \
+        for (int k = 0; k < 4; ++k) {                                                                   \
+            vst1q_f32(a, a0[k]);                                                                        \
+            vst1q_f32(a + 4, a1[k]);                                                                    \
+            y[4 * h + k] = eak_reduce8(a) + m[k];                                                       \
+        }                                                                                               \
+    }
+
+static void q4p_neon(const uint8_t *pan0, const eak_act_block *xa, int nb, float *y) { Q4P_NEON_BODY(lanes16_neon) }
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void q4p_dotprod(const uint8_t *pan0, const eak_act_block *xa,
+                                                                         int nb, float *y) {
+    Q4P_NEON_BODY(lanes16_dp)
+}
+#endif
+
+/* Every panel kernel this CPU has (the first is the one decode uses); 0 when the generic kernels are
+ * forced. */
+static int q4p_variants(q4p_fn *f, const char **name) {
+    int n = 0;
+    if (eak_generic_forced()) return 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (use_fused_vnni() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c") &&
+        eak_use_avx512()) { f[n] = q4p_vnni512; name[n++] = "avx512-vnni"; }
+    if (eak_use_avx2() && __builtin_cpu_supports("f16c")) { f[n] = q4p_avx2; name[n++] = "avx2"; }
+#elif defined(__aarch64__)
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) { f[n] = q4p_dotprod; name[n++] = "neon-dotprod"; }
+#endif
+    f[n] = q4p_neon;
+    name[n++] = "neon";
+#endif
+    (void)f; (void)name;
+    return n;
+}
+
+void eak_matmul_q4p(const void *w, size_t row_bytes, int rows, int cols, const eak_act_block *xq, int n_tok,
+                    float *y, int n_threads) {
+    q4p_fn f[3];
+    const char *nm[3];
+    if (n_tok != 1 || q4p_variants(f, nm) == 0) {
+        matmul_q8(EAK_Q4_1, w, row_bytes, rows, cols, xq, n_tok, y, n_threads, 1);
+        return;
+    }
+    const q4p_fn k = f[0];
+    const int np = rows / Q4P, nb = cols / 32;
+    const int eak_nt = n_threads < 1 ? 1 : n_threads;
+    EAK_PARALLEL(eak_nt > 1,
+    for (int p = eak_team_lo(np), pe = eak_team_hi(np); p < pe; ++p)
+        k((const uint8_t *)w + (size_t)p * Q4P * row_bytes, xq, nb, y + (size_t)p * Q4P););
+}
+
+const char *eak_q4p_kernel_name(void) {
+    q4p_fn f[3];
+    const char *nm[3];
+    return q4p_variants(f, nm) ? nm[0] : "generic";
+}
+
+static uint32_t st_rand(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
+
+/* Self test: random Q4_1 rows (32 of them: two panels), packed; every panel kernel and the rebuilt
+ * rows against the row layout's generic steps. */
+static int q4p_self_test(uint32_t *s, char *msg, size_t msg_len) {
+    enum { R = 32, NB = 48 };
+    static _Thread_local uint8_t rows[R * NB * 20], packed[R * NB * 20], back[NB * 20];
+    static _Thread_local int8_t wq[NB * 32];
+    static _Thread_local float dw[NB], y[R];
+    static _Thread_local eak_act_block xa[NB];
+    const float *h2f = eak_f16_table();
+    q4p_fn f[3];
+    const char *nm[3];
+    const int nv = q4p_variants(f, nm);
+    static const int nbs[] = { 1, 2, 18, 48 };
+    for (int it = 0; it < 4; ++it) {
+        const int nb = nbs[it];
+        const size_t rb = (size_t)nb * 20;
+        for (int b = 0; b < nb; ++b) {
+            xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-4f)];
+            int sum = 0;
+            for (int j = 0; j < 32; ++j) { xa[b].qs[j] = (int8_t)((int)(st_rand(s) % 255) - 127); sum += xa[b].qs[j]; }
+            xa[b].s = h2f[eak_f32_to_f16(xa[b].d * (float)sum)];
+        }
+        for (size_t i = 0; i < R * rb; ++i) rows[i] = (uint8_t)st_rand(s);
+        for (int i = 0; i < R * nb; ++i) { /* finite d and m */
+            const uint16_t d = eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-3f);
+            const uint16_t m = eak_f32_to_f16(((float)(st_rand(s) % 2001) - 1000.0f) * 1e-4f);
+            rows[i * 20] = (uint8_t)d; rows[i * 20 + 1] = (uint8_t)(d >> 8);
+            rows[i * 20 + 2] = (uint8_t)m; rows[i * 20 + 3] = (uint8_t)(m >> 8);
+        }
+        memcpy(packed, rows, R * rb);
+        uint8_t scratch[Q4P * NB * 20];
+        if (eak_q4p_pack_panels(packed, rb, R, nb * 32, scratch) != 0) {
+            if (msg) snprintf(msg, msg_len, "Q4_1 panels: packing refused %d blocks", nb);
+            return -1;
+        }
+        for (int r = 0; r < R; ++r) {
+            q4p_row(packed, rb, r, back);
+            if (memcmp(back, rows + r * rb, rb) != 0) {
+                if (msg) snprintf(msg, msg_len, "Q4_1 panels: row %d (%d blocks) rebuilt differs", r, nb);
+                return -1;
+            }
+        }
+        for (int v = 0; v < nv; ++v) {
+            for (int p = 0; p < R / Q4P; ++p) f[v](packed + (size_t)p * Q4P * rb, xa, nb, y + p * Q4P);
+            for (int r = 0; r < R; ++r) {
+                const uint8_t *row = rows + r * rb;
+                float m = 0.0f;
+                for (int b = 0; b < nb; ++b) {
+                    unpack_block(EAK_Q4_1, row + b * 20, wq + b * 32);
+                    dw[b] = h2f[(uint16_t)(row[b * 20] | (row[b * 20 + 1] << 8))];
+                    m = m + h2f[(uint16_t)(row[b * 20 + 2] | (row[b * 20 + 3] << 8))] * xa[b].s;
+                }
+                const float want = lanes_generic(wq, xa, dw, nb) + m;
+                if (memcmp(&want, &y[r], sizeof want) != 0) {
+                    if (msg) snprintf(msg, msg_len, "Q4_1 panel kernel %s (%d blocks, row %d): %.9g != generic %.9g",
+                                      nm[v], nb, r, y[r], want);
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- W2 rows -------------------------------------------------------------------------------------
@@ -1177,7 +1465,6 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
 }
 
 /* ---- self test: the dispatched SIMD kernels against the generic ones, on this CPU --------------- */
-static uint32_t st_rand(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
 
 int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
     enum { NB = 48 }; /* up to 1536 columns */
@@ -1331,8 +1618,10 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
         if (msg) snprintf(msg, msg_len, "%s", pmsg);
         return -1;
     }
+    uint32_t qs = seed ? seed : 1;
+    if (q4p_self_test(&qs, msg, msg_len) != 0) return -1;
     if (eak_ops_self_test(seed, msg, msg_len) != 0) return -1; /* the SIMD SiLU gate */
-    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s, panels: %s) against the generic ones: all bit-identical (SiLU gate too); %s",
-                      checks, eak_idot_name(), eak_w2_kernel_name(), eak_w2p_kernel_name(), pmsg);
+    if (msg) snprintf(msg, msg_len, "%d comparisons of the %s integer kernels (W2: %s, panels: %s; Q4_1 panels: %s) against the generic ones: all bit-identical (SiLU gate too); %s",
+                      checks, eak_idot_name(), eak_w2_kernel_name(), eak_w2p_kernel_name(), eak_q4p_kernel_name(), pmsg);
     return 0;
 }

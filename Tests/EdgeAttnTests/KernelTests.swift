@@ -89,6 +89,46 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Q4_1 panels: packing moves every byte back when rows are rebuilt, and the panel kernels
+    /// (dispatched: AVX-512 VNNI or AVX2 here, NEON forms in the self test under qemu; and with the
+    /// AVX-512 forms off; and generic) equal the row layout's generic kernel bit for bit, for one token
+    /// (the panel kernels) and many (rebuilt rows, the prefill tile), on 1 and 2 threads.
+    func testQ4PanelsEqualRowsExactly() {
+        var rng = TestRNG(state: 43)
+        for (rows, cols, nTok) in [(16, 32, 1), (16, 576, 1), (48, 576, 1), (32, 1536, 1), (64, 96, 1), (16, 576, 5),
+                                   (32, 288, 9), (16, 64, 33)] {
+            let w = randomRows(type: 3, rows: rows, cols: cols, rng: &rng)
+            let rb = w.count / rows
+            var packed = w
+            var scratch = [UInt8](repeating: 0, count: 16 * rb)
+            XCTAssertEqual(eak_q4p_pack_panels(&packed, rb, Int32(rows), Int32(cols), &scratch), 0)
+            XCTAssertNotEqual(packed, w, "\(rows)x\(cols): packing changed nothing")
+            var back = [UInt8](repeating: 0, count: w.count)
+            for r in 0..<rows { back.withUnsafeMutableBytes { eak_q4p_row(packed, rb, Int32(r), $0.baseAddress! + r * rb) } }
+            XCTAssertEqual(back, w, "\(rows)x\(cols): rebuilt rows differ")
+
+            let x = (0..<(nTok * cols)).map { _ in rng.float(-3, 3) }
+            var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols / 32)
+            eak_quantize_act(x, Int32(nTok), Int32(cols), &act, 1)
+            var want = [Float](repeating: 0, count: nTok * rows)
+            eak_force_generic(1)
+            eak_matmul_q8(3, w, rb, Int32(rows), Int32(cols), act, Int32(nTok), &want, 1)
+            for mode: Int32 in [0, 2, 1] {  // dispatched, AVX-512 off, generic
+                eak_force_generic(mode)
+                for th: Int32 in [1, 2] {
+                    var got = [Float](repeating: 0, count: nTok * rows)
+                    eak_matmul_q4p(packed, rb, Int32(rows), Int32(cols), act, Int32(nTok), &got, th)
+                    XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
+                                   "\(rows)x\(cols) n=\(nTok) mode \(mode) threads \(th) (\(String(cString: eak_q4p_kernel_name())))")
+                }
+            }
+            eak_force_generic(0)
+        }
+        XCTAssertEqual(eak_q4p_pack_panels(nil, 20, 16, 32, nil), -1)
+        var odd = [UInt8](repeating: 0, count: 15 * 20), s2 = [UInt8](repeating: 0, count: 16 * 20)
+        XCTAssertEqual(eak_q4p_pack_panels(&odd, 20, 15, 32, &s2), -1, "15 rows are no panel")
+    }
+
     /// Activation quantization: per-element error <= d/2 (plus fp16 rounding of d), zero block exact.
     func testActivationQuantizationError() {
         var rng = TestRNG(state: 7)

@@ -190,6 +190,22 @@ void eak_matmul_w2p(const void *w, size_t row_bytes, int rows, int cols, int gro
                     const eak_act_block *xq, int n_tok, float *y, int n_threads);
 /* Name of the panel kernel in use: "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod", "generic". */
 const char *eak_w2p_kernel_name(void);
+/* Q4_1 panels: a Q4_1 matrix of a multiple of 16 rows (and at most 512 blocks per row) reordered in
+ * place into panels of 16 rows. Per 32-column block (320 bytes): the 16 rows' fp16 d, then their
+ * fp16 m, then each row's 16 code bytes in row order; the same bytes as 16 rows of the row layout.
+ * Decode reads 16 rows' scales in one load and two rows' codes per SIMD product. Results equal
+ * eak_matmul_q8(EAK_Q4_1) on the row layout bit for bit. */
+#define EAK_Q4P_PANEL 16
+/* Repacks in place. scratch: 16 * row_bytes bytes. Returns 0, or -1 for bad arguments (nothing
+ * changed). */
+int eak_q4p_pack_panels(void *w, size_t row_bytes, int rows, int cols, void *scratch);
+/* Writes row r of a panel-packed matrix in the Q4_1 row layout (row_bytes bytes) to out. */
+void eak_q4p_row(const void *w, size_t row_bytes, int r, void *out);
+/* eak_matmul_q8(EAK_Q4_1, ...) for a panel-packed matrix. Parallel over panels. */
+void eak_matmul_q4p(const void *w, size_t row_bytes, int rows, int cols, const eak_act_block *xq, int n_tok,
+                    float *y, int n_threads);
+/* Name of the Q4_1 panel decode kernel: "avx512-vnni", "avx2", "neon-dotprod", "neon" or "generic". */
+const char *eak_q4p_kernel_name(void);
 /* Every panel kernel this CPU has, and the generic one, against the row kernel on random panels
  * (and packed rows dequantized against the originals). 0 if all are bit-identical, else -1; msg
  * receives a one-line report. Thread-safe. */

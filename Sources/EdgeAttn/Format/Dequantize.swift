@@ -34,5 +34,8 @@ public func dequantizeTensor(_ f: GGUFFile, _ t: GGUFTensor, into out: UnsafeMut
             return true
         }
     }
+    if f.isQ4Panels(t.name) {
+        return f.rowLayoutBytes(of: t).withUnsafeBytes { eak_dequantize(t.type, $0.baseAddress!, out, Int64(t.elementCount)) == 0 }
+    }
     return eak_dequantize(t.type, f.data(of: t), out, Int64(t.elementCount)) == 0
 }

@@ -12,7 +12,7 @@ public struct WeightMatrix {
     public let group: Int
     /// Hadamard block size if the converter stored W*H (the input is rotated by H first), else 0.
     public let rotation: Int
-    /// W2 only: the rows are reordered into 16-row panels (eak_w2_pack_panels).
+    /// W2 and Q4_1: the rows are reordered into 16-row panels (eak_w2_pack_panels, eak_q4p_pack_panels).
     public let panels: Bool
     /// W2 only: 1, or 2 for 4-bit weights stored as two W2 planes (a W2 matrix of 2 * cols columns:
     /// each row's high code bits with scale 4d and offset m, then its low bits with scale d and offset
@@ -85,6 +85,8 @@ public struct WeightMatrix {
                     eak_matmul_w2(data, rowBytes, Int32(rows), Int32(storedCols), Int32(group), xq, Int32(nTok), y,
                                   Int32(threads))
                 }
+            } else if panels {
+                eak_matmul_q4p(data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
             } else {
                 eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
             }
@@ -102,6 +104,7 @@ public struct WeightMatrix {
             _ = panels ? eak_w2p_dequantize_row(data, rowBytes, Int32(r), out, Int32(cols), Int32(group))
                        : eak_w2_dequantize_row(data + r * rowBytes, out, Int32(cols), Int32(group))
         } else {
+            precondition(!panels, "row lookup in a Q4_1 panel matrix")
             _ = eak_dequantize(type, data + r * rowBytes, out, Int64(cols))
         }
     }
@@ -568,7 +571,9 @@ public final class Model {
         if t.type == Int32(EAK_I8) {
             throw EAError(.metadata, "tensor '\(name)' holds I8 bytes but has no '\(w2GroupKey(name))' metadata")
         }
-        return WeightMatrix(type: t.type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: t.rowBytes)
+        // Q4_1 matrices that are only multiplied (not the looked-up embedding) decode from panels
+        let panels = name != "token_embd.weight" && f.packQ4Panels(t, rows: rows, cols: cols)
+        return WeightMatrix(type: t.type, data: f.data(of: t), rows: rows, cols: cols, rowBytes: t.rowBytes, panels: panels)
     }
 
     /// Optional full scan for NaN/Inf in float-typed tensors (quantized blocks are checked by their

@@ -317,7 +317,7 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
     var bytes: [UInt8]
     var deq: [Float]
     switch target {
-    case _ where p.copy: bytes = Array(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount)); deq = w
+    case _ where p.copy: bytes = f.rowLayoutBytes(of: p.t); deq = w
     case .f32: bytes = toF32Bytes(w); deq = w
     case .f16: (bytes, deq) = toF16Bytes(w)
     case .w8: (bytes, deq) = packQ8_0(w)
@@ -527,7 +527,11 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
                     + "] \(idx + 1)/\(total) \(p.outName)" + String(repeating: " ", count: 12))
             }
             guard let target = p.target else {
-                try writer.writeTensor(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount))
+                if f.isQ4Panels(p.t.name) {  // the file's row layout, not this process's panels
+                    try f.rowLayoutBytes(of: p.t).withUnsafeBytes { try writer.writeTensor($0) }
+                } else {
+                    try writer.writeTensor(UnsafeRawBufferPointer(start: f.data(of: p.t), count: p.t.byteCount))
+                }
                 continue
             }
             let site = p.outName == "output.weight" && o.headType != nil ? model.hp.nLayer * 4 : calibrationSite(p.t.name).map { $0.0 * 4 + $0.1 }
