@@ -378,25 +378,54 @@ const char *eak_w2p_kernel_name(void) { return pick_w2p() == w2p_generic ? "gene
 #define W2P_PASS_TOKENS 4 /* tokens per kernel call (a chunk's codes unpacked once for them) */
 #define W2P_TOKEN_TILE 32 /* prefill: tokens per pass over a thread's panels (their activations stay in cache) */
 
-void eak_matmul_w2p(const void *w, size_t row_bytes, int rows, int cols, int group, const eak_act_block *xq,
-                    int n_tok, float *y, int n_threads) {
-    if (rows % EAK_W2_PANEL != 0 || row_bytes == 0 || eak_w2_row_bytes(cols, group) != row_bytes) return;
-    const w2p_fn f = pick_w2p();
-    const int cpg = group / 32, ng = cols / group, nb = cols / 32, np = rows / EAK_W2_PANEL;
-    const size_t pb = EAK_W2_PANEL * row_bytes;
-    if (n_threads < 1) n_threads = 1;
-    const int eak_nt = n_threads;
-    EAK_PARALLEL(n_threads > 1,
-    const int p_lo = eak_team_lo(np), p_hi = eak_team_hi(np);
+/* One job's panels p_lo..p_hi-1 for every token (token tiles outermost: a tile's activations stay
+ * in cache across the panels). */
+static void w2p_run(w2p_fn f, const eak_w2p_job *j, int p_lo, int p_hi, int n_tok) {
+    const int cpg = j->group / 32, ng = j->cols / j->group, nb = j->cols / 32;
+    const size_t pb = EAK_W2_PANEL * j->row_bytes;
     for (int t0 = 0; t0 < n_tok; t0 += W2P_TOKEN_TILE) {
         const int t_end = n_tok - t0 < W2P_TOKEN_TILE ? n_tok : t0 + W2P_TOKEN_TILE;
         for (int p = p_lo; p < p_hi; ++p)
             for (int t = t0; t < t_end; t += W2P_PASS_TOKENS) {
                 const int nt = t_end - t >= W2P_PASS_TOKENS ? W2P_PASS_TOKENS : t_end - t;
-                f((const uint8_t *)w + (size_t)p * pb, xq + (size_t)t * nb, (size_t)nb, nt, ng, cpg,
-                  y + (size_t)t * rows + (size_t)p * EAK_W2_PANEL, (size_t)rows);
+                f((const uint8_t *)j->w + (size_t)p * pb, j->xq + (size_t)t * nb, (size_t)nb, nt, ng, cpg,
+                  j->y + (size_t)t * j->rows + (size_t)p * EAK_W2_PANEL, (size_t)j->rows);
             }
+    }
+}
+
+static int w2p_job_ok(const eak_w2p_job *j) {
+    return j->w && j->xq && j->y && j->rows > 0 && j->rows % EAK_W2_PANEL == 0 && j->row_bytes != 0 &&
+           eak_w2_row_bytes(j->cols, j->group) == j->row_bytes;
+}
+
+void eak_matmul_w2p_jobs(const eak_w2p_job *a, const eak_w2p_job *b, const eak_w2p_job *c, int n_tok, int n_threads) {
+    const eak_w2p_job *jobs[3] = { a, b, c };
+    int nj = 0, np[3], total = 0;
+    for (int k = 0; k < 3; ++k) {
+        if (!jobs[k]) continue;
+        if (!w2p_job_ok(jobs[k])) return;
+        jobs[nj] = jobs[k];
+        np[nj] = jobs[k]->rows / EAK_W2_PANEL;
+        total += np[nj++];
+    }
+    if (nj == 0 || n_tok < 1) return;
+    const w2p_fn f = pick_w2p();
+    if (n_threads < 1) n_threads = 1;
+    const int eak_nt = n_threads;
+    /* the jobs' panels as one range, split in contiguous shares: one region for all of them */
+    EAK_PARALLEL(n_threads > 1,
+    const int lo = eak_team_lo(total), hi = eak_team_hi(total);
+    for (int k = 0, base = 0; k < nj; base += np[k], ++k) {
+        const int p_lo = lo > base ? lo - base : 0, p_hi = hi - base < np[k] ? hi - base : np[k];
+        if (p_lo < p_hi) w2p_run(f, jobs[k], p_lo, p_hi, n_tok);
     });
+}
+
+void eak_matmul_w2p(const void *w, size_t row_bytes, int rows, int cols, int group, const eak_act_block *xq,
+                    int n_tok, float *y, int n_threads) {
+    const eak_w2p_job j = { w, row_bytes, rows, cols, group, xq, y };
+    eak_matmul_w2p_jobs(&j, NULL, NULL, n_tok, n_threads);
 }
 
 /* ---- self test: every panel variant and the generic panel kernel against the row kernel --------- */

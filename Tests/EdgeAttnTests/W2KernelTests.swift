@@ -155,4 +155,79 @@ final class W2KernelTests: XCTestCase {
         var report = [CChar](repeating: 0, count: 200)
         XCTAssertEqual(eak_w2p_self_test(9, &report, 200), 0, String(cString: report))
     }
+
+    /// Products grouped in one region (q/k/v, gate/up): each result equals its own eak_matmul_w2p
+    /// call bit for bit, whatever the share of panels a thread gets across the jobs (job sizes that
+    /// split mid-job on two threads), for one and many tokens; a malformed job runs nothing.
+    func testGroupedPanelProductsEqualSeparateCalls() {
+        var rng = TestRNG(state: 15)
+        for (shapes, nTok) in [([(576, 64, 48), (576, 64, 16), (576, 64, 16)], 1), ([(192, 64, 32), (384, 192, 16)], 3),
+                               ([(96, 32, 16), (96, 96, 64), (96, 32, 80)], 37)] {
+            let cols0 = shapes[0].0
+            let x = (0..<(nTok * cols0 * 2)).map { _ in rng.float(-3, 3) }
+            var act = [eak_act_block](repeating: eak_act_block(), count: nTok * cols0 * 2 / 32)
+            eak_quantize_act(x, Int32(nTok), Int32(cols0 * 2), &act, 1)
+            var packed: [[UInt8]] = [], want: [[Float]] = []
+            for (cols, group, rows) in shapes {
+                let (bytes, _) = randomW2(rows: rows, cols: cols, group: group, rng: &rng)
+                let rb = Int(eak_w2_row_bytes(Int32(cols), Int32(group)))
+                var p = bytes, scratch = [UInt8](repeating: 0, count: 16 * rb)
+                XCTAssertEqual(eak_w2_pack_panels(&p, rb, Int32(rows), Int32(cols), Int32(group), &scratch), 0)
+                // the activations of a narrower matrix: the first cols of each token's row of blocks
+                var a = [eak_act_block]()
+                for t in 0..<nTok { a += act[(t * cols0 * 2 / 32)..<(t * cols0 * 2 / 32 + cols / 32)] }
+                var y = [Float](repeating: 0, count: nTok * rows)
+                eak_matmul_w2p(p, rb, Int32(rows), Int32(cols), Int32(group), a, Int32(nTok), &y, 1)
+                packed.append(p)
+                want.append(y)
+            }
+            // C-side copies: the jobs hold raw pointers across one call
+            let n = shapes.count
+            let ws = packed.map { p -> UnsafeMutableRawPointer in
+                let m = UnsafeMutableRawPointer.allocate(byteCount: p.count, alignment: 64)
+                p.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: p.count) }
+                return m
+            }
+            let acts = shapes.map { s -> UnsafeMutablePointer<eak_act_block> in
+                let m = UnsafeMutablePointer<eak_act_block>.allocate(capacity: nTok * s.0 / 32)
+                for t in 0..<nTok { for b in 0..<(s.0 / 32) { m[t * s.0 / 32 + b] = act[t * cols0 * 2 / 32 + b] } }
+                return m
+            }
+            let ys = shapes.map { UnsafeMutablePointer<Float>.allocate(capacity: nTok * $0.2) }
+            defer { ws.forEach { $0.deallocate() }; acts.forEach { $0.deallocate() }; ys.forEach { $0.deallocate() } }
+            func job(_ k: Int) -> eak_w2p_job {
+                let (cols, group, rows) = shapes[k]
+                return eak_w2p_job(w: ws[k], row_bytes: Int(eak_w2_row_bytes(Int32(cols), Int32(group))), rows: Int32(rows),
+                                   cols: Int32(cols), group: Int32(group), xq: acts[k], y: ys[k])
+            }
+            for threads: Int32 in [1, 2] {
+                for k in 0..<n { ys[k].update(repeating: .nan, count: nTok * shapes[k].2) }
+                var j0 = job(0), j1 = job(1)
+                if n > 2 {
+                    var j2 = job(2)
+                    eak_matmul_w2p_jobs(&j0, &j1, &j2, Int32(nTok), threads)
+                } else {
+                    eak_matmul_w2p_jobs(&j0, &j1, nil, Int32(nTok), threads)
+                }
+                for k in 0..<n {
+                    let got = Array(UnsafeBufferPointer(start: ys[k], count: nTok * shapes[k].2))
+                    XCTAssertEqual(got.map(\.bitPattern), want[k].map(\.bitPattern), "job \(k) of \(n), tokens \(nTok), threads \(threads)")
+                }
+            }
+        }
+        // a job whose rows are no whole panels: nothing runs, not even the good job
+        let (bytes, _) = randomW2(rows: 16, cols: 64, group: 64, rng: &rng)
+        let rb = Int(eak_w2_row_bytes(64, 64))
+        let a = [eak_act_block](repeating: eak_act_block(), count: 2)
+        var y = [Float](repeating: 42, count: 16), z = [Float](repeating: 42, count: 16)
+        bytes.withUnsafeBytes { w in a.withUnsafeBufferPointer { ap in
+            y.withUnsafeMutableBufferPointer { yp in z.withUnsafeMutableBufferPointer { zp in
+                var good = eak_w2p_job(w: w.baseAddress!, row_bytes: rb, rows: 16, cols: 64, group: 64, xq: ap.baseAddress!, y: yp.baseAddress!)
+                var bad = eak_w2p_job(w: w.baseAddress!, row_bytes: rb, rows: 15, cols: 64, group: 64, xq: ap.baseAddress!, y: zp.baseAddress!)
+                eak_matmul_w2p_jobs(&good, &bad, nil, 1, 2)
+            } }
+        } }
+        XCTAssertEqual(y, [Float](repeating: 42, count: 16))
+        XCTAssertEqual(z, [Float](repeating: 42, count: 16))
+    }
 }

@@ -188,6 +188,19 @@ int eak_w2p_dequantize_row(const void *w, size_t row_bytes, int r, float *dst, i
 /* eak_matmul_w2 for a panel-packed matrix (rows a multiple of 16). Parallel over panels. */
 void eak_matmul_w2p(const void *w, size_t row_bytes, int rows, int cols, int group,
                     const eak_act_block *xq, int n_tok, float *y, int n_threads);
+/* One panel-packed W2 product for eak_matmul_w2p_jobs: y (n_tok x rows) = W (rows x cols) times the
+ * activation blocks xq (n_tok x cols / 32). */
+typedef struct {
+    const void *w;
+    size_t row_bytes;
+    int rows, cols, group;
+    const eak_act_block *xq;
+    float *y;
+} eak_w2p_job;
+/* Up to three products (b, c may be NULL) in one parallel region: their panels are split over the
+ * team as one range (q/k/v, gate/up: one fork and join instead of three or two). Each result equals
+ * its own eak_matmul_w2p call bit for bit. Nothing is done if a job is malformed. */
+void eak_matmul_w2p_jobs(const eak_w2p_job *a, const eak_w2p_job *b, const eak_w2p_job *c, int n_tok, int n_threads);
 /* Name of the panel kernel in use: "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod", "generic". */
 const char *eak_w2p_kernel_name(void);
 /* Q4_1 panels: a Q4_1 matrix of a multiple of 16 rows (and at most 512 blocks per row) reordered in

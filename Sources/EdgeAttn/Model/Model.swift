@@ -54,30 +54,10 @@ public struct WeightMatrix {
     @inline(__always)
     func apply(_ xIn: UnsafePointer<Float>, nTok: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
                act scratch: MatmulScratch, reuseInput: Bool = false) {
-        var x = xIn
-        if rotation > 0, let r = scratch.rotated {
-            if !reuseInput {
-                r.update(from: xIn, count: nTok * cols)
-                eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation), Int32(threads))
-            }
-            x = UnsafePointer(r)
-        }
-        let act = scratch.act
         if usesInt8Activations {
-            let blocks = act.assumingMemoryBound(to: eak_act_block.self)
-            if !reuseInput { eak_quantize_act(x, Int32(nTok), Int32(cols), blocks, Int32(threads)) }
+            let blocks = prepareInput(xIn, nTok: nTok, threads: threads, act: scratch, reuseInput: reuseInput)
             if type == WeightMatrix.w2Type {
-                var xq = UnsafePointer(blocks)
-                if planes == 2, let dup = scratch.planes {
-                    // [x; x]: each token's blocks twice (the quantized input in `act` stays for reuse)
-                    let nb = cols / 32, bytes = nb * MemoryLayout<eak_act_block>.stride
-                    for t in 0..<nTok {
-                        let src = UnsafeRawPointer(blocks + t * nb)
-                        (dup + 2 * t * bytes).copyMemory(from: src, byteCount: bytes)
-                        (dup + (2 * t + 1) * bytes).copyMemory(from: src, byteCount: bytes)
-                    }
-                    xq = UnsafePointer(dup.assumingMemoryBound(to: eak_act_block.self))
-                }
+                let xq = planes == 2 ? doubled(blocks, nTok: nTok, act: scratch) : blocks
                 if panels {
                     eak_matmul_w2p(data, rowBytes, Int32(rows), Int32(storedCols), Int32(group), xq, Int32(nTok), y,
                                    Int32(threads))
@@ -91,7 +71,84 @@ public struct WeightMatrix {
                 eak_matmul_q8(type, data, rowBytes, Int32(rows), Int32(cols), blocks, Int32(nTok), y, Int32(threads))
             }
         } else {
+            var x = xIn
+            if rotation > 0, let r = scratch.rotated {
+                if !reuseInput { rotate(xIn, nTok: nTok, into: r, threads: threads) }
+                x = UnsafePointer(r)
+            }
             eak_matmul(type, data, rowBytes, Int32(rows), Int32(cols), x, Int32(nTok), y, Int32(threads))
+        }
+    }
+
+    @inline(__always)
+    func rotate(_ xIn: UnsafePointer<Float>, nTok: Int, into r: UnsafeMutablePointer<Float>, threads: Int) {
+        r.update(from: xIn, count: nTok * cols)
+        eak_hadamard(r, Int32(nTok), Int32(cols), Int32(rotation), Int32(threads))
+    }
+
+    /// The input as 8-bit activation blocks in the scratch (rotated first when the matrix is stored
+    /// as W*H); reuseInput: they are there already.
+    @inline(__always)
+    func prepareInput(_ xIn: UnsafePointer<Float>, nTok: Int, threads: Int, act scratch: MatmulScratch,
+                      reuseInput: Bool) -> UnsafePointer<eak_act_block> {
+        let blocks = scratch.act.assumingMemoryBound(to: eak_act_block.self)
+        if !reuseInput {
+            var x = xIn
+            if rotation > 0, let r = scratch.rotated {
+                rotate(xIn, nTok: nTok, into: r, threads: threads)
+                x = UnsafePointer(r)
+            }
+            eak_quantize_act(x, Int32(nTok), Int32(cols), blocks, Int32(threads))
+        }
+        return UnsafePointer(blocks)
+    }
+
+    /// [x; x] for a two-plane matrix: each token's blocks twice, in the planes scratch (the blocks in
+    /// `act` stay for reuse).
+    @inline(__always)
+    func doubled(_ blocks: UnsafePointer<eak_act_block>, nTok: Int, act scratch: MatmulScratch) -> UnsafePointer<eak_act_block> {
+        guard let dup = scratch.planes else { return blocks }
+        let nb = cols / 32, bytes = nb * MemoryLayout<eak_act_block>.stride
+        for t in 0..<nTok {
+            let src = UnsafeRawPointer(blocks + t * nb)
+            (dup + 2 * t * bytes).copyMemory(from: src, byteCount: bytes)
+            (dup + (2 * t + 1) * bytes).copyMemory(from: src, byteCount: bytes)
+        }
+        return UnsafePointer(dup.assumingMemoryBound(to: eak_act_block.self))
+    }
+
+    /// Panel-packed W2 that can join a shared-input product group (eak_matmul_w2p_jobs).
+    var joinsW2Jobs: Bool { type == WeightMatrix.w2Type && panels }
+
+    @inline(__always)
+    func w2pJob(_ xq: UnsafePointer<eak_act_block>, _ y: UnsafeMutablePointer<Float>) -> eak_w2p_job {
+        eak_w2p_job(w: data, row_bytes: rowBytes, rows: Int32(rows), cols: Int32(storedCols), group: Int32(group), xq: xq, y: y)
+    }
+
+    /// The products of two or three matrices with one input (q/k/v, gate/up): when all are W2 panels
+    /// with the same input preparation, the input is rotated, quantized and doubled once and the
+    /// products run in one parallel region (one fork and join instead of three); else one apply after
+    /// another. Same results either way.
+    static func applyShared(_ a: WeightMatrix, _ b: WeightMatrix, _ c: WeightMatrix?, _ x: UnsafePointer<Float>, nTok: Int,
+                            _ ya: UnsafeMutablePointer<Float>, _ yb: UnsafeMutablePointer<Float>,
+                            _ yc: UnsafeMutablePointer<Float>?, threads: Int, act: MatmulScratch) {
+        var grouped = a.joinsW2Jobs && b.joinsW2Jobs && b.sharesInput(with: a)
+        if let c { grouped = grouped && yc != nil && c.joinsW2Jobs && c.sharesInput(with: a) }
+        if !grouped {
+            a.apply(x, nTok: nTok, into: ya, threads: threads, act: act)
+            b.apply(x, nTok: nTok, into: yb, threads: threads, act: act, reuseInput: b.sharesInput(with: a))
+            if let c, let yc { c.apply(x, nTok: nTok, into: yc, threads: threads, act: act, reuseInput: c.sharesInput(with: b)) }
+            return
+        }
+        let blocks = a.prepareInput(x, nTok: nTok, threads: threads, act: act, reuseInput: false)
+        let twoPlanes = a.planes == 2 || b.planes == 2 || c?.planes == 2
+        let dup = twoPlanes ? a.doubled(blocks, nTok: nTok, act: act) : blocks
+        var ja = a.w2pJob(a.planes == 2 ? dup : blocks, ya), jb = b.w2pJob(b.planes == 2 ? dup : blocks, yb)
+        if let c, let yc {
+            var jc = c.w2pJob(c.planes == 2 ? dup : blocks, yc)
+            eak_matmul_w2p_jobs(&ja, &jb, &jc, Int32(nTok), Int32(threads))
+        } else {
+            eak_matmul_w2p_jobs(&ja, &jb, nil, Int32(nTok), Int32(threads))
         }
     }
 

@@ -229,10 +229,7 @@ public final class Session {
             if w.kind != .softmax {
                 recurrentMix(layer: l, w, n: n, xb: xb, out: att)
             } else {
-            let wq = w.wq!
-            wq.apply(xb, nTok: n, into: q, threads: th, act: act)
-            w.wk.apply(xb, nTok: n, into: kNew, threads: th, act: act, reuseInput: w.wk.sharesInput(with: wq))
-            w.wv.apply(xb, nTok: n, into: vNew, threads: th, act: act, reuseInput: w.wv.sharesInput(with: w.wk))
+            WeightMatrix.applyShared(w.wq!, w.wk, w.wv, xb, nTok: n, q, kNew, vNew, threads: th, act: act)
             if let qn = w.qNorm, let kn = w.kNorm {  // per-head norms (Gemma)
                 eak_rmsnorm(q, q, qn, Int32(hp.headDim), Int32(n * hp.nHead), hp.rmsEps, 0, Int32(th))
                 eak_rmsnorm(kNew, kNew, kn, Int32(hp.headDim), Int32(n * hp.nHeadKV), hp.rmsEps, 0, Int32(th))
@@ -315,8 +312,7 @@ public final class Session {
 
             eak_rmsnorm(xb, x, w.ffnNorm, Int32(d), Int32(n), hp.rmsEps, 0, Int32(th))
             observer?(l, 2, xb, n, d)
-            w.gate.apply(xb, nTok: n, into: g, threads: th, act: act)
-            w.up.apply(xb, nTok: n, into: u, threads: th, act: act, reuseInput: w.up.sharesInput(with: w.gate))
+            WeightMatrix.applyShared(w.gate, w.up, nil, xb, nTok: n, g, u, nil, threads: th, act: act)
             eak_glu(g, g, u, Int64(n * hp.nFF), hp.geluFFN ? 1 : 0, Int32(th))
             observer?(l, 3, g, n, hp.nFF)
             w.down.apply(g, nTok: n, into: tmp, threads: th, act: act)
