@@ -460,6 +460,10 @@ struct Convert: ParsableCommand {
     var refine: Int = 0
     @Flag(name: .long, help: "Calibrate layer by layer on the partly quantized model (needs --calib): each layer's statistics come from the outputs of the already quantized layers before it.")
     var sequential = false
+    @Option(name: .customLong("float-target"), help: "With --sequential: quantize each layer matrix towards W + BETA (W* - W), W* the least-squares fit of the source model's output on the same tokens from the quantized model's inputs (0 < BETA <= 1; 0.25 in the demo's recipe).")
+    var floatTarget: Double = 0
+    @Flag(name: .customLong("true-sequential"), help: "With --sequential: within a layer too, calibrate each matrix on inputs that went through the layer's matrices converted before it (q/k/v, attention output, gate/up, down).")
+    var trueSequential = false
     @Flag(name: .customLong("act-order"), help: "GPTQ: quantize columns in order of decreasing calibration energy (Hessian diagonal), group parameters fitted on the original weights.")
     var actOrder = false
     @Flag(name: .long, help: "No progress bar.") var quiet = false
@@ -494,6 +498,11 @@ struct Convert: ParsableCommand {
         o.sequential = sequential
         if actOrder && q != .gptq { die("--act-order needs --quantizer gptq") }
         o.actOrder = actOrder
+        if trueSequential && !sequential { die("--true-sequential needs --sequential") }
+        if floatTarget != 0 && !sequential { die("--float-target needs --sequential") }
+        if !(floatTarget >= 0 && floatTarget <= 1) { die("--float-target \(floatTarget) must be in (0, 1]") }
+        o.floatTarget = floatTarget
+        o.trueSequential = trueSequential
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

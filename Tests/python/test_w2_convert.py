@@ -652,6 +652,7 @@ def test_gptq_act_order_static_groups(run_cli, tiny_model_path, shakespeare_dir,
 
 
 SITE = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
+FT_TOL = 2e-3    # float32 statistics and 8-bit activations of the W2 layer against float64 here
 SEQ_TOL = 2e-4   # rel.err printed with 4 decimals, and float32 + 8-bit activations vs float64 here
 
 
@@ -776,6 +777,141 @@ def test_sequential_calibrated_head(run_cli, tokenize, tiny_tied_model_path, sha
     err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
     assert abs(rel - err(x_q)) <= SEQ_TOL, f"head rel.err {rel}, recomputed on the quantized path {err(x_q):.6f}"
     assert abs(rel - err(x_s)) > 10 * SEQ_TOL, f"the source's inputs give the same error ({err(x_s):.6f})"
+
+
+def test_true_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_dir, tmp_path):
+    """--true-sequential: within a layer too, each matrix is calibrated on inputs that went through the
+    layer's matrices converted before it. Site s's input depends only on the layer's matrices of
+    sites < s, so the inputs of a numpy forward pass whose layers <= l all carry the converted weights
+    are the ones every matrix of layer l was fitted to: the table's rel.err of every W2 tensor is
+    recomputed on them within SEQ_TOL, and on plain --sequential's inputs (layer l at the source
+    weights) the attention output, FFN and down errors differ by more. Layer 0's q/k/v see the
+    source's inputs either way: byte-identical to plain --sequential."""
+    text = f"{shakespeare_dir}/macbeth_gut.txt"
+    cal = ["--quantizer", "gptq", "--group", "32", "--calib", text, "--calib-tokens", "1024", "--sequential"]
+    seq, true = tmp_path / "seq.gguf", tmp_path / "true.gguf"
+    convert(run_cli, tiny_model_path, seq, *cal)
+    _, out = convert(run_cli, tiny_model_path, true, *cal, "--true-sequential")
+    rows = check_table(str(true), out, tiny_model_path, "output")
+    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
+    b_true = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(true)).tensors}
+    for kind in ("attn_q", "attn_k", "attn_v"):
+        name = f"blk.0.{kind}.weight"
+        assert np.array_equal(b_seq[name], b_true[name]), f"{name}: changed with --true-sequential"
+    assert not np.array_equal(b_seq["blk.0.ffn_down.weight"], b_true["blk.0.ffn_down.weight"])
+
+    ids = tokenize(tiny_model_path, path=text, special=False)[:256]
+    src, quant = ref.load(tiny_model_path), converted_model(true)
+    srcw = source_weights(tiny_model_path)
+    checked, off_plain = 0, 0.0
+    for layer in range(src.cfg.n_layer):
+        def mixed(upto):
+            m = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                               block_min=dict(src.block_min), tied=src.tied)
+            for name in quant.w:
+                if name.startswith("blk.") and int(name.split(".")[1]) <= upto:
+                    m.w[name], m.types[name] = quant.w[name], quant.types[name]
+                    if name in quant.block_min:
+                        m.block_min[name] = quant.block_min[name]
+            return m
+        x_true, x_plain = layer_site_inputs(mixed(layer), ids, layer), layer_site_inputs(mixed(layer - 1), ids, layer)
+        for name, (typ, _, rel, _) in rows.items():
+            if not (name.startswith(f"blk.{layer}.") and typ.startswith("w2")):
+                continue
+            w = srcw[name].astype(np.float64)
+            dq = quant.w[name] - w
+            err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
+            site = SITE[name.split(".")[2]]
+            assert abs(rel - err(x_true[site])) <= SEQ_TOL, f"{name}: rel.err {rel}, recomputed {err(x_true[site]):.6f}"
+            if site > 0:
+                off_plain = max(off_plain, abs(rel - err(x_plain[site])))
+            checked += 1
+    assert checked == 7 * src.cfg.n_layer
+    assert off_plain > 10 * SEQ_TOL, f"plain --sequential's inputs give the same errors (max diff {off_plain:.2g})"
+    bad = convert(run_cli, tiny_model_path, tmp_path / "bad.gguf", *cal[:-1], "--true-sequential", check=False)[0]
+    assert bad.returncode != 0 and b"--sequential" in bad.stderr + bad.stdout and not (tmp_path / "bad.gguf").exists()
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.25])
+def test_float_target(beta, run_cli, tokenize, tiny_tied_model_path, shakespeare_dir, tmp_path):
+    """--float-target BETA (with --sequential) quantizes each matrix towards W + BETA (W* - W), W* =
+    W (C + D)(H + D)^-1 the least-squares fit of the source model's output on the same tokens,
+    H = Xq^T Xq / n and C = Xf^T Xq / n from the quantized and the source model's inputs, D GPTQ's
+    damping of H. With float (f32) layers after a W2 layer 0 the file stores the target itself, so
+    it is checked against numpy's solve of that formula, with Xq and Xf from numpy forward passes
+    (the converted layers before l, and the source), at BETA = 1 and 0.25:
+    - layer 0 sees identical inputs in both models: byte-identical to plain --sequential;
+    - every later matrix and the separate head equal the target within FT_TOL, while W* differs
+      from W by far more (the check can tell), and the plain conversion keeps W."""
+    text = f"{shakespeare_dir}/macbeth_gut.txt"
+    args = ["--quantizer", "gptq", "--group", "32", "--calib", text, "--calib-tokens", "512", "--sequential",
+            "--linear", "f32", "--type", "blk.0.*=w2g32", "--head", "f32"]
+    plain, fit = tmp_path / "plain.gguf", tmp_path / f"fit{beta}.gguf"
+    convert(run_cli, tiny_tied_model_path, plain, *args)
+    convert(run_cli, tiny_tied_model_path, fit, *args, "--float-target", str(beta))
+    b_plain = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(plain)).tensors}
+    b_fit = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(fit)).tensors}
+    assert sorted(b_plain) == sorted(b_fit)
+    for name in b_plain:
+        if name.startswith("blk.0."):
+            assert np.array_equal(b_plain[name], b_fit[name]), f"{name}: layer 0 changed with --float-target"
+
+    ids = tokenize(tiny_tied_model_path, path=text, special=False)[:512]
+    src, quant = ref.load(tiny_tied_model_path), converted_model(fit)
+    srcw = source_weights(tiny_tied_model_path)
+    plain_w = converted_model(plain).w
+
+    def target(w, xq, xf):
+        n = len(xq)
+        h, c = xq.T @ xq / n, xf.T @ xq / n
+        raw = np.diag(h).copy()
+        hd = h.copy()
+        dead = np.diag(hd) <= 0
+        hd[dead, dead] = 1
+        hd[np.diag_indices_from(hd)] += 0.01 * np.mean(np.diag(hd))
+        c[np.diag_indices_from(c)] += np.diag(hd) - raw
+        return w + beta * (np.linalg.solve(hd, (w @ c).T).T - w)
+
+    def check(name, w, xq, xf):
+        want, got = target(w, xq, xf), quant.w[name]
+        off = np.linalg.norm(got - want) / np.linalg.norm(want)
+        moved = np.linalg.norm(want - w) / np.linalg.norm(w) / beta
+        assert off <= FT_TOL, f"{name}: stored matrix is {off:.2e} from the target (W* moved {moved:.2e} from W)"
+        assert moved > 10 * FT_TOL, f"{name}: W* is W ({moved:.2e}): the check cannot tell"
+        assert np.allclose(plain_w[name], w, rtol=0, atol=1e-6 * np.abs(w).max()), f"{name}: plain run moved W"
+
+    checked = 0
+    for layer in range(1, src.cfg.n_layer):
+        mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                               block_min=dict(src.block_min), tied=src.tied)
+        for name in quant.w:
+            if name.startswith("blk.") and int(name.split(".")[1]) < layer:
+                mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
+                if name in quant.block_min:
+                    mixed.block_min[name] = quant.block_min[name]
+        xq, xf = layer_site_inputs(mixed, ids, layer), layer_site_inputs(src, ids, layer)
+        for kind, site in SITE.items():
+            name = f"blk.{layer}.{kind}.weight"
+            check(name, srcw[name].astype(np.float64), xq[site], xf[site])
+            checked += 1
+    assert checked == 7 * (src.cfg.n_layer - 1) and checked > 0
+    # the head: the final norm of the states after every converted layer, against the source's
+    full = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                          block_min=dict(src.block_min), tied=src.tied)
+    for name in quant.w:
+        if name.startswith("blk."):
+            full.w[name], full.types[name] = quant.w[name], quant.types[name]
+            if name in quant.block_min:
+                full.block_min[name] = quant.block_min[name]
+    last, eps, g = src.cfg.n_layer - 1, src.cfg.eps, src.w["output_norm.weight"]
+    xq = ref.rms_norm(layer_site_inputs(full, ids, last, hidden=True), g, eps)
+    xf = ref.rms_norm(layer_site_inputs(src, ids, last, hidden=True), g, eps)
+    check("output.weight", srcw["token_embd.weight"].astype(np.float64), xq, xf)
+
+    bad = convert(run_cli, tiny_tied_model_path, tmp_path / "bad.gguf", *args[:-7], "--float-target", "0.5", check=False)[0]
+    assert bad.returncode != 0 and b"--sequential" in bad.stderr + bad.stdout and not (tmp_path / "bad.gguf").exists()
+    bad = convert(run_cli, tiny_tied_model_path, tmp_path / "bad.gguf", *args, "--float-target", "1.5", check=False)[0]
+    assert bad.returncode != 0 and b"(0, 1]" in bad.stderr + bad.stdout and not (tmp_path / "bad.gguf").exists()
 
 
 def converted_model(path) -> ref.LlamaModel:

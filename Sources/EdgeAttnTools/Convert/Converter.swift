@@ -36,6 +36,16 @@ public struct ConvertOptions {
     public var sequential = false
     /// GPTQ only: quantize columns in order of decreasing Hessian diagonal, with static groups.
     public var actOrder = false
+    /// With sequential, a fraction beta in (0, 1] (0 = off): each layer matrix is quantized towards
+    /// W + beta (W* - W), W* = W (C + D)(H + D)^-1 the least-squares fit of the *source* model's
+    /// output on the same tokens (min ||W* Xq - W Xf||, Calibration.floatTarget), so a layer makes
+    /// up for part of the error the quantized layers before it left in its inputs. The whole step
+    /// (beta = 1) overshoots badly on SmolLM2 (README); a quarter of it pays.
+    public var floatTarget = 0.0
+    /// With sequential: within a layer too, each matrix is calibrated on inputs that went through the
+    /// layer's matrices converted before it (q/k/v, then the attention output, gate/up, down), as
+    /// GPTQ's "true sequential" order; one observing pass per input site instead of one per layer.
+    public var trueSequential = false
     public init() {}
 }
 
@@ -114,23 +124,114 @@ final class Calibration {
     /// Per-channel importance (mean squared input) and GPTQ's Hessian X^T X / n (damped by 1% of the
     /// mean diagonal; dead channels get 1), both in the Hadamard-rotated basis when rotate > 0.
     func stats(_ key: Int, rotate: Int) -> (importance: [Float], hessian: [Double])? {
+        guard let s = dampedStats(key, rotate: rotate) else { return nil }
+        return (s.importance, s.hessian)
+    }
+
+    /// stats() and what the damping added to each diagonal entry.
+    func dampedStats(_ key: Int, rotate: Int) -> (importance: [Float], hessian: [Double], added: [Double])? {
         guard var h = gram[key], let d = dims[key], let n = tokens[key], n > 0 else { return nil }
         for i in 0..<(d * d) { h[i] /= Double(n) }
-        if rotate > 0 {  // R H R with R block-diagonal Hadamard: rows, then columns
-            var col = [Double](repeating: 0, count: d)
-            for r in 0..<d { h.withUnsafeMutableBufferPointer { fwht($0.baseAddress! + r * d, d, rotate) } }
-            for c in 0..<d {
-                for r in 0..<d { col[r] = h[r * d + c] }
-                col.withUnsafeMutableBufferPointer { fwht($0.baseAddress!, d, rotate) }
-                for r in 0..<d { h[r * d + c] = col[r] }
-            }
-        }
+        if rotate > 0 { rotateBothSides(&h, d, rotate) }
         let imp = (0..<d).map { Float(max(0, h[$0 * d + $0])) + 1e-8 }
+        let raw = (0..<d).map { h[$0 * d + $0] }
         var mean = 0.0
         for i in 0..<d { if h[i * d + i] <= 0 { h[i * d + i] = 1 }; mean += h[i * d + i] }
         let damp = 0.01 * mean / Double(d)
         for i in 0..<d { h[i * d + i] += damp }
-        return (imp, h)
+        return (imp, h, (0..<d).map { h[$0 * d + $0] - raw[$0] })
+    }
+
+    /// Xf^T Xq summed over tokens (--float-target): the source model's inputs of a matrix against the
+    /// quantized model's, on the same tokens. `differs` stays false while every pair was identical
+    /// (layer 0's first site), where the target is W itself.
+    var cross: [Int: [Double]] = [:]
+    var differs: [Int: Bool] = [:]
+    var xft: [Float] = []
+
+    func observeCross(_ key: Int, _ xf: UnsafePointer<Float>, _ xq: UnsafePointer<Float>, _ n: Int, _ d: Int) {
+        if cross[key] == nil { cross[key] = [Double](repeating: 0, count: d * d) }
+        if memcmp(xf, xq, n * d * MemoryLayout<Float>.size) != 0 { differs[key] = true }
+        if xt.count < n * d { xt = [Float](repeating: 0, count: n * d) }
+        if xft.count < n * d { xft = [Float](repeating: 0, count: n * d) }
+        if scratch.count < d * d { scratch = [Float](repeating: 0, count: d * d) }
+        for t in 0..<n { for c in 0..<d { xt[c * n + t] = xq[t * d + c]; xft[c * n + t] = xf[t * d + c] } }
+        // scratch[j * d + i] = sum_t xf[t][i] xq[t][j]: rows of Xf^T as the weights, of Xq^T as the tokens
+        xft.withUnsafeBufferPointer { fp in
+            xt.withUnsafeBufferPointer { qp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    eak_matmul(Int32(EAK_F32), fp.baseAddress!, n * 4, Int32(d), Int32(n), qp.baseAddress!, Int32(d),
+                               sp.baseAddress!, eak_num_cores())
+                }
+            }
+        }
+        cross[key]!.withUnsafeMutableBufferPointer { cp in
+            for i in 0..<d { for j in 0..<d { cp[i * d + j] += Double(scratch[j * d + i]) } }
+        }
+    }
+
+    /// The target a matrix W (rows x d, in the stored basis) is quantized towards: W + beta (W* - W),
+    /// W* = argmin ||W' Xq - W Xf||^2 + ||(W' - W) D^(1/2)||^2 = W (C + D)(H + D)^-1, with
+    /// H = Xq^T Xq / n, C = Xf^T Xq / n and D GPTQ's damping of H (identical inputs give W exactly).
+    /// GPTQ with the Hessian H + D then minimises the same objective over the grid at beta = 1.
+    /// nil when the inputs never differed or there are no cross statistics.
+    func floatTarget(_ w: [Float], rows: Int, key: Int, rotate: Int, beta: Double) -> [Float]? {
+        guard differs[key] == true, var c = cross[key], let d = dims[key], let n = tokens[key],
+              let s = dampedStats(key, rotate: rotate) else { return nil }
+        for i in 0..<(d * d) { c[i] /= Double(n) }
+        if rotate > 0 { rotateBothSides(&c, d, rotate) }
+        for i in 0..<d { c[i * d + i] += s.added[i] }
+        var l = s.hessian
+        let ok = l.withUnsafeMutableBufferPointer { choleskyInPlace($0.baseAddress!, d, parallel: true) }
+        if !ok { return nil }
+        var out = [Float](repeating: 0, count: rows * d)
+        w.withUnsafeBufferPointer { wp in
+            c.withUnsafeBufferPointer { cp in
+                l.withUnsafeBufferPointer { lp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        let W = wp.baseAddress!, C = cp.baseAddress!, L = lp.baseAddress!, O = op.baseAddress!
+                        parallelFor(rows) { r in
+                            // b = W[r] (C + D), then (H + D) x = b by the Cholesky factor: L y = b, L^T x = y
+                            var y = [Double](repeating: 0, count: d)
+                            let wr = W + r * d
+                            for i in 0..<d {
+                                let a = Double(wr[i])
+                                if a == 0 { continue }
+                                let ci = C + i * d
+                                for j in 0..<d { y[j] += a * ci[j] }
+                            }
+                            for i in 0..<d {
+                                var v = y[i]
+                                let li = L + i * d
+                                for k in 0..<i { v -= li[k] * y[k] }
+                                y[i] = v / li[i]
+                            }
+                            for i in stride(from: d - 1, through: 0, by: -1) {
+                                var v = y[i]
+                                for k in (i + 1)..<max(i + 1, d) { v -= L[k * d + i] * y[k] }
+                                y[i] = v / L[i * d + i]
+                            }
+                            for j in 0..<d {  // W* rounded to float first, then the step towards it
+                                O[r * d + j] = Float(Double(wr[j]) + beta * (Double(Float(y[j])) - Double(wr[j])))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// R M R for a d x d matrix M (row-major) and R the block-diagonal Hadamard of block `rotate`
+/// (symmetric, orthonormal): statistics of inputs x in the basis of the rotated inputs R x.
+func rotateBothSides(_ h: inout [Double], _ d: Int, _ rotate: Int) {
+    var col = [Double](repeating: 0, count: d)
+    for r in 0..<d { h.withUnsafeMutableBufferPointer { fwht($0.baseAddress! + r * d, d, rotate) } }
+    for c in 0..<d {
+        for r in 0..<d { col[r] = h[r * d + c] }
+        col.withUnsafeMutableBufferPointer { fwht($0.baseAddress!, d, rotate) }
+        for r in 0..<d { h[r * d + c] = col[r] }
     }
 }
 
@@ -314,6 +415,11 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
             sample = x
         }
     }
+    let source = w  // the summary's error stays relative to the source matrix
+    if o.floatTarget > 0 && !p.copy, let key = site,
+       let t = cal?.floatTarget(w, rows: rows, key: key, rotate: p.rotate, beta: o.floatTarget) {
+        w = t
+    }
     var bytes: [UInt8]
     var deq: [Float]
     switch target {
@@ -337,7 +443,7 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
         if o.refine > 0, let hh = hess { _ = refineMatrix(&q, original: w, hessian: hh, rounds: o.refine) }
         bytes = packW2Planes(q); deq = q.dequantized()
     }
-    let (err, onOutput) = relativeError(w, deq, rows: rows, cols: cols, sample: sample)
+    let (err, onOutput) = relativeError(source, deq, rows: rows, cols: cols, sample: sample)
     return ConvertedMatrix(bytes: bytes, deq: deq, relError: err, onOutput: onOutput)
 }
 
@@ -363,6 +469,17 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
     for (c, toks) in chunks.enumerated() {
         toks.withUnsafeBufferPointer { model.embed($0, into: states + c * n * d) }
     }
+    // --float-target: the source model's states on the same chunks, advanced beside the quantized
+    // ones, and its inputs of the current layer's matrices for the chunk being observed
+    let fpStates: UnsafeMutablePointer<Float>? = o.floatTarget > 0 ? .allocate(capacity: chunks.count * n * d) : nil
+    defer { fpStates?.deallocate() }
+    if let fs = fpStates { fs.update(from: states, count: chunks.count * n * d) }
+    let fpSession = o.floatTarget > 0 ? try calibrationSession(model) : nil
+    var fpInputs: [[Float]] = [[], [], [], []]
+    fpSession?.observer = { _, site, x, rows, cols in
+        fpInputs[site].removeAll(keepingCapacity: true)
+        fpInputs[site].append(contentsOf: UnsafeBufferPointer(start: x, count: rows * cols))
+    }
     var current = model
     var out: [String: ConvertedMatrix] = [:]
     func run(_ session: Session, _ x: UnsafeMutablePointer<Float>, _ l: Int) throws {
@@ -370,35 +487,56 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
             throw ConvertError("calibration pass of layer \(l): \(error.message)")
         }
     }
+    // One observing pass per layer, or with trueSequential one per input site in the order the layer
+    // computes them, each after the layer's matrices before it were converted and swapped in.
+    let stages: [[Int]] = o.trueSequential ? [[0], [1], [2], [3]] : [[0, 1, 2, 3]]
+    let fpScratch: UnsafeMutablePointer<Float>? = fpSession != nil && stages.count > 1 ? .allocate(capacity: n * d) : nil
+    defer { fpScratch?.deallocate() }
     for l in 0..<hp.nLayer {
         // statistics of layer l's inputs on the states the quantized layers before it produced
         let cal = Calibration()
-        let observing = try calibrationSession(current)
-        observing.observer = { cal.observe($0, $1, $2, $3, $4) }
-        for c in 0..<chunks.count {
-            scratch.update(from: states + c * n * d, count: n * d)
-            try run(observing, scratch, l)
-        }
         var mats: [String: WeightMatrix] = [:]
-        for p in plans {
-            guard let target = p.target, let (layer, site) = calibrationSite(p.t.name), layer == l else { continue }
-            if o.progress { log("\r[layer \(l + 1)/\(hp.nLayer)] \(p.t.name)" + String(repeating: " ", count: 16)) }
-            let conv = try quantizeTensor(f, p, target, o, cal: cal, site: layer * 4 + site)
-            out[p.t.name] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
-            // the layer as the runtime will run it: the converted bytes, rotation and 8-bit activations
-            let rows = p.dims[1], cols = p.dims[0], st = target.storage(rows: rows, cols: cols)
-            let m = UnsafeMutableRawPointer.allocate(byteCount: max(64, conv.bytes.count), alignment: 64)
-            owned.append(m)
-            conv.bytes.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            var group = 0, planes = 1
-            if case .w2(let g) = target { group = g }
-            if case .w4g(let g) = target { group = g; planes = 2 }
-            mats[String(p.t.name.split(separator: ".")[2])] =
-                WeightMatrix(type: group > 0 ? Int32(EAK_W2) : Int32(st.type), data: UnsafeRawPointer(m), rows: rows, cols: cols,
-                             rowBytes: st.bytes / rows, group: group, rotation: p.rotate, planes: planes)
+        for (si, sites) in stages.enumerated() {
+            let observing = try calibrationSession(current)
+            observing.observer = { layer, site, x, rows, cols in
+                guard sites.contains(site) else { return }
+                cal.observe(layer, site, x, rows, cols)
+                if fpSession != nil {
+                    fpInputs[site].withUnsafeBufferPointer { cal.observeCross(layer * 4 + site, $0.baseAddress!, x, rows, cols) }
+                }
+            }
+            for c in 0..<chunks.count {
+                if let fs = fpSession, let fp = fpStates {
+                    if si == stages.count - 1 {
+                        try run(fs, fp + c * n * d, l)  // source layer l, in place: the source states advance
+                    } else if let fx = fpScratch {
+                        fx.update(from: fp + c * n * d, count: n * d)
+                        try run(fs, fx, l)
+                    }
+                }
+                scratch.update(from: states + c * n * d, count: n * d)
+                try run(observing, scratch, l)
+            }
+            for p in plans {
+                guard let target = p.target, let (layer, site) = calibrationSite(p.t.name), layer == l, sites.contains(site) else { continue }
+                if o.progress { log("\r[layer \(l + 1)/\(hp.nLayer)] \(p.t.name)" + String(repeating: " ", count: 16)) }
+                let conv = try quantizeTensor(f, p, target, o, cal: cal, site: layer * 4 + site)
+                out[p.t.name] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
+                // the layer as the runtime will run it: the converted bytes, rotation and 8-bit activations
+                let rows = p.dims[1], cols = p.dims[0], st = target.storage(rows: rows, cols: cols)
+                let m = UnsafeMutableRawPointer.allocate(byteCount: max(64, conv.bytes.count), alignment: 64)
+                owned.append(m)
+                conv.bytes.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                var group = 0, planes = 1
+                if case .w2(let g) = target { group = g }
+                if case .w4g(let g) = target { group = g; planes = 2 }
+                mats[String(p.t.name.split(separator: ".")[2])] =
+                    WeightMatrix(type: group > 0 ? Int32(EAK_W2) : Int32(st.type), data: UnsafeRawPointer(m), rows: rows, cols: cols,
+                                 rowBytes: st.bytes / rows, group: group, rotation: p.rotate, planes: planes)
+            }
+            current = current.replacingMatrices(layer: l, mats)
         }
         // advance the states through the quantized layer
-        current = current.replacingMatrices(layer: l, mats)
         let advancing = try calibrationSession(current)
         for c in 0..<chunks.count { try run(advancing, states + c * n * d, l) }
     }
@@ -407,9 +545,16 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
     if o.headType != nil, let p = plans.first(where: { $0.outName == "output.weight" }), let target = p.target {
         if o.progress { log("\r[head] output.weight" + String(repeating: " ", count: 24)) }
         let cal = Calibration(), key = hp.nLayer * 4
+        var fpNorm = [Float](repeating: 0, count: fpStates == nil ? 0 : n * d)
         for c in 0..<chunks.count {
             model.finalNorm(states + c * n * d, n: n, into: scratch, threads: Int(eak_num_cores()))
             cal.observe(hp.nLayer, 0, scratch, n, d)
+            if let fp = fpStates {
+                fpNorm.withUnsafeMutableBufferPointer {
+                    model.finalNorm(fp + c * n * d, n: n, into: $0.baseAddress!, threads: Int(eak_num_cores()))
+                    cal.observeCross(key, $0.baseAddress!, scratch, n, d)
+                }
+            }
         }
         let conv = try quantizeTensor(f, p, target, o, cal: cal, site: key)
         out[p.outName] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
@@ -429,6 +574,9 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
     if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
     if o.sequential && o.calibFiles.isEmpty { throw ConvertError("--sequential needs --calib TEXT") }
+    if o.floatTarget != 0 && !o.sequential { throw ConvertError("--float-target needs --sequential") }
+    if !(o.floatTarget >= 0 && o.floatTarget <= 1) { throw ConvertError("--float-target \(o.floatTarget) must be in (0, 1]") }
+    if o.trueSequential && !o.sequential { throw ConvertError("--true-sequential needs --sequential") }
 
     // Policy: what each tensor becomes.
     var plans: [ConvertPlan] = []
