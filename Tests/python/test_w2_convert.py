@@ -155,6 +155,11 @@ def raw_bytes(t) -> np.ndarray:
     return a.view(np.uint8).reshape(a.shape[0], -1) if a.ndim == 2 else a.view(np.uint8).reshape(-1)
 
 
+def tensor_bytes(path) -> dict[str, np.ndarray]:
+    """{name: raw bytes} of every tensor of a GGUF file."""
+    return {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(path)).tensors}
+
+
 def source_weights(path) -> dict[str, np.ndarray]:
     return {t.name: ref.dequantize_tensor(t) for t in gguf.GGUFReader(str(path)).tensors}
 
@@ -677,6 +682,29 @@ def layer_site_inputs(m: ref.LlamaModel, ids, layer: int, hidden=False):
     return h if hidden else [x0, x1, x2, x3]
 
 
+def with_converted_layers(src: ref.LlamaModel, quant: ref.LlamaModel, below: int) -> ref.LlamaModel:
+    """src with the converted tensors of layers 0..below-1 (as a sequential calibration's states see them)."""
+    m = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
+                       block_min=dict(src.block_min), tied=src.tied)
+    for name in quant.w:
+        if name.startswith("blk.") and int(name.split(".")[1]) < below:
+            m.w[name], m.types[name] = quant.w[name], quant.types[name]
+            if name in quant.block_min:
+                m.block_min[name] = quant.block_min[name]
+    return m
+
+
+def w2_rel_errors(rows, quant: ref.LlamaModel, srcw, layer: int):
+    """(name, site, the table's rel.err, err) for every W2 tensor of `layer`, with
+    err(x) = ||x (Q - W)^T|| / ||x W^T|| the summary's definition on inputs x."""
+    for name, (typ, _, rel, _) in rows.items():
+        if not (name.startswith(f"blk.{layer}.") and typ.startswith("w2")):
+            continue
+        w = srcw[name].astype(np.float64)
+        dq = quant.w[name] - w
+        yield name, SITE[name.split(".")[2]], rel, (lambda x, w=w, dq=dq: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T))
+
+
 def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_dir, tmp_path):
     """--sequential calibrates layer l on the outputs of the already quantized layers 0..l-1:
     - layer 0 sees the source's inputs either way, so its tensors equal a one-pass conversion's byte
@@ -692,8 +720,8 @@ def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_
     convert(run_cli, tiny_model_path, one, *cal)
     _, t_seq = convert(run_cli, tiny_model_path, seq, *cal, "--sequential")
     rows = check_table(str(seq), t_seq, tiny_model_path, "output")
-    b_one = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(one)).tensors}
-    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
+    b_one = tensor_bytes(one)
+    b_seq = tensor_bytes(seq)
     assert sorted(b_one) == sorted(b_seq)
     for name in b_one:
         if name.startswith("blk.0."):
@@ -707,21 +735,9 @@ def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_
     srcw = source_weights(tiny_model_path)
     checked, off_with_source = 0, 0.0
     for layer in range(src.cfg.n_layer):
-        mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
-                               block_min=dict(src.block_min), tied=src.tied)
-        for name in quant.w:
-            if name.startswith("blk.") and int(name.split(".")[1]) < layer:
-                mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
-                if name in quant.block_min:
-                    mixed.block_min[name] = quant.block_min[name]
+        mixed = with_converted_layers(src, quant, layer)
         x_seq, x_src = layer_site_inputs(mixed, ids, layer), layer_site_inputs(src, ids, layer)
-        for name, (typ, _, rel, _) in rows.items():
-            if not (name.startswith(f"blk.{layer}.") and typ.startswith("w2")):
-                continue
-            w = srcw[name].astype(np.float64)
-            dq = quant.w[name] - w
-            err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
-            site = SITE[name.split(".")[2]]
+        for name, site, rel, err in w2_rel_errors(rows, quant, srcw, layer):
             mine = err(x_seq[site])
             assert abs(rel - mine) <= SEQ_TOL, f"{name}: rel.err {rel}, recomputed on the quantized path {mine:.6f}"
             off_with_source = max(off_with_source, abs(rel - err(x_src[site])))
@@ -748,9 +764,9 @@ def test_sequential_calibrated_head(run_cli, tokenize, tiny_tied_model_path, sha
     convert(run_cli, tiny_tied_model_path, plain, *cal)
     _, out = convert(run_cli, tiny_tied_model_path, seq, *cal, "--head", "w4g")
     convert(run_cli, tiny_tied_model_path, one, *cal[:-1], "--head", "w4g")
-    b_plain = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(plain)).tensors}
-    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
-    b_one = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(one)).tensors}
+    b_plain = tensor_bytes(plain)
+    b_seq = tensor_bytes(seq)
+    b_one = tensor_bytes(one)
     assert sorted(b_seq) == sorted(list(b_plain) + ["output.weight"])
     for name in b_plain:
         assert np.array_equal(b_plain[name], b_seq[name]), f"{name} changed with --head"
@@ -762,13 +778,7 @@ def test_sequential_calibrated_head(run_cli, tokenize, tiny_tied_model_path, sha
     ids = tokenize(tiny_tied_model_path, path=text, special=False)[:256]
     quant, src = converted_model(seq), ref.load(tiny_tied_model_path)
     # the calibration's states start from the source's embedding rows and run the converted layers
-    mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
-                           block_min=dict(src.block_min), tied=src.tied)
-    for name in quant.w:
-        if name.startswith("blk."):
-            mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
-            if name in quant.block_min:
-                mixed.block_min[name] = quant.block_min[name]
+    mixed = with_converted_layers(src, quant, src.cfg.n_layer)
     eps = src.cfg.eps
     x_q = ref.rms_norm(layer_site_inputs(mixed, ids, src.cfg.n_layer - 1, hidden=True), src.w["output_norm.weight"], eps)
     x_s = ref.rms_norm(layer_site_inputs(src, ids, src.cfg.n_layer - 1, hidden=True), src.w["output_norm.weight"], eps)
@@ -793,8 +803,8 @@ def test_true_sequential_calibration(run_cli, tokenize, tiny_model_path, shakesp
     convert(run_cli, tiny_model_path, seq, *cal)
     _, out = convert(run_cli, tiny_model_path, true, *cal, "--true-sequential")
     rows = check_table(str(true), out, tiny_model_path, "output")
-    b_seq = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(seq)).tensors}
-    b_true = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(true)).tensors}
+    b_seq = tensor_bytes(seq)
+    b_true = tensor_bytes(true)
     for kind in ("attn_q", "attn_k", "attn_v"):
         name = f"blk.0.{kind}.weight"
         assert np.array_equal(b_seq[name], b_true[name]), f"{name}: changed with --true-sequential"
@@ -805,23 +815,9 @@ def test_true_sequential_calibration(run_cli, tokenize, tiny_model_path, shakesp
     srcw = source_weights(tiny_model_path)
     checked, off_plain = 0, 0.0
     for layer in range(src.cfg.n_layer):
-        def mixed(upto):
-            m = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
-                               block_min=dict(src.block_min), tied=src.tied)
-            for name in quant.w:
-                if name.startswith("blk.") and int(name.split(".")[1]) <= upto:
-                    m.w[name], m.types[name] = quant.w[name], quant.types[name]
-                    if name in quant.block_min:
-                        m.block_min[name] = quant.block_min[name]
-            return m
-        x_true, x_plain = layer_site_inputs(mixed(layer), ids, layer), layer_site_inputs(mixed(layer - 1), ids, layer)
-        for name, (typ, _, rel, _) in rows.items():
-            if not (name.startswith(f"blk.{layer}.") and typ.startswith("w2")):
-                continue
-            w = srcw[name].astype(np.float64)
-            dq = quant.w[name] - w
-            err = lambda x: np.linalg.norm(x @ dq.T) / np.linalg.norm(x @ w.T)
-            site = SITE[name.split(".")[2]]
+        x_true = layer_site_inputs(with_converted_layers(src, quant, layer + 1), ids, layer)
+        x_plain = layer_site_inputs(with_converted_layers(src, quant, layer), ids, layer)
+        for name, site, rel, err in w2_rel_errors(rows, quant, srcw, layer):
             assert abs(rel - err(x_true[site])) <= SEQ_TOL, f"{name}: rel.err {rel}, recomputed {err(x_true[site]):.6f}"
             if site > 0:
                 off_plain = max(off_plain, abs(rel - err(x_plain[site])))
@@ -849,8 +845,8 @@ def test_float_target(beta, run_cli, tokenize, tiny_tied_model_path, shakespeare
     plain, fit = tmp_path / "plain.gguf", tmp_path / f"fit{beta}.gguf"
     convert(run_cli, tiny_tied_model_path, plain, *args)
     convert(run_cli, tiny_tied_model_path, fit, *args, "--float-target", str(beta))
-    b_plain = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(plain)).tensors}
-    b_fit = {t.name: raw_bytes(t) for t in gguf.GGUFReader(str(fit)).tensors}
+    b_plain = tensor_bytes(plain)
+    b_fit = tensor_bytes(fit)
     assert sorted(b_plain) == sorted(b_fit)
     for name in b_plain:
         if name.startswith("blk.0."):
@@ -882,13 +878,7 @@ def test_float_target(beta, run_cli, tokenize, tiny_tied_model_path, shakespeare
 
     checked = 0
     for layer in range(1, src.cfg.n_layer):
-        mixed = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
-                               block_min=dict(src.block_min), tied=src.tied)
-        for name in quant.w:
-            if name.startswith("blk.") and int(name.split(".")[1]) < layer:
-                mixed.w[name], mixed.types[name] = quant.w[name], quant.types[name]
-                if name in quant.block_min:
-                    mixed.block_min[name] = quant.block_min[name]
+        mixed = with_converted_layers(src, quant, layer)
         xq, xf = layer_site_inputs(mixed, ids, layer), layer_site_inputs(src, ids, layer)
         for kind, site in SITE.items():
             name = f"blk.{layer}.{kind}.weight"
@@ -896,13 +886,7 @@ def test_float_target(beta, run_cli, tokenize, tiny_tied_model_path, shakespeare
             checked += 1
     assert checked == 7 * (src.cfg.n_layer - 1) and checked > 0
     # the head: the final norm of the states after every converted layer, against the source's
-    full = ref.LlamaModel(cfg=src.cfg, dtype=src.dtype, w=dict(src.w), types=dict(src.types),
-                          block_min=dict(src.block_min), tied=src.tied)
-    for name in quant.w:
-        if name.startswith("blk."):
-            full.w[name], full.types[name] = quant.w[name], quant.types[name]
-            if name in quant.block_min:
-                full.block_min[name] = quant.block_min[name]
+    full = with_converted_layers(src, quant, src.cfg.n_layer)
     last, eps, g = src.cfg.n_layer - 1, src.cfg.eps, src.w["output_norm.weight"]
     xq = ref.rms_norm(layer_site_inputs(full, ids, last, hidden=True), g, eps)
     xf = ref.rms_norm(layer_site_inputs(src, ids, last, hidden=True), g, eps)

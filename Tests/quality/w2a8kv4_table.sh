@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the README's W2A8KV4 tables: converts SmolLM2 to each variant, measures perplexity on
 # hamlet_gut.txt (40 chunks of 512, llama.cpp's method) and speed with `edgeattn bench`.
-# Calibration uses other plays (macbeth, othello, tempest, lear). Not part of CI (about 1.5 hours).
+# Calibration uses other plays (macbeth, othello, tempest, lear). Not part of CI (about 3 hours).
 # Usage: bash Tests/quality/w2a8kv4_table.sh [OUT_DIR]   (needs a release build and the fetched model)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -58,17 +58,26 @@ for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20
 done
 convert w2-mix4-w4g-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4
 # mix4 calibrated layer by layer (--sequential), with the tied 8-bit head, and with a separate head
-# fitted to the quantized model's final states: Q4_1 (the demo's file, the same recipe as
-# examples/fetch-model.sh w2a8kv4) or one 4-bit group per row
+# fitted to the quantized model's final states: Q4_1 (the demo's file until 2026-12-07, late) or one
+# 4-bit group per row
 convert w2-mix4-seq-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential
 convert w2-mix4-seq-h4-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential --head w4
 convert w2-mix4-seq-h4g-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential --head w4g576
+# a quarter step towards the least-squares fit of the source model's outputs (--float-target 0.25):
+# the demo's file (the same recipe as examples/fetch-model.sh w2a8kv4); at 16K tokens, the whole
+# step, a half and a quarter against plain --sequential, and --true-sequential
+convert w2-mix4-seq-ft25-h4-64k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL64[@]}" --refine 4 --sequential --float-target 0.25 --head w4
+convert w2-mix4-seq-16k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL[@]}" --refine 4 --sequential
+for b in 1 0.5 0.25; do
+    convert "w2-mix4-seq-ft$b-16k" --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL[@]}" --refine 4 --sequential --float-target "$b"
+done
+convert w2-mix4-tseq-16k --quantizer gptq --rotate 64 --group 1536 "${MIX4[@]}" "${CAL[@]}" --refine 4 --sequential --true-sequential
 
 {
 echo "| variant | linear bits/weight | file MiB | PPL, 16-bit KV | PPL, 4-bit KV |"
 echo "|---|---:|---:|---:|---:|"
 echo "| source Q4_1 (A8) | 5.00 | $(mib "$M") | $(ppl "$M" 16) | $(ppl "$M" 4) |"
-for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k w2-mix4-w4g-64k w2-mix4-seq-64k w2-mix4-seq-h4-64k w2-mix4-seq-h4g-64k; do
+for v in f16 w8a8 w4a8 w2-rtn w2-search w2-imatrix w2-gptq w2-gptq-rot w2-mix w2-mix-refine w2-mix-refine-64k w2-mix-refine-seq w2-mix2-refine-64k w2-mix3-g256-64k w2-mix3-g512-64k w2-mix3-rows-64k w2-mix4-w4g-64k w2-mix4-seq-64k w2-mix4-seq-h4-64k w2-mix4-seq-h4g-64k w2-mix4-seq-ft25-h4-64k w2-mix4-seq-16k w2-mix4-seq-ft1-16k w2-mix4-seq-ft0.5-16k w2-mix4-seq-ft0.25-16k w2-mix4-tseq-16k; do
     kv4=""
     case $v in w2-gptq*|w2-mix*|w8a8|w4a8) kv4=$(ppl "$OUT/$v.gguf" 4) ;; esac
     echo "| $v | $(bpw $v) | $(mib "$OUT/$v.gguf") | $(ppl "$OUT/$v.gguf" 16) | $kv4 |"
@@ -79,7 +88,7 @@ done
 echo "| variant | KV bits | prefill 128 tok/s | decode 64 tok/s | bytes/token | decode / bandwidth bound | peak RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for spec in "f16 (float path):$OUT/f16.gguf:16" "source Q4_1:$M:16" "w8a8:$OUT/w8a8.gguf:16" "w4a8:$OUT/w4a8.gguf:16" \
-            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4" "w2-mix4-w4g-64k (W2A8KV4):$OUT/w2-mix4-w4g-64k.gguf:4" "w2-mix4-seq-h4-64k (W2A8KV4):$OUT/w2-mix4-seq-h4-64k.gguf:4"; do
+            "w2-gptq:$OUT/w2-gptq.gguf:16" "w2-gptq (W2A8KV4):$OUT/w2-gptq.gguf:4" "w2-mix (W2A8KV4):$OUT/w2-mix.gguf:4" "w2-mix2-refine-64k (W2A8KV4):$OUT/w2-mix2-refine-64k.gguf:4" "w2-mix3-rows-64k (W2A8KV4):$OUT/w2-mix3-rows-64k.gguf:4" "w2-mix4-w4g-64k (W2A8KV4):$OUT/w2-mix4-w4g-64k.gguf:4" "w2-mix4-seq-h4-64k (W2A8KV4):$OUT/w2-mix4-seq-h4-64k.gguf:4" "w2-mix4-seq-ft25-h4-64k (W2A8KV4):$OUT/w2-mix4-seq-ft25-h4-64k.gguf:4"; do
     IFS=: read -r name file kv <<< "$spec"
     j=$("$EA" bench -m "$file" --kv-bits "$kv" --reps 5 | tail -n1)
     python3 - "$name" "$kv" "$j" <<'PY'
