@@ -498,9 +498,6 @@ struct Convert: ParsableCommand {
         o.sequential = sequential
         if actOrder && q != .gptq { die("--act-order needs --quantizer gptq") }
         o.actOrder = actOrder
-        if trueSequential && !sequential { die("--true-sequential needs --sequential") }
-        if floatTarget != 0 && !sequential { die("--float-target needs --sequential") }
-        if !(floatTarget >= 0 && floatTarget <= 1) { die("--float-target \(floatTarget) must be in (0, 1]") }
         o.floatTarget = floatTarget
         o.trueSequential = trueSequential
         let t0 = eak_now_ns()

@@ -105,20 +105,33 @@ final class Calibration {
         if have < sampleRows {
             sample[key]!.append(contentsOf: UnsafeBufferPointer(start: x, count: min(n, sampleRows - have) * d))
         }
-        // G = X^T X with the float matmul kernel: rows of X^T are both the "weights" and the "tokens"
-        if xt.count < n * d { xt = [Float](repeating: 0, count: n * d) }
-        if scratch.count < d * d { scratch = [Float](repeating: 0, count: d * d) }
-        for t in 0..<n { for c in 0..<d { xt[c * n + t] = x[t * d + c] } }
-        xt.withUnsafeBufferPointer { xp in
-            scratch.withUnsafeMutableBufferPointer { sp in
-                eak_matmul(Int32(EAK_F32), xp.baseAddress!, n * 4, Int32(d), Int32(n), xp.baseAddress!, Int32(d),
-                           sp.baseAddress!, eak_num_cores())
-            }
-        }
+        product(x, x, n, d)  // G = X^T X
         gram[key]!.withUnsafeMutableBufferPointer { gp in
             for i in 0..<(d * d) { gp[i] += Double(scratch[i]) }
         }
         tokens[key, default: 0] += n
+    }
+
+    /// scratch[j * d + i] = sum_t a[t][i] b[t][j] for n rows of d (A^T B, stored transposed), with the
+    /// float matmul kernel: the rows of A^T are the "weights", those of B^T the "tokens". a == b gives
+    /// the Gram matrix (symmetric, so the layout does not matter) transposing only once.
+    private func product(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, _ d: Int) {
+        if xt.count < n * d { xt = [Float](repeating: 0, count: n * d) }
+        if scratch.count < d * d { scratch = [Float](repeating: 0, count: d * d) }
+        for t in 0..<n { for c in 0..<d { xt[c * n + t] = b[t * d + c] } }
+        let same = a == b
+        if !same {
+            if at.count < n * d { at = [Float](repeating: 0, count: n * d) }
+            for t in 0..<n { for c in 0..<d { at[c * n + t] = a[t * d + c] } }
+        }
+        xt.withUnsafeBufferPointer { bp in
+            at.withUnsafeBufferPointer { ap in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    eak_matmul(Int32(EAK_F32), same ? bp.baseAddress! : ap.baseAddress!, n * 4, Int32(d), Int32(n),
+                               bp.baseAddress!, Int32(d), sp.baseAddress!, eak_num_cores())
+                }
+            }
+        }
     }
 
     /// Per-channel importance (mean squared input) and GPTQ's Hessian X^T X / n (damped by 1% of the
@@ -147,24 +160,12 @@ final class Calibration {
     /// (layer 0's first site), where the target is W itself.
     var cross: [Int: [Double]] = [:]
     var differs: [Int: Bool] = [:]
-    var xft: [Float] = []
+    var at: [Float] = []
 
     func observeCross(_ key: Int, _ xf: UnsafePointer<Float>, _ xq: UnsafePointer<Float>, _ n: Int, _ d: Int) {
         if cross[key] == nil { cross[key] = [Double](repeating: 0, count: d * d) }
         if memcmp(xf, xq, n * d * MemoryLayout<Float>.size) != 0 { differs[key] = true }
-        if xt.count < n * d { xt = [Float](repeating: 0, count: n * d) }
-        if xft.count < n * d { xft = [Float](repeating: 0, count: n * d) }
-        if scratch.count < d * d { scratch = [Float](repeating: 0, count: d * d) }
-        for t in 0..<n { for c in 0..<d { xt[c * n + t] = xq[t * d + c]; xft[c * n + t] = xf[t * d + c] } }
-        // scratch[j * d + i] = sum_t xf[t][i] xq[t][j]: rows of Xf^T as the weights, of Xq^T as the tokens
-        xft.withUnsafeBufferPointer { fp in
-            xt.withUnsafeBufferPointer { qp in
-                scratch.withUnsafeMutableBufferPointer { sp in
-                    eak_matmul(Int32(EAK_F32), fp.baseAddress!, n * 4, Int32(d), Int32(n), qp.baseAddress!, Int32(d),
-                               sp.baseAddress!, eak_num_cores())
-                }
-            }
-        }
+        product(xf, xq, n, d)
         cross[key]!.withUnsafeMutableBufferPointer { cp in
             for i in 0..<d { for j in 0..<d { cp[i * d + j] += Double(scratch[j * d + i]) } }
         }
