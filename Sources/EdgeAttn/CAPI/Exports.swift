@@ -714,35 +714,22 @@ public func _ea_generate(_ s: OpaquePointer?, _ smp: OpaquePointer?, _ prompt: U
         return invalid("ea_generate: sampler is NULL", sh.error)
     }
     if nPredict < 0 { return invalid("ea_generate: n_predict is negative", sh.error) }
+    if nPrompt < 0 { return invalid("ea_generate: n_prompt is out of range", sh.error) }
     if nPrompt > 0 && prompt == nil { return invalid("ea_generate: prompt is NULL", sh.error) }
     let session = sh.session
+    if nPrompt == 0 && session.lastLogits == nil {
+        return invalid("ea_generate: empty prompt and no previous token to continue from", sh.error)
+    }
     let tok = session.model.tokenizer
     do throws(EAError) {
-        if nPrompt > 0 {
-            let p = UnsafeBufferPointer(start: prompt, count: nPrompt)
-            try session.evaluate(p, abort: abort)
-            for t in p { sampler.accept(t) }
-        }
-        guard var logits = session.lastLogits else {
-            return invalid("ea_generate: empty prompt and no previous token to continue from", sh.error)
-        }
         var produced: Int32 = 0
-        while produced < nPredict {
-            if let a = abort, eak_load_flag(a) != 0 {
-                throw EAError(.aborted, "aborted after \(produced) generated tokens")
-            }
-            let t = sampler.sample(logits)
-            if tok.isEndOfGeneration(t) { break }
+        _ = try session.generate(UnsafeBufferPointer(start: prompt, count: nPrompt), sampler: sampler,
+                                 maxTokens: Int(nPredict), abort: abort) { t in
             produced += 1
             nGenerated?.pointee = produced
-            var stop: Int32 = 0
-            if let cb = callback {
-                let piece = tok.bytes(of: t)
-                stop = piece.withMemoryRebound(to: CChar.self) { cb(t, $0.baseAddress, $0.count, user) }
-            }
-            // every streamed token enters the cache, so a later call continues after it
-            logits = try session.decode(t)
-            if stop != 0 { break }
+            guard let cb = callback else { return false }
+            let piece = tok.bytes(of: t)
+            return piece.withMemoryRebound(to: CChar.self) { cb(t, $0.baseAddress, $0.count, user) } != 0
         }
         return Status.ok.rawValue
     } catch {

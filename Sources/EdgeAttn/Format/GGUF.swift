@@ -151,6 +151,14 @@ struct ByteCursor {
     }
 }
 
+/// A tensor's byte layout in memory when the loader changed it (see GGUFFile.reordered).
+public enum TensorMemoryLayout: Sendable {
+    /// 16-row W2 panels (eak_w2_pack_panels).
+    case w2Panels
+    /// 16-row Q4_1 panels (eak_q4p_pack_panels).
+    case q4Panels
+}
+
 public final class GGUFFile {
     public let path: String
     public let base: UnsafeRawPointer
@@ -403,62 +411,14 @@ public final class GGUFFile {
 
     public func data(of t: GGUFTensor) -> UnsafeRawPointer { base + dataOffset + t.offset }
 
-    /// Names of the W2 tensors reordered into 16-row panels in memory (their bytes no longer follow
-    /// the file's row layout: readers go through eak_w2p_dequantize_row).
-    public private(set) var w2PanelTensors: [String: Bool] = [:]
+    /// Tensors whose bytes the model loader reordered in this process's copy of the mapping
+    /// (copy on write; the file is untouched): their readers decode rows through the panel layout.
+    /// The packing itself is the model's concern (Model/Panels.swift).
+    public internal(set) var reordered: [String: TensorMemoryLayout] = [:]
 
-    public func isW2Panels(_ name: String) -> Bool { w2PanelTensors[name] != nil }
+    public func isW2Panels(_ name: String) -> Bool { reordered[name] == .w2Panels }
 
-    /// Reorders W2 tensor t (rows of rowBytes, a multiple of 16 rows) into panels in this process's
-    /// copy of the bytes (the mapping is copy on write; the file is untouched), once. The panel kernels
-    /// need no horizontal adds (eak_matmul_w2p): same results, fewer instructions. True when the
-    /// tensor is in panels afterwards.
-    public func packW2Panels(_ t: GGUFTensor, rows: Int, cols: Int, group: Int, rowBytes: Int) -> Bool {
-        if isW2Panels(t.name) { return true }
-        if rows % Int(EAK_W2_PANEL) != 0 || rows * rowBytes != t.byteCount { return false }
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(EAK_W2_PANEL) * rowBytes, alignment: 64)
-        defer { scratch.deallocate() }
-        let ok = eak_w2_pack_panels(UnsafeMutableRawPointer(mutating: data(of: t)), rowBytes, Int32(rows), Int32(cols),
-                                    Int32(group), scratch) == 0
-        if ok { w2PanelTensors[t.name] = true }
-        return ok
-    }
-
-    /// Names of the Q4_1 tensors reordered into 16-row panels in memory (eak_q4p_pack_panels):
-    /// readers of their bytes go through rowLayoutBytes(of:).
-    public private(set) var q4PanelTensors: [String: Bool] = [:]
-
-    public func isQ4Panels(_ name: String) -> Bool { q4PanelTensors[name] != nil }
-
-    /// Reorders Q4_1 tensor t (rows x cols) into panels of 16 rows in this process's copy of the bytes,
-    /// once: decode then reads 16 rows' scales per load (eak_matmul_q4p; same results). Only for
-    /// matrices that are multiplied, never looked up by row. True when the tensor is in panels.
-    public func packQ4Panels(_ t: GGUFTensor, rows: Int, cols: Int) -> Bool {
-        if isQ4Panels(t.name) { return true }
-        let rowBytes = cols / 32 * 20
-        if t.type != Int32(EAK_Q4_1) || rows % Int(EAK_Q4P_PANEL) != 0 || cols % 32 != 0 || cols / 32 > 512
-            || rows * rowBytes != t.byteCount { return false }
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(EAK_Q4P_PANEL) * rowBytes, alignment: 64)
-        defer { scratch.deallocate() }
-        let ok = eak_q4p_pack_panels(UnsafeMutableRawPointer(mutating: data(of: t)), rowBytes, Int32(rows), Int32(cols),
-                                     scratch) == 0
-        if ok { q4PanelTensors[t.name] = true }
-        return ok
-    }
-
-    /// The tensor's bytes as the file stores them (Q4_1 panels rebuilt into rows; W2 panels are not
-    /// handled here: their readers decode rows with eak_w2p_dequantize_row).
-    public func rowLayoutBytes(of t: GGUFTensor) -> [UInt8] {
-        let src = data(of: t)
-        guard isQ4Panels(t.name), t.dims.count == 2, t.dims[1] > 0 else {
-            return Array(UnsafeRawBufferPointer(start: src, count: t.byteCount))
-        }
-        let rows = t.dims[1], rb = t.byteCount / rows
-        return [UInt8](unsafeUninitializedCapacity: t.byteCount) { buf, n in
-            for r in 0..<rows { eak_q4p_row(src, rb, Int32(r), buf.baseAddress! + r * rb) }
-            n = t.byteCount
-        }
-    }
+    public func isQ4Panels(_ name: String) -> Bool { reordered[name] == .q4Panels }
 
     /// An integer metadata value (any integer type). nil if absent; throws if present with another type.
     public func int(_ key: String) throws(EAError) -> Int? {
