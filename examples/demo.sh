@@ -14,7 +14,7 @@ bash "$root/cross/build-lib.sh" all
 make -s -C "$root/examples" all aarch64
 (cd "$root" && swift build -c release --product edgeattn)
 model=$(bash "$root/examples/fetch-model.sh" smollm2)
-w2=$(bash "$root/examples/fetch-model.sh" w2a8kv4)   # converted once (the README's best mix), then cached
+w2=$(bash "$root/examples/fetch-model.sh" w2a8kv4)   # converted once (the recipe in fetch-model.sh), then cached
 echo "== host (x86_64): build/x86_64-linux-gnu/bin/generate -m $model -p \"$prompt\" -n $n" >&2
 "$root/build/x86_64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"
 echo >&2

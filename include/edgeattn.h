@@ -23,7 +23,7 @@
  *   planned bytes: its buffers, exactly, plus a fixed reserve for its bookkeeping tables, so that
  *   everything a session holds is within the estimate; ea_session_create() refuses with EA_ERR_BUDGET when that exceeds
  *   the caller's budget (or, with auto_fit, shrinks the session until it fits). Decoding a token
- *   allocates nothing (see README "Guarantees").
+ *   allocates nothing (see docs/c-api.md, "Guarantees").
  */
 #ifndef EDGEATTN_H
 #define EDGEATTN_H
@@ -45,13 +45,6 @@ extern "C" {
 
 /* Returns the library's EA_VERSION_NUMBER. */
 uint32_t ea_version(void);
-
-/* Board bring-up check: runs the integer kernels this CPU dispatches to (AVX2, NEON or NEON dotprod)
- * against the generic C kernels on deterministic random data (W2 and 8-bit weights, ragged block
- * counts). Returns EA_OK when every result is bit-identical, else EA_ERR_KERNEL_MISMATCH. A one-line
- * report is copied to report (may be NULL; truncated to report_size - 1 bytes). Thread-safe;
- * allocates nothing. */
-int32_t ea_self_test(char *report, size_t report_size);
 
 /* ---- Threads ---------------------------------------------------------------------------------- */
 /* Process-wide limit on the OpenMP threads all sessions' kernels hold at once; 0 restores the
@@ -104,6 +97,13 @@ const char *ea_status_string(ea_status status);
  * there was none). */
 const char *ea_last_error(void);
 
+/* Board bring-up check: runs the integer kernels this CPU dispatches to (AVX2, NEON or NEON dotprod)
+ * against the generic C kernels on deterministic random data (W2 and 8-bit weights, ragged block
+ * counts). Returns EA_OK when every result is bit-identical, else EA_ERR_KERNEL_MISMATCH. A one-line
+ * report is copied to report (may be NULL; truncated to report_size - 1 bytes). Thread-safe;
+ * allocates nothing. */
+ea_status ea_self_test(char *report, size_t report_size);
+
 /* ---- Types ------------------------------------------------------------------------------------ */
 typedef struct ea_model ea_model;     /* weights, hyperparameters and tokenizer; read-only after load */
 typedef struct ea_session ea_session; /* one conversation: KV cache, scratch, logits                  */
@@ -130,7 +130,7 @@ ea_model_params ea_model_default_params(void);
  * Every offset, count, length and shape in the file is validated before use. */
 ea_status ea_model_load(const char *path, const ea_model_params *params, ea_model **out_model);
 
-/* Layer kinds (README "Recurrent mode"): softmax attention over a KV cache, Aaren's softmax RNN
+/* Layer kinds (docs/recurrent.md): softmax attention over a KV cache, Aaren's softmax RNN
  * with a learned query, decayed linear attention. The last two keep a constant state. */
 typedef enum ea_layer_kind { EA_LAYER_SOFTMAX = 0, EA_LAYER_AAREN = 1, EA_LAYER_LINEAR = 2 } ea_layer_kind;
 
@@ -191,7 +191,7 @@ ea_status ea_chat_format(const ea_model *model, const char *const *roles,
                          char *buf, size_t buf_size, size_t *n_bytes);
 
 /* ---- Session ---------------------------------------------------------------------------------- */
-/* Attention policies (README "Attention policies"): which cached keys each query reads. */
+/* Attention policies (docs/attention.md): which cached keys each query reads. */
 typedef enum ea_attention {
     EA_ATTN_DENSE = 0,  /* every earlier key (the model's own sliding window on local layers)      */
     EA_ATTN_LAMBDA = 1, /* Λ-shaped: attn_sinks first tokens + the attn_window latest; the cache is a

@@ -1,4 +1,4 @@
-/// Which keys each query of a layer attends to (ALGORITHMS.md sections 2-3).
+/// Which keys each query of a layer attends to (docs/algorithms.md sections 2-3).
 public enum AttentionPolicy: Int, Sendable {
     /// Every earlier key (or the model's own sliding window on local layers).
     case dense = 0
@@ -27,7 +27,7 @@ public enum PositionMode: Int, Sendable {
     case lmInfinite = 1
 }
 
-/// DHSA settings (ALGORITHMS.md section 3); the README's DHSA section documents the chunking rule.
+/// DHSA settings (docs/algorithms.md section 3); docs/attention.md documents the chunking rule.
 public struct DHSAParams: Sendable {
     /// Keys each query block may attend (including `global` and `local`); 0 = half the context.
     public var budget = 0

@@ -1,6 +1,6 @@
 import EAKernels
 
-/// Dynamic hierarchical sparse attention (ALGORITHMS.md section 3), for prefill and decode.
+/// Dynamic hierarchical sparse attention (docs/algorithms.md section 3), for prefill and decode.
 ///
 /// Chunking (training-free, causal, incremental, so prefill and decode build the same chunks): token
 /// p closes the open chunk and starts a new one when the open chunk already has `maxChunk` keys, or

@@ -1,6 +1,6 @@
 import EAKernels
 
-/// Λ-shaped attention (ALGORITHMS.md section 2): each query reads the first `S` tokens (sinks) and
+/// Λ-shaped attention (docs/algorithms.md section 2): each query reads the first `S` tokens (sinks) and
 /// the latest `W` tokens. The kernels (eak_span) read sinks at slots 0..S-1 and the window from a ring
 /// of `lambdaRing` slots; this file holds the bookkeeping: where a position lives, and where the
 /// sinks appear to be, position-wise, for a query far down the stream.

@@ -143,7 +143,7 @@ public func _ea_get_thread_limit() -> UInt32 { UInt32(eak_get_thread_limit()) }
 public func _ea_thread_peak(_ reset: Int32) -> UInt32 { UInt32(eak_team_peak(reset != 0 ? 1 : 0)) }
 
 @_cdecl("ea_self_test")
-public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int32 {
+public func _ea_self_test(_ report: UnsafeMutablePointer<CChar>?, _ size: Int) -> ea_status {
     var buf = [CChar](repeating: 0, count: 256)
     let rc = buf.withUnsafeMutableBufferPointer { eak_self_test(0x5eed, $0.baseAddress!, 256) }
     if let r = report, size > 0 {

@@ -228,7 +228,7 @@ public struct Hyperparams {
 }
 
 /// How a layer mixes positions: softmax attention over a KV cache (dense, Λ or DHSA by session
-/// policy), Aaren's softmax RNN with a learned query, or decayed linear attention (README "Recurrent mode").
+/// policy), Aaren's softmax RNN with a learned query, or decayed linear attention (docs/recurrent.md).
 public enum LayerKind: Int {
     case softmax = 0, aaren = 1, linear = 2
 
@@ -243,7 +243,7 @@ public enum LayerKind: Int {
     public var isRecurrent: Bool { self != .softmax }
 }
 
-/// A series model's input and output (README "Recurrent mode"): the input at step t is the last
+/// A series model's input and output (docs/recurrent.md): the input at step t is the last
 /// `lags` samples, standardized as (x - mean) / scale (before the first sample arrives earlier
 /// lags repeat the first sample); the model predicts `outputs` numbers, returned as mean + scale * y,
 /// or x_t + scale * y when `residual`.

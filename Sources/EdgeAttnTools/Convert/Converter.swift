@@ -40,7 +40,7 @@ public struct ConvertOptions {
     /// W + beta (W* - W), W* = W (C + D)(H + D)^-1 the least-squares fit of the *source* model's
     /// output on the same tokens (min ||W* Xq - W Xf||, Calibration.floatTarget), so a layer makes
     /// up for part of the error the quantized layers before it left in its inputs. The whole step
-    /// (beta = 1) overshoots badly on SmolLM2 (README); a quarter of it pays.
+    /// (beta = 1) overshoots badly on SmolLM2 (docs/converter.md); a quarter of it pays.
     public var floatTarget = 0.0
     /// With sequential: within a layer too, each matrix is calibrated on inputs that went through the
     /// layer's matrices converted before it (q/k/v, then the attention output, gate/up, down), as
