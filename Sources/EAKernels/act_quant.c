@@ -34,12 +34,7 @@ void eak_quantize_block_generic(const float *v, eak_act_block *o) {
 }
 
 eak_quantize_block_fn eak_quantize_block_pick(void) {
-#if defined(__x86_64__)
-    if (eak_use_avx2()) return eak_quantize_block_avx2;
-#elif defined(__aarch64__)
-    if (eak_use_neon()) return eak_quantize_block_neon;
-#endif
-    return eak_quantize_block_generic;
+    return EAK_PICK(eak_quantize_block_generic, eak_quantize_block_avx2, eak_quantize_block_neon);
 }
 
 void eak_quantize_act(const float *x, int n_tok, int cols, eak_act_block *out, int n_threads) {

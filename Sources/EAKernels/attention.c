@@ -43,17 +43,6 @@ static void pv_generic(float *o, const float *p, const void *const *vv, int nv, 
     }
 }
 
-static void pick_half(qk_fn *qk, pv_fn *pv, pw_fn *pw) {
-    *qk = qk_generic;
-    *pv = pv_generic;
-    *pw = pw_generic;
-#if defined(__x86_64__)
-    if (eak_use_avx2()) { *qk = eak_qk_f16c; *pv = eak_pv_f16c; *pw = eak_pw_f16c; }
-#elif defined(__aarch64__)
-    if (eak_use_neon()) { *qk = eak_qk_neon; *pv = eak_pv_neon; }
-#endif
-}
-
 /* Float rows: the same lane order, plain C (the compiler vectorises the explicit lanes). */
 static float qk_f32(const float *q, const void *kv, int n, const float *h2f) {
     (void)h2f;
@@ -143,10 +132,9 @@ void eak_attention(const float *q, const float *k_cache, const float *v_cache, f
 void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
                        const eak_span *span, float *scratch, int n_threads) {
-    qk_fn qk;
-    pv_fn pv;
-    pw_fn pw;
-    pick_half(&qk, &pv, &pw);
+    const qk_fn qk = EAK_PICK(qk_generic, eak_qk_f16c, eak_qk_neon);
+    const pv_fn pv = EAK_PICK(pv_generic, eak_pv_f16c, eak_pv_neon);
+    const pw_fn pw = EAK_PICK(pw_generic, eak_pw_f16c, pw_generic);
     attention_driver(q, k_cache, v_cache, sizeof(uint16_t), out, n_tok, pos0, n_head, n_kv_head, head_dim,
                      scale, span, scratch, n_threads, 1, qk, pv, pw);
 }

@@ -31,4 +31,14 @@ int eak_use_vnni512(void);
 /* NEON forms, and their dotprod twins. */
 int eak_use_neon(void);
 int eak_use_neon_dotprod(void);
+
+/* The form of a kernel with an AVX2 and a NEON twin that runs here (only the argument of this
+ * architecture is compiled). */
+#if defined(__x86_64__)
+#define EAK_PICK(generic, avx2, neon) (eak_use_avx2() ? (avx2) : (generic))
+#elif defined(__aarch64__)
+#define EAK_PICK(generic, avx2, neon) (eak_use_neon() ? (neon) : (generic))
+#else
+#define EAK_PICK(generic, avx2, neon) (generic)
+#endif
 #endif

@@ -132,14 +132,9 @@ static float kvq_score_one(const eak_kvq *c, const float *qh, int kvh, int j, si
 static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, size_t rb, int d, int bits, int G,
                           const float *h2f, int simd4, float (*acc)[256], float *base) {
 #if defined(__x86_64__)
-    if (simd4) {
-        if (simd4 == 2) eak_kblock_heads_avx512(qh, nh, kr, rb, d, h2f, acc, base);
-        else eak_kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
-        return;
-    }
-#else
-    (void)simd4;
+    if (simd4) { eak_kblock_scores_x86(simd4, qh, nh, kr, rb, d, h2f, acc, base); return; }
 #endif
+    (void)simd4;
     for (int i = 0; i < nh; ++i) {
         for (int e = 0; e < G; ++e) acc[i][e] = 0.0f;
         base[i] = 0.0f;
@@ -157,18 +152,12 @@ static void kblock_scores(const float *const *qh, int nh, const uint8_t *kr, siz
  * over the block's keys (in key order, starting from zero) and added to the output once per block,
  * so the output row stays out of the per-key loop; the AVX2 form does the same operations in the
  * same order. */
-
 static void vblock_add(float *const *o, const float *const *w, int nh, int n, const uint8_t *const *vrec, int d,
                        int bits, int G, size_t rb, const float *h2f, int simd4) {
 #if defined(__x86_64__)
-    if (simd4) {
-        if (simd4 == 2) eak_vblock_heads_avx512(o, w, nh, n, vrec, d, rb, h2f);
-        else eak_vblock_heads_avx2(o, w, nh, n, vrec, d, rb, h2f);
-        return;
-    }
-#else
-    (void)simd4;
+    if (simd4) { eak_vblock_add_x86(simd4, o, w, nh, n, vrec, d, rb, h2f); return; }
 #endif
+    (void)simd4;
     float acc[256];
     for (int g = 0; g < d / G; ++g)
         for (int i = 0; i < nh; ++i) {

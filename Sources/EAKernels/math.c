@@ -148,14 +148,7 @@ void eak_rope_rows(float *q, int q_heads, float *k, int k_heads, int head_dim, i
     );
 }
 
-eak_silu_fn eak_silu_pick(void) {
-#if defined(__x86_64__)
-    if (eak_use_avx2()) return eak_silu_avx2;
-#elif defined(__aarch64__)
-    if (eak_use_neon()) return eak_silu_neon;
-#endif
-    return silu_generic;
-}
+eak_silu_fn eak_silu_pick(void) { return EAK_PICK(silu_generic, eak_silu_avx2, eak_silu_neon); }
 
 static void glu_range(float *out, const float *g, const float *u, int64_t i0, int64_t i1, int gelu) {
     if (gelu) {

@@ -31,24 +31,13 @@ static void dot4_generic(const float *w, const float *x0, const float *x1, const
     acc[3] += eak_dot_f32(w, x3, n);
 }
 
-static void pick_dots(eak_dot4_fn *d4, eak_dot1_fn *d1) {
-    *d4 = dot4_generic;
-    *d1 = eak_dot_f32;
-#if defined(__x86_64__)
-    if (eak_use_avx2()) { *d4 = eak_dot4_avx2; *d1 = eak_dot1_avx2; }
-#elif defined(__aarch64__)
-    if (eak_use_neon()) { *d4 = eak_dot4_neon; *d1 = eak_dot1_neon; }
-#endif
-}
-
 void eak_matmul(int type, const void *w, size_t row_bytes, int rows, int cols, const float *x,
                 int n_tok, float *y, int n_threads) {
     const uint32_t be = eak_type_block_elems(type), bb = eak_type_block_bytes(type);
     if (be == 0 || cols % be != 0) return; /* the caller validated; keep the kernel total */
     if (n_threads < 1) n_threads = 1;
-    eak_dot4_fn dot4;
-    eak_dot1_fn dot1;
-    pick_dots(&dot4, &dot1);
+    const eak_dot4_fn dot4 = EAK_PICK(dot4_generic, eak_dot4_avx2, eak_dot4_neon);
+    const eak_dot1_fn dot1 = EAK_PICK(eak_dot_f32, eak_dot1_avx2, eak_dot1_neon);
     /* a segment holds a whole number of blocks */
     const int seg = (int)(SEG / be * be);
     const int eak_nt = n_threads;

@@ -24,29 +24,13 @@ float eak_lanes_generic(const int8_t *wq, const eak_act_block *xa, const float *
 }
 
 void eak_q8_pick(eak_q8_kernels *k) {
-    k->lanes = eak_lanes_generic;
-    k->unpack = NULL;
-    k->fused = NULL;
-    k->name = "generic";
+    const eak_q8_kernels generic = { eak_lanes_generic, NULL, NULL, "generic" };
+    *k = generic;
 #if defined(__x86_64__)
-    if (eak_use_avx2()) {
-        k->lanes = eak_lanes_avx2;
-        k->unpack = eak_unpack_row_avx2;
-        k->fused = eak_fused_avx2;
-        k->name = "avx2";
-    }
+    if (eak_use_avx2()) *k = (eak_q8_kernels){ eak_lanes_avx2, eak_unpack_row_avx2, eak_fused_avx2, "avx2" };
 #elif defined(__aarch64__)
-    if (eak_use_neon()) {
-        k->lanes = eak_lanes_neon;
-        k->unpack = eak_unpack_row_neon;
-        k->fused = eak_fused_neon;
-        k->name = "neon";
-    }
-    if (eak_use_neon_dotprod()) {
-        k->lanes = eak_lanes_dotprod;
-        k->fused = eak_fused_dotprod;
-        k->name = "neon-dotprod";
-    }
+    if (eak_use_neon_dotprod()) *k = (eak_q8_kernels){ eak_lanes_dotprod, eak_unpack_row_neon, eak_fused_dotprod, "neon-dotprod" };
+    else if (eak_use_neon()) *k = (eak_q8_kernels){ eak_lanes_neon, eak_unpack_row_neon, eak_fused_neon, "neon" };
 #endif
 }
 

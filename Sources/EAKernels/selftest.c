@@ -87,7 +87,8 @@ int eak_w2p_self_test(uint32_t seed, char *msg, size_t msg_len) {
     int checks = 0;
     eak_w2p_fn vf[5];
     const char *vn[5];
-    const int nv = eak_w2p_variants(vf, vn);
+    eak_w2_quad_fn vq[4];
+    const int nv = eak_w2_variants(vq, vf, vn);
     vf[nv] = eak_w2p_generic; vn[nv] = "generic";
     for (int iter = 0; iter < 40; ++iter) {
         /* small groups and the converter's large ones (whole rows up to this buffer's 768 columns) */
@@ -285,7 +286,8 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             }
             eak_w2_quad_fn vf[4];
             const char *vn[4];
-            const int nv = eak_w2_quad_variants(vf, vn);
+            eak_w2p_fn vp[4];
+            const int nv = eak_w2_variants(vf, vp, vn);
             const uint8_t *rp[4];
             for (int k = 0; k < 4; ++k) rp[k] = many + (size_t)(k + 1) * ng * gb; /* W2 rows 1-4 above */
             for (int v = 0; v < nv; ++v) {

@@ -14,17 +14,29 @@ typedef void (*eak_w2_quad_fn)(const uint8_t *const r[4], const eak_act_block *x
                                const float *h2f, float *y, size_t ys);
 void eak_w2_quad_generic(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
                          const float *h2f, float *y, size_t ys);
-/* The quad kernels this CPU has (cpu.h), slowest first (the last is dispatched unless the generic
- * kernels are forced); the self test checks each against the generic one. f and name hold 4. */
-int eak_w2_quad_variants(eak_w2_quad_fn f[4], const char *name[4]);
 
 /* One panel (16 rows) times nt (1..4) tokens: y[t * ys + r] for r < 16. */
 typedef void (*eak_w2p_fn)(const uint8_t *p, const eak_act_block *x, size_t xs, int nt, int ng, int cpg, float *y,
                            size_t ys);
 void eak_w2p_generic(const uint8_t *p, const eak_act_block *x, size_t xs, int nt, int ng, int cpg, float *y,
                      size_t ys);
-/* The panel kernels this CPU has, slowest first (the last is dispatched). f and name hold 4. */
-int eak_w2p_variants(eak_w2p_fn f[4], const char *name[4]);
+
+/* The W2 forms this CPU has (cpu.h), slowest first: each form's four-row and panel kernel and its
+ * name (arrays of 4). The last is dispatched unless the generic kernels are forced; the self test
+ * checks every one against the generic kernels. */
+int eak_w2_variants(eak_w2_quad_fn quad[4], eak_w2p_fn panel[4], const char *name[4]);
+/* The dispatched four-row and panel kernels (either pointer may be NULL); returns the form's name. */
+const char *eak_w2_pick(eak_w2_quad_fn *quad, eak_w2p_fn *panel);
+
+/* BODY(LSUM, NT) with the token count nt (1 to 4) as the constant NT, so that the SIMD forms'
+ * per-token accumulators become registers. */
+#define EAK_W2_NT_SWITCH(BODY, LSUM)                                                                    \
+    switch (nt) {                                                                                       \
+    case 1: BODY(LSUM, 1) break;                                                                        \
+    case 2: BODY(LSUM, 2) break;                                                                        \
+    case 3: BODY(LSUM, 3) break;                                                                        \
+    default: BODY(LSUM, 4) break;                                                                       \
+    }
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,f16c"))) void eak_w2_quad_avx2(const uint8_t *const r[4], const eak_act_block *x, size_t xs,

@@ -108,35 +108,7 @@ void eak_w2p_generic(const uint8_t *p, const eak_act_block *x, size_t xs, int nt
     }
 }
 
-int eak_w2p_variants(eak_w2p_fn f[4], const char *name[4]) {
-    int n = 0;
-#if defined(__x86_64__)
-    if (eak_cpu_avx2()) {
-        f[n] = eak_w2p_avx2; name[n++] = "avx2";
-        if (eak_cpu_avxvnni()) { f[n] = eak_w2p_avxvnni; name[n++] = "avx-vnni"; }
-        if (eak_cpu_avx512()) { f[n] = eak_w2p_vnni512; name[n++] = "avx512-vnni"; }
-    }
-#elif defined(__aarch64__)
-    if (eak_cpu_neon()) { f[n] = eak_w2p_neon; name[n++] = "neon"; }
-    if (eak_cpu_neon_dotprod()) { f[n] = eak_w2p_dotprod; name[n++] = "neon-dotprod"; }
-#endif
-    (void)f; (void)name;
-    return n;
-}
-
-static eak_w2p_fn pick_w2p(const char **name) {
-    eak_w2p_fn f[4];
-    const char *nm[4];
-    const int n = eak_generic_forced() ? 0 : eak_w2p_variants(f, nm);
-    *name = n ? nm[n - 1] : "generic";
-    return n ? f[n - 1] : eak_w2p_generic;
-}
-
-const char *eak_w2p_kernel_name(void) {
-    const char *name;
-    pick_w2p(&name);
-    return name;
-}
+const char *eak_w2p_kernel_name(void) { return eak_w2_pick(NULL, NULL); }
 
 #define W2P_PASS_TOKENS 4 /* tokens per kernel call (a chunk's codes unpacked once for them) */
 #define W2P_TOKEN_TILE 32 /* prefill: tokens per pass over a thread's panels (their activations stay in cache) */
@@ -173,8 +145,8 @@ void eak_matmul_w2p_jobs(const eak_w2p_job *a, const eak_w2p_job *b, const eak_w
         total += np[nj++];
     }
     if (nj == 0 || n_tok < 1) return;
-    const char *name;
-    const eak_w2p_fn f = pick_w2p(&name);
+    eak_w2p_fn f;
+    eak_w2_pick(NULL, &f);
     if (n_threads < 1) n_threads = 1;
     const int eak_nt = n_threads;
     /* the jobs' panels as one range, split in contiguous shares: one region for all of them */

@@ -64,44 +64,53 @@ void eak_w2_quad_generic(const uint8_t *const r[4], const eak_act_block *x, size
         for (int k = 0; k < 4; ++k) y[(size_t)t * ys + k] = eak_w2_row_generic(r[k], x + (size_t)t * xs, ng, cpg, h2f);
 }
 
-int eak_w2_quad_variants(eak_w2_quad_fn f[4], const char *name[4]) {
-    int n = 0;
+int eak_w2_variants(eak_w2_quad_fn quad[4], eak_w2p_fn panel[4], const char *name[4]) {
+    static const struct {
+        int (*has)(void);
+        eak_w2_quad_fn quad;
+        eak_w2p_fn panel;
+        const char *name;
+    } forms[] = {
 #if defined(__x86_64__)
-    if (eak_cpu_avx2()) {
-        f[n] = eak_w2_quad_avx2; name[n++] = "avx2";
-        /* both where both exist: the EVEX form is dispatched, it is the faster one in prefill */
-        if (eak_cpu_avxvnni()) { f[n] = eak_w2_quad_avxvnni; name[n++] = "avx-vnni"; }
-        if (eak_cpu_avx512()) { f[n] = eak_w2_quad_vnni512; name[n++] = "avx512-vnni"; }
-    }
+        { eak_cpu_avx2, eak_w2_quad_avx2, eak_w2p_avx2, "avx2" },
+        /* both VNNI forms where both exist: the EVEX one is dispatched, it is the faster in prefill */
+        { eak_cpu_avxvnni, eak_w2_quad_avxvnni, eak_w2p_avxvnni, "avx-vnni" },
+        { eak_cpu_avx512, eak_w2_quad_vnni512, eak_w2p_vnni512, "avx512-vnni" },
 #elif defined(__aarch64__)
-    if (eak_cpu_neon()) { f[n] = eak_w2_quad_neon; name[n++] = "neon"; }
-    if (eak_cpu_neon_dotprod()) { f[n] = eak_w2_quad_dotprod; name[n++] = "neon-dotprod"; }
+        { eak_cpu_neon, eak_w2_quad_neon, eak_w2p_neon, "neon" },
+        { eak_cpu_neon_dotprod, eak_w2_quad_dotprod, eak_w2p_dotprod, "neon-dotprod" },
 #endif
-    (void)f; (void)name;
+        { NULL, NULL, NULL, NULL }
+    };
+    int n = 0;
+    for (int i = 0; forms[i].has; ++i)
+        if (forms[i].has()) {
+            quad[n] = forms[i].quad;
+            panel[n] = forms[i].panel;
+            name[n++] = forms[i].name;
+        }
     return n;
 }
 
-static eak_w2_quad_fn pick_w2_quad(const char **name) {
-    eak_w2_quad_fn f[4];
+const char *eak_w2_pick(eak_w2_quad_fn *quad, eak_w2p_fn *panel) {
+    eak_w2_quad_fn q[4];
+    eak_w2p_fn p[4];
     const char *nm[4];
-    const int n = eak_generic_forced() ? 0 : eak_w2_quad_variants(f, nm);
-    *name = n ? nm[n - 1] : "generic";
-    return n ? f[n - 1] : eak_w2_quad_generic;
+    const int n = eak_generic_forced() ? 0 : eak_w2_variants(q, p, nm);
+    if (quad) *quad = n ? q[n - 1] : eak_w2_quad_generic;
+    if (panel) *panel = n ? p[n - 1] : eak_w2p_generic;
+    return n ? nm[n - 1] : "generic";
 }
 
-const char *eak_w2_kernel_name(void) {
-    const char *name;
-    pick_w2_quad(&name);
-    return name;
-}
+const char *eak_w2_kernel_name(void) { return eak_w2_pick(NULL, NULL); }
 
 #define W2_PASS_TOKENS 4 /* tokens per kernel call (the codes of a block unpacked once for them) */
 #define W2_TOKEN_TILE 32 /* prefill: tokens per pass over a thread's rows (their activations stay in cache) */
 
 void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int group,
                    const eak_act_block *xq, int n_tok, float *y, int n_threads) {
-    const char *name;
-    const eak_w2_quad_fn quad = pick_w2_quad(&name);
+    eak_w2_quad_fn quad;
+    eak_w2_pick(&quad, NULL);
     const float *h2f = eak_f16_table();
     if (eak_w2_row_bytes(cols, group) == 0) return; /* callers validate; never read out of bounds */
     const int cpg = group / 32, ng = cols / group, nb_all = cols / 32;

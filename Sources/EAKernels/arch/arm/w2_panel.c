@@ -2,6 +2,7 @@
  * Both give the row kernels' results bit for bit. */
 #if defined(__aarch64__)
 #include "../../w2.h"
+#include "simd_arm.h"
 #include <arm_neon.h>
 
 /* The panel as four quads of 4 rows (bytes 16k .. 16k + 15 of each code vector), one after another
@@ -53,10 +54,7 @@ static inline int32x4_t w2p_l_neon(const uint8x16_t u[4], int8x16_t xh) {
                         const eak_act_block *xb = x + (size_t)t * xs + b;                                 \
                         const int32x4_t l0 = LSUM(u0, vld1q_s8(xb->qs));                                  \
                         const int32x4_t l1 = LSUM(u1, vld1q_s8(xb->qs + 16));                             \
-                        const float32x4_t sc = vmulq_f32(dv, vdupq_n_f32(xb->d));                         \
-                        lo[t] = vaddq_f32(lo[t], vmulq_f32(sc, vcvtq_f32_s32(l0)));                       \
-                        hi[t] = vaddq_f32(hi[t], vmulq_f32(sc, vcvtq_f32_s32(l1)));                       \
-                        mm[t] = vaddq_f32(mm[t], vmulq_f32(mv, vdupq_n_f32(xb->s)));                      \
+                        w2_float4_neon(&lo[t], &hi[t], &mm[t], dv, mv, xb, l0, l1);                       \
                     }                                                                                     \
                 }                                                                                         \
             }                                                                                             \
@@ -65,24 +63,15 @@ static inline int32x4_t w2p_l_neon(const uint8x16_t u[4], int8x16_t xh) {
         }                                                                                                 \
     }
 
-#define W2P_SWITCH_NEON(LSUM)                                                                             \
-    switch (nt) {                                                                                         \
-    case 1: W2P_BODY_NEON(LSUM, 1) break;                                                                 \
-    case 2: W2P_BODY_NEON(LSUM, 2) break;                                                                 \
-    case 3: W2P_BODY_NEON(LSUM, 3) break;                                                                 \
-    default: W2P_BODY_NEON(LSUM, 4) break;                                                                \
-    }
-
 void eak_w2p_neon(const uint8_t *p, const eak_act_block *x, size_t xs, int nt, int ng, int cpg, float *y,
                   size_t ys) {
-    W2P_SWITCH_NEON(w2p_l_neon)
+    EAK_W2_NT_SWITCH(W2P_BODY_NEON, w2p_l_neon)
 }
 
 __attribute__((target("arch=armv8.2-a+dotprod"))) void eak_w2p_dotprod(const uint8_t *p, const eak_act_block *x,
                                                                  size_t xs, int nt, int ng, int cpg, float *y,
                                                                  size_t ys) {
-    W2P_SWITCH_NEON(w2p_l_dotprod)
+    EAK_W2_NT_SWITCH(W2P_BODY_NEON, w2p_l_dotprod)
 }
-#undef W2P_SWITCH_NEON
 #undef W2P_BODY_NEON
 #endif

@@ -2,6 +2,7 @@
  * eak_w2_row_generic's results bit for bit. */
 #if defined(__aarch64__)
 #include "../../w2.h"
+#include "simd_arm.h"
 #include <arm_neon.h>
 
 /* The layout of the x86 quad kernels (see there), one 128-bit half h at a time: lane k of V_{j,h}
@@ -70,35 +71,23 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static inline int32x4_t w2_l_d
                     const eak_act_block *xb = x + (size_t)t * xs + b;                                 \
                     const int32x4_t l0 = LSUM(v, 0, vld1q_s8(xb->qs));                                \
                     const int32x4_t l1 = LSUM(v, 1, vld1q_s8(xb->qs + 16));                           \
-                    const float32x4_t sc = vmulq_f32(dv, vdupq_n_f32(xb->d));                         \
-                    lo[t] = vaddq_f32(lo[t], vmulq_f32(sc, vcvtq_f32_s32(l0)));                       \
-                    hi[t] = vaddq_f32(hi[t], vmulq_f32(sc, vcvtq_f32_s32(l1)));                       \
-                    mm[t] = vaddq_f32(mm[t], vmulq_f32(mv, vdupq_n_f32(xb->s)));                      \
+                    w2_float4_neon(&lo[t], &hi[t], &mm[t], dv, mv, xb, l0, l1);                       \
                 }                                                                                     \
             }                                                                                         \
         }                                                                                             \
         for (int t = 0; t < NT; ++t) vst1q_f32(y + (size_t)t * ys, vaddq_f32(vaddq_f32(lo[t], hi[t]), mm[t])); \
     }
 
-#define W2_QUAD_NEON_SWITCH(LSUM)                                                                     \
-    switch (nt) {                                                                                     \
-    case 1: W2_QUAD_NEON_BODY(LSUM, 1) break;                                                         \
-    case 2: W2_QUAD_NEON_BODY(LSUM, 2) break;                                                         \
-    case 3: W2_QUAD_NEON_BODY(LSUM, 3) break;                                                         \
-    default: W2_QUAD_NEON_BODY(LSUM, 4) break;                                                        \
-    }
-
 void eak_w2_quad_neon(const uint8_t *const r[4], const eak_act_block *x, size_t xs, int nt, int ng, int cpg,
                       const float *h2f, float *y, size_t ys) {
-    W2_QUAD_NEON_SWITCH(w2_l_neon)
+    EAK_W2_NT_SWITCH(W2_QUAD_NEON_BODY, w2_l_neon)
 }
 
 __attribute__((target("arch=armv8.2-a+dotprod"))) void eak_w2_quad_dotprod(const uint8_t *const r[4],
                                                                      const eak_act_block *x, size_t xs,
                                                                      int nt, int ng, int cpg,
                                                                      const float *h2f, float *y, size_t ys) {
-    W2_QUAD_NEON_SWITCH(w2_l_dotprod)
+    EAK_W2_NT_SWITCH(W2_QUAD_NEON_BODY, w2_l_dotprod)
 }
 #undef W2_QUAD_NEON_BODY
-#undef W2_QUAD_NEON_SWITCH
 #endif

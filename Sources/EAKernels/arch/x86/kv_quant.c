@@ -77,9 +77,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kblock_hea
     }
 }
 
-__attribute__((target("avx2,fma"))) void eak_kblock_heads_avx2(const float *const *qh, int nh, const uint8_t *kr,
-                                                              size_t rb, int d, const float *h2f, float (*acc)[256],
-                                                              float *base) {
+__attribute__((target("avx2,fma"))) static void kblock_heads_avx2(const float *const *qh, int nh, const uint8_t *kr,
+                                                            size_t rb, int d, const float *h2f, float (*acc)[256],
+                                                            float *base) {
     switch (nh) { /* constant head counts: the accumulators become registers */
     case 1: kblock_heads_nh(qh, 1, kr, rb, d, h2f, acc, base); break;
     case 2: kblock_heads_nh(qh, 2, kr, rb, d, h2f, acc, base); break;
@@ -117,9 +117,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void kblock_head
     }
 }
 
-__attribute__((target("avx512f"))) void eak_kblock_heads_avx512(const float *const *qh, int nh, const uint8_t *kr,
-                                                               size_t rb, int d, const float *h2f, float (*acc)[256],
-                                                               float *base) {
+__attribute__((target("avx512f"))) static void kblock_heads_avx512(const float *const *qh, int nh, const uint8_t *kr,
+                                                                 size_t rb, int d, const float *h2f, float (*acc)[256],
+                                                                 float *base) {
     switch (nh) {
     case 1: kblock_heads512_nh(qh, 1, kr, rb, d, h2f, acc, base); break;
     case 2: kblock_heads512_nh(qh, 2, kr, rb, d, h2f, acc, base); break;
@@ -188,9 +188,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void vblock_hea
     }
 }
 
-__attribute__((target("avx2,fma"))) void eak_vblock_heads_avx2(float *const *o, const float *const *w, int nh, int n,
-                                                              const uint8_t *const *vrec, int d, size_t rb,
-                                                              const float *h2f) {
+__attribute__((target("avx2,fma"))) static void vblock_heads_avx2(float *const *o, const float *const *w, int nh, int n,
+                                                            const uint8_t *const *vrec, int d, size_t rb,
+                                                            const float *h2f) {
     switch (nh) {
     case 1: vblock_heads_nh(o, w, 1, n, vrec, d, rb, h2f); break;
     case 2: vblock_heads_nh(o, w, 2, n, vrec, d, rb, h2f); break;
@@ -231,14 +231,26 @@ __attribute__((target("avx512f"), always_inline)) static inline void vblock_head
     }
 }
 
-__attribute__((target("avx512f"))) void eak_vblock_heads_avx512(float *const *o, const float *const *w, int nh, int n,
-                                                               const uint8_t *const *vrec, int d, size_t rb,
-                                                               const float *h2f) {
+__attribute__((target("avx512f"))) static void vblock_heads_avx512(float *const *o, const float *const *w, int nh, int n,
+                                                                 const uint8_t *const *vrec, int d, size_t rb,
+                                                                 const float *h2f) {
     switch (nh) {
     case 1: vblock_heads512_nh(o, w, 1, n, vrec, d, rb, h2f); break;
     case 2: vblock_heads512_nh(o, w, 2, n, vrec, d, rb, h2f); break;
     case 3: vblock_heads512_nh(o, w, 3, n, vrec, d, rb, h2f); break;
     default: vblock_heads512_nh(o, w, 4, n, vrec, d, rb, h2f); break;
     }
+}
+
+void eak_kblock_scores_x86(int simd4, const float *const *qh, int nh, const uint8_t *kr, size_t rb, int d,
+                           const float *h2f, float (*acc)[256], float *base) {
+    if (simd4 == 2) kblock_heads_avx512(qh, nh, kr, rb, d, h2f, acc, base);
+    else kblock_heads_avx2(qh, nh, kr, rb, d, h2f, acc, base);
+}
+
+void eak_vblock_add_x86(int simd4, float *const *o, const float *const *w, int nh, int n, const uint8_t *const *vrec,
+                        int d, size_t rb, const float *h2f) {
+    if (simd4 == 2) vblock_heads_avx512(o, w, nh, n, vrec, d, rb, h2f);
+    else vblock_heads_avx2(o, w, nh, n, vrec, d, rb, h2f);
 }
 #endif

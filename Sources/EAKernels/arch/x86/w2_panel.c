@@ -108,24 +108,15 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void eak_w2p_vnni512(cons
         }                                                                                                  \
     }
 
-#define W2P_SWITCH256(LSUM)                                                                                \
-    switch (nt) {                                                                                          \
-    case 1: W2P_BODY256(LSUM, 1) break;                                                                    \
-    case 2: W2P_BODY256(LSUM, 2) break;                                                                    \
-    case 3: W2P_BODY256(LSUM, 3) break;                                                                    \
-    default: W2P_BODY256(LSUM, 4) break;                                                                   \
-    }
-
 __attribute__((target("avx2,f16c"))) void eak_w2p_avx2(const uint8_t *p, const eak_act_block *x, size_t xs, int nt,
                                                  int ng, int cpg, float *y, size_t ys) {
-    W2P_SWITCH256(W2P_L_AVX2)
+    EAK_W2_NT_SWITCH(W2P_BODY256, W2P_L_AVX2)
 }
 
 __attribute__((target("avx2,f16c,avxvnni"))) void eak_w2p_avxvnni(const uint8_t *p, const eak_act_block *x, size_t xs,
                                                             int nt, int ng, int cpg, float *y, size_t ys) {
-    W2P_SWITCH256(W2P_L_AVXVNNI)
+    EAK_W2_NT_SWITCH(W2P_BODY256, W2P_L_AVXVNNI)
 }
-#undef W2P_SWITCH256
 #undef W2P_BODY256
 #undef W2P_L_AVX2
 #undef W2P_L_AVXVNNI
