@@ -12,6 +12,27 @@
 
 static uint32_t st_rand(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
 
+/* n random activation blocks: d in (0, 0.1] through fp16, codes in [-127, 127] ([-128, 127] when
+ * wide), s = d * (their sum) through fp16. */
+static void random_act_blocks(uint32_t *s, eak_act_block *o, int n, int wide, const float *h2f) {
+    for (int i = 0; i < n; ++i) {
+        o[i].d = h2f[eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-4f)];
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            o[i].qs[j] = (int8_t)(wide ? (int)(st_rand(s) % 256) - 128 : (int)(st_rand(s) % 255) - 127);
+            sum += o[i].qs[j];
+        }
+        o[i].s = h2f[eak_f32_to_f16(o[i].d * (float)sum)];
+    }
+}
+
+/* A W2 group header at gp: finite fp16 scale d in (0, 1] and offset m in (-1, 0]. */
+static void random_w2_header(uint32_t *s, uint8_t *gp) {
+    const uint16_t d = eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-3f);
+    const uint16_t m = eak_f32_to_f16(-(float)(st_rand(s) % 1000) * 1e-3f);
+    gp[0] = (uint8_t)d; gp[1] = (uint8_t)(d >> 8); gp[2] = (uint8_t)m; gp[3] = (uint8_t)(m >> 8);
+}
+
 /* Self test: random Q4_1 rows (32 of them: two panels), packed; every panel kernel and the rebuilt
  * rows against the row layout's generic steps. */
 static int q4p_self_test(uint32_t *s, char *msg, size_t msg_len) {
@@ -28,12 +49,7 @@ static int q4p_self_test(uint32_t *s, char *msg, size_t msg_len) {
     for (int it = 0; it < 4; ++it) {
         const int nb = nbs[it];
         const size_t rb = (size_t)nb * 20;
-        for (int b = 0; b < nb; ++b) {
-            xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-4f)];
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) { xa[b].qs[j] = (int8_t)((int)(st_rand(s) % 255) - 127); sum += xa[b].qs[j]; }
-            xa[b].s = h2f[eak_f32_to_f16(xa[b].d * (float)sum)];
-        }
+        random_act_blocks(s, xa, nb, 0, h2f);
         for (size_t i = 0; i < R * rb; ++i) rows[i] = (uint8_t)st_rand(s);
         for (int i = 0; i < R * nb; ++i) { /* finite d and m */
             const uint16_t d = eak_f32_to_f16((float)(st_rand(s) % 1000 + 1) * 1e-3f);
@@ -98,19 +114,8 @@ int eak_w2p_self_test(uint32_t seed, char *msg, size_t msg_len) {
         const size_t gb = 4 + 8 * (size_t)cpg, rb = (size_t)ng * gb;
         for (size_t i = 0; i < R * rb; ++i) rows[i] = (uint8_t)st_rand(&s);
         for (int r = 0; r < R; ++r)
-            for (int g = 0; g < ng; ++g) { /* finite scales */
-                uint8_t *gp = rows + (size_t)r * rb + (size_t)g * gb;
-                const uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f);
-                const uint16_t m = eak_f32_to_f16(-(float)(st_rand(&s) % 1000) * 1e-3f);
-                gp[0] = (uint8_t)d; gp[1] = (uint8_t)(d >> 8); gp[2] = (uint8_t)m; gp[3] = (uint8_t)(m >> 8);
-            }
-        for (int i = 0; i < 4 * nb; ++i) { /* four distinct tokens, activations down to -128 */
-            eak_act_block *o = &xa[i];
-            o->d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) { o->qs[j] = (int8_t)((int)(st_rand(&s) % 256) - 128); sum += o->qs[j]; }
-            o->s = h2f[eak_f32_to_f16(o->d * (float)sum)];
-        }
+            for (int g = 0; g < ng; ++g) random_w2_header(&s, rows + (size_t)r * rb + (size_t)g * gb); /* finite scales */
+        random_act_blocks(&s, xa, 4 * nb, 1, h2f); /* four distinct tokens, activations down to -128 */
         memcpy(panel, rows, R * rb);
         if (eak_w2_pack_panels(panel, rb, R, cols, group, scratch) != 0) {
             if (msg) snprintf(msg, msg_len, "W2 panel packing refused %d columns in groups of %d", cols, group);
@@ -193,12 +198,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
         static const int groups[] = { 32, 64, 96, 128, 192, 256, 512, 576, 1536 };
         const int group = groups[st_rand(&s) % (sizeof groups / sizeof groups[0])];
         const int ng = 1 + (int)(st_rand(&s) % (NB * 32 / group)), nb = ng * group / 32;
-        for (int b = 0; b < nb; ++b) {
-            xa[b].d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) { xa[b].qs[j] = (int8_t)((int)(st_rand(&s) % 255) - 127); sum += xa[b].qs[j]; }
-            xa[b].s = h2f[eak_f32_to_f16(xa[b].d * (float)sum)];
-        }
+        random_act_blocks(&s, xa, nb, 0, h2f);
         /* activation quantization: random blocks, ties (v * 127 / max|v| exactly k + 1/2), a zero block */
         {
             float v[32];
@@ -233,11 +233,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
         /* W2: a random packed row, one and three tokens, against the generic row */
         const int gb = 4 + group / 4;
         for (int i = 0; i < ng * gb; ++i) row[i] = (uint8_t)st_rand(&s);
-        for (int g = 0; g < ng; ++g) { /* finite scales */
-            uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f), m = eak_f32_to_f16(-(float)(st_rand(&s) % 1000) * 1e-3f);
-            row[g * gb] = (uint8_t)d; row[g * gb + 1] = (uint8_t)(d >> 8);
-            row[g * gb + 2] = (uint8_t)m; row[g * gb + 3] = (uint8_t)(m >> 8);
-        }
+        for (int g = 0; g < ng; ++g) random_w2_header(&s, row + g * gb);
         const int cpg = group / 32;
         const float ref = eak_w2_row_generic(row, xa, ng, cpg, h2f);
         float yv = 0.0f;
@@ -262,11 +258,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
             float yr[R];
             for (int i = 0; i < R * ng * gb; ++i) many[i] = (uint8_t)st_rand(&s);
             for (int r = 0; r < R; ++r)
-                for (int g = 0; g < ng; ++g) {
-                    uint8_t *gp = many + (size_t)r * ng * gb + (size_t)g * gb;
-                    uint16_t d = eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-3f), mm = eak_f32_to_f16(-(float)(st_rand(&s) % 1000) * 1e-3f);
-                    gp[0] = (uint8_t)d; gp[1] = (uint8_t)(d >> 8); gp[2] = (uint8_t)mm; gp[3] = (uint8_t)(mm >> 8);
-                }
+                for (int g = 0; g < ng; ++g) random_w2_header(&s, many + (size_t)r * ng * gb + (size_t)g * gb);
             eak_matmul_w2(many, (size_t)ng * gb, R, nb * 32, group, xa, 1, yr, 1);
             for (int r = 0; r < R; ++r) {
                 const float want = eak_w2_row_generic(many + (size_t)r * ng * gb, xa, ng, cpg, h2f);
@@ -277,13 +269,7 @@ int eak_self_test(uint32_t seed, char *msg, size_t msg_len) {
                 }
             }
             /* every W2 quad variant this CPU has (not only the dispatched one), two distinct tokens */
-            for (int i = 0; i < nb; ++i) {
-                eak_act_block *o = &xa3[nb + i];
-                o->d = h2f[eak_f32_to_f16((float)(st_rand(&s) % 1000 + 1) * 1e-4f)];
-                int sum = 0;
-                for (int j = 0; j < 32; ++j) { o->qs[j] = (int8_t)((int)(st_rand(&s) % 256) - 128); sum += o->qs[j]; }
-                o->s = h2f[eak_f32_to_f16(o->d * (float)sum)];
-            }
+            random_act_blocks(&s, xa3 + nb, nb, 1, h2f);
             eak_w2_quad_fn vf[4];
             const char *vn[4];
             eak_w2p_fn vp[4];
