@@ -23,7 +23,7 @@ swiftc=$SWIFT_BIN/swiftc
 toolchain=$(cd "$SWIFT_BIN/.." && pwd)
 omp_inc=/usr/lib/llvm-14/lib/clang/14.0.6/include
 mapfile -t swift_srcs < <(find "$root/Sources/EdgeAttn" -name '*.swift' | sort)
-c_srcs=("$root"/Sources/EAKernels/*.c)
+mapfile -t c_srcs < <(find "$root/Sources/EAKernels" -name '*.c' | LC_ALL=C sort)
 
 build_one() { # arch
   local arch=$1 triple swift_target cc cflags opt=-O3 swiftflags=()
@@ -61,7 +61,7 @@ build_one() { # arch
   echo "build-lib: $triple: kernels" >&2
   for c in "${c_srcs[@]}"; do
     "$cc" $opt -ffp-contract=off -fPIC -std=gnu11 -Wall -I "$root/Sources/EAKernels/include" "${cflags[@]}" \
-      -c "$c" -o "$obj/$(basename "${c%.c}").o"
+      -c "$c" -o "$obj/kern_$(rel=${c#"$root"/Sources/EAKernels/}; echo "${rel%.c}" | tr / _).o"
   done
   local unicode=$toolchain/lib/swift/embedded/$swift_target/libswiftUnicodeDataTables.a
   [ -f "$unicode" ] || { echo "build-lib: missing $unicode" >&2; exit 1; }

@@ -232,22 +232,3 @@ int eak_dequantize(int type, const void *src, float *dst, int64_t n) {
     }
     return 0;
 }
-
-/* ---- W2: libedgeattn's 2-bit format (see ea_kernels.h) ---------------------------------------- */
-size_t eak_w2_row_bytes(int cols, int group) {
-    if (group < 32 || group % 32 != 0 || cols <= 0 || cols % group != 0) return 0;
-    return (size_t)(cols / group) * (size_t)(4 + group / 4);
-}
-
-int eak_w2_dequantize_row(const void *row, float *dst, int cols, int group) {
-    if (eak_w2_row_bytes(cols, group) == 0) return -1;
-    const uint8_t *p = (const uint8_t *)row;
-    for (int g = 0; g < cols / group; ++g, p += 4 + group / 4) {
-        const float d = f16(p), m = f16(p + 2);
-        for (int c = 0; c < group / 32; ++c) {
-            const uint8_t *q = p + 4 + 8 * c;
-            for (int j = 0; j < 32; ++j) *dst++ = (float)((q[j & 7] >> (2 * (j >> 3))) & 3) * d + m;
-        }
-    }
-    return 0;
-}

@@ -1,5 +1,6 @@
 /* Platform shims for the Swift core: the core imports no libc module (the embedded aarch64 build has
- * none), so file mapping, allocation, clocks and CPU features come through these few functions. */
+ * none), so file mapping, allocation, clocks and threads come through these few functions (CPU features:
+ * cpu.c). */
 #define _GNU_SOURCE
 #include "ea_kernels.h"
 #include <errno.h>
@@ -13,12 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
-#endif
 
 const void *eak_map_file(const char *path, int use_mmap, uint64_t *out_size, int *err_no) {
     *out_size = 0;
@@ -81,21 +76,6 @@ uint64_t eak_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-const char *eak_isa_name(void) {
-#if defined(__aarch64__)
-#if defined(__linux__)
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) return "neon-dotprod";
-#endif
-    return "neon";
-#elif defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-    return "generic";
-#else
-    return "generic";
-#endif
 }
 
 static _Thread_local char tls_error[512];

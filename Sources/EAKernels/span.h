@@ -1,5 +1,5 @@
 /* Which keys a query reads under an eak_span (see ea_kernels.h): shared by the float/half driver
- * (ops.c) and the quantized cache (kvquant.c), so both enumerate keys identically. Internal. */
+ * (attention.c) and the quantized cache (kv_quant.c), so both enumerate keys identically. Internal. */
 #ifndef EAK_SPAN_H
 #define EAK_SPAN_H
 #include "ea_kernels.h"

@@ -140,16 +140,18 @@ const char *eak_w2_kernel_name(void);
  * the AVX-512F forms of the AVX2 loops off (eak_use_avx512() == 0), so AVX-512 hosts test the AVX2
  * forms too. Not thread-safe. */
 void eak_force_generic(int on);
-/* 1 when AVX2 kernels may run: the CPU has AVX2 (checked once) and the generic ones are not forced. */
+/* 1 when AVX2 kernels may run: the CPU has AVX2, FMA and F16C (cpu.c, checked once) and the generic
+ * ones are not forced. */
 int eak_use_avx2(void);
-/* 1 when AVX-512F forms of the AVX2 loops may run (the CPU has AVX-512F and eak_use_avx2()). */
+/* 1 when AVX-512F forms of the AVX2 loops may run (the CPU has AVX-512 F, BW, VL and VNNI, and
+ * eak_use_avx2(), and eak_force_generic(2) is not in effect). */
 int eak_use_avx512(void);
 
 /* Compares the dispatched SIMD integer kernels (int8 lanes, the four-row W2 kernel, the W2 panel kernels) and the SiLU gate with the
  * generic C ones on random data (deterministic from seed). Returns 0 if all are bit-identical, else
  * -1; msg receives a one-line report either way. Thread-safe (no global state changes). */
 int eak_self_test(uint32_t seed, char *msg, size_t msg_len);
-/* The part of eak_self_test for ops.c's SIMD float kernels (the SiLU gate): same contract. */
+/* The part of eak_self_test for the SIMD float kernels (the SiLU gate): same contract. */
 int eak_ops_self_test(uint32_t seed, char *msg, size_t msg_len);
 
 /* ---- W2: group-wise asymmetric 2-bit weights --------------------------------------------------
@@ -171,7 +173,7 @@ void eak_matmul_w2(const void *w, size_t row_bytes, int rows, int cols, int grou
 /* The row kernel's result for one row and one token (the reference the panel kernels must equal). */
 float eak_w2_row_ref(const uint8_t *row, const eak_act_block *xa, int ng, int cpg);
 
-/* ---- W2 panels (w2panel.c): 16 rows interleaved for the SIMD width -----------------------------
+/* ---- W2 panels (w2_panel.c): 16 rows interleaved for the SIMD width ----------------------------
  * Rows 16p .. 16p + 15 occupy the same 16 * row_bytes bytes as in the row layout, reordered: per
  * group g, at offset g * 16 * (4 + group/4): the 16 rows' fp16 scales d (32 bytes), their fp16
  * offsets m (32 bytes), then per 32-element chunk two 64-byte code vectors V_0, V_1, where byte
@@ -275,7 +277,7 @@ void eak_attention_f16(const float *q, const uint16_t *k_cache, const uint16_t *
                        int n_tok, int pos0, int n_head, int n_kv_head, int head_dim, float scale,
                        const eak_span *span, float *scratch, int n_threads);
 
-/* ---- Quantized KV cache (KV8 / KV4), see kvquant.c -------------------------------------------- */
+/* ---- Quantized KV cache (KV8 / KV4), see kv_quant.c ------------------------------------------- */
 /* One layer's cache. Keys: per block of `group` tokens, per kv head, per channel one record over the
  * block's tokens. Values: per token, per kv head, one record per `group` channels. A record is
  * eak_kvq_record_bytes(bits, group) bytes: fp16 scale, fp16 offset, group codes of `bits` bits.
@@ -321,7 +323,7 @@ void eak_hadamard(float *x, int n_rows, int cols, int block, int n_threads);
  * uses eak_exp. Elements are split over n_threads from 16384 up; the result does not depend on it. */
 void eak_glu(float *out, const float *g, const float *u, int64_t n, int gelu, int n_threads);
 
-/* exp(x), identical on every target (see ops.c); eak_expf is the same, for Swift callers. */
+/* exp(x), identical on every target (see math.c); eak_expf is the same, for Swift callers. */
 float eak_exp(float x);
 float eak_expf(float x);
 /* s[i] <- eak_exp(s[i] - mx) for i < n (vectorised where the CPU allows, same bits). */
@@ -330,8 +332,8 @@ void eak_exp_sub(float *s, int n, float mx);
 /* exp in float (degree-6 polynomial, within a few float ulp; 0 below -87, infinity above 88), the
  * same operations on every target. eak_exp32_sub_sum: s[i] <- eak_exp32(s[i] - mx) for i < n and
  * returns their sum in a fixed order (eight running sums over the whole eights, combined pairwise,
- * then the rest in order); the AVX2 form gives the same bits. The quantized-cache softmax uses it:
- * there the double-precision eak_exp_sub was a tenth of the attention's instructions. */
+ * then the rest in order); the AVX2 form gives the same bits. The quantized-cache softmax uses it
+ * (cheaper than the double-precision eak_exp_sub). */
 float eak_exp32(float x);
 float eak_exp32_sub_sum(float *s, int n, float mx);
 
