@@ -1,6 +1,6 @@
 /*
  * recurrent.c - the constant-memory attention kernels: Aaren's softmax RNN (one learned query per
- * head) and decayed linear attention. See ALGORITHMS.md sections 4 and 5 and ea_kernels.h.
+ * head) and decayed linear attention. See docs/algorithms.md sections 4 and 5 and ea_kernels.h.
  *
  * Both are deterministic whatever the thread count: the Aaren scan is blocked by a fixed number of
  * tokens and threads take whole blocks; linear attention is chunked by a fixed length and threads
