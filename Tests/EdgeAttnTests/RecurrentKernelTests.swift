@@ -2,7 +2,7 @@ import EAKernels
 import Foundation
 import XCTest
 
-/// ALGORITHMS.md sections 4-5 invariants of the recurrent kernels, against references written here
+/// docs/algorithms.md sections 4-5 invariants of the recurrent kernels, against references written here
 /// in Double from the formulas (direct softmax over each prefix; the masked parallel form of decayed
 /// linear attention).
 final class RecurrentKernelTests: XCTestCase {

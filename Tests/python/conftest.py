@@ -1,9 +1,9 @@
 """Shared fixtures for the Python reference tests of the `edgeattn` CLI.
 
 The CLI is found at $EA_CLI, else <repo>/.build/release/edgeattn. Real models and texts come from
-examples/fetch-model.sh (cached outside the repository). The shared reference folder is $EA_SHARED,
-else <repo>/../shared. Tiny random-weight models are written by refs/make_tiny_llama.py into a
-temporary folder per session.
+examples/fetch-model.sh (cached outside the repository); llama.cpp's reference outputs are in
+Tests/Fixtures/reference/ (helpers.read_reference). Tiny random-weight models are written by
+refs/make_tiny_llama.py into a temporary folder per session.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ sys.path.insert(0, str(HERE))  # makes `refs` importable whatever the rootdir/im
 from refs import make_tiny_llama  # noqa: E402
 
 DEFAULT_TIMEOUT = 3600  # seconds for one CLI call (ppl over 40 chunks is the slowest)
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("EA_SHARED") or (REPO_ROOT.parent / "shared")).resolve()
 
 
 def cli_path() -> Path:
@@ -183,12 +179,6 @@ def cli_logits(run_cli, tmp_path_factory):
             raise AssertionError(f"logits file holds {raw.size} floats, not a multiple of {n} tokens")
         return raw.reshape(n, raw.size // n)
     return _logits
-
-
-@pytest.fixture(scope="session")
-def shared_path() -> Path:
-    """The shared/ folder beside the repository ($EA_SHARED overrides)."""
-    return shared_dir()
 
 
 @pytest.fixture(scope="session")
