@@ -4,6 +4,7 @@
 # object whose only global symbols are the public ea_* API.
 #
 # Usage: cross/build-lib.sh [x86_64|aarch64|all|sanitize|fuzz]   (default: all)
+#        cross/build-lib.sh install PREFIX [x86_64|aarch64|all]   (default: all)
 #   sanitize: build/x86_64-linux-gnu-sanitize/libedgeattn.a, the host library with the C kernels
 #   under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g), for examples/Makefile's
 #   `sanitize` and `fuzz` targets (the Swift core is not instrumented; ASan still guards every
@@ -11,7 +12,12 @@
 #   EA_DEBUG_HANDLES quarantines freed handles so that using one is an error, not a crash.
 #   fuzz: build/x86_64-linux-gnu-fuzz/libedgeattn.a, the same with libFuzzer coverage and ASan in the
 #   Swift core too (the GGUF parser is Swift), for `make -C examples fuzz`.
-# Env:   SWIFT_BIN (default: dir of `swiftc` on PATH, else /opt/swift/usr/bin), OUT (default build/)
+#   install: include/edgeattn.h, lib/libedgeattn.a and lib/pkgconfig/edgeattn.pc under PREFIX for
+#   the host, and under PREFIX/aarch64-linux-gnu/ for the board (building a missing library first);
+#   then `cc prog.c $(PKG_CONFIG_PATH=PREFIX/lib/pkgconfig pkg-config --cflags --libs edgeattn)`.
+# Env:   SWIFT_BIN (default: dir of `swiftc` on PATH, else /opt/swift/usr/bin), OUT (default build/),
+#        EA_OMP_INCLUDE (folder of omp.h) and EA_OMP_LIB (folder of libomp.so.5): the host's OpenMP,
+#        default the newest /usr/lib/llvm-*
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/build}
@@ -21,7 +27,8 @@ if [ -z "${SWIFT_BIN:-}" ]; then
 fi
 swiftc=$SWIFT_BIN/swiftc
 toolchain=$(cd "$SWIFT_BIN/.." && pwd)
-omp_inc=/usr/lib/llvm-14/lib/clang/14.0.6/include
+omp_h=$(ls -d /usr/lib/llvm-*/lib/clang/*/include/omp.h 2>/dev/null | sort -V | tail -1)
+omp_inc=${EA_OMP_INCLUDE:-${omp_h%/omp.h}}  # Swift's clang ships no omp.h: a system LLVM's
 mapfile -t swift_srcs < <(find "$root/Sources/EdgeAttn" -name '*.swift' | sort)
 mapfile -t c_srcs < <(find "$root/Sources/EAKernels" -name '*.c' | LC_ALL=C sort)
 
@@ -44,6 +51,9 @@ build_one() { # arch
             # baseline armv8-a: the dotprod kernel is enabled per function and chosen at run time
             cc=aarch64-linux-gnu-gcc; cflags=(-fopenmp -march=armv8-a) ;;
   esac
+  if [ "$cc" = "$SWIFT_BIN/clang" ] && [ ! -f "$omp_inc/omp.h" ]; then
+    echo "build-lib: no omp.h for Swift's clang: install libomp-dev (cross/setup.sh) or set EA_OMP_INCLUDE" >&2; exit 1
+  fi
   local obj=$out/$triple/obj
   rm -rf "$obj"; mkdir -p "$obj"
   echo "build-lib: $triple: swift core (embedded)" >&2
@@ -75,8 +85,77 @@ build_one() { # arch
   echo "build-lib: $out/$triple/libedgeattn.a" >&2
 }
 
+# The OpenMP runtime a program linking the library needs: the host kernels are compiled by Swift's
+# clang (LLVM libomp, often off the loader's path), the board's by gcc (libgomp).
+omp_libs() { # triple
+  if [ "$1" = aarch64-linux-gnu ]; then echo "-fopenmp"; return; fi
+  local d=${EA_OMP_LIB:-}
+  if [ -z "$d" ] && ! ldconfig -p 2>/dev/null | grep -q 'libomp\.so\.5 '; then
+    d=$(ls -d /usr/lib/llvm-*/lib/libomp.so.5 2>/dev/null | sort -V | tail -1); d=${d%/libomp.so.5}
+  fi
+  echo "${d:+-L$d -Wl,-rpath,$d }-l:libomp.so.5"
+}
+
+version() { # MAJOR.MINOR.PATCH from the header's EA_VERSION_* macros
+  local k v parts=()
+  for k in MAJOR MINOR PATCH; do
+    v=$(sed -n "s/^#define EA_VERSION_$k \([0-9][0-9]*\)\$/\1/p" "$root/include/edgeattn.h")
+    [ -n "$v" ] || { echo "build-lib: no EA_VERSION_$k in include/edgeattn.h" >&2; exit 1; }
+    parts+=("$v")
+  done
+  (IFS=.; echo "${parts[*]}")
+}
+
+# Every file is written completely into a folder inside PREFIX, then renamed into place (the .pc
+# last), so a failed or interrupted install leaves no half-written file.
+install_to() { # prefix x86_64|aarch64|all
+  local prefix=$1 which=$2 arches=() arch triple dest f ver
+  case $which in
+    x86_64|x86_64-linux-gnu) arches=(x86_64) ;;
+    aarch64|aarch64-linux-gnu) arches=(aarch64) ;;
+    all) arches=(x86_64 aarch64) ;;
+    *) usage ;;
+  esac
+  case $prefix in *[[:space:]]*) echo "build-lib: PREFIX must not contain spaces (pkg-config)" >&2; exit 2 ;; esac
+  for arch in "${arches[@]}"; do
+    [ -f "$out/$arch-linux-gnu/libedgeattn.a" ] || build_one "$arch"
+  done
+  ver=$(version)
+  mkdir -p "$prefix"; prefix=$(cd "$prefix" && pwd)
+  stage=$(mktemp -d "$prefix/.edgeattn-install.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  for arch in "${arches[@]}"; do
+    triple=$arch-linux-gnu
+    dest=$prefix; [ "$arch" = x86_64 ] || dest=$prefix/$triple
+    mkdir -p "$stage/$triple/include" "$stage/$triple/lib/pkgconfig"
+    cp "$root/include/edgeattn.h" "$stage/$triple/include/"
+    cp "$out/$triple/libedgeattn.a" "$stage/$triple/lib/"
+    printf '%s\n' "prefix=$dest" 'includedir=${prefix}/include' 'libdir=${prefix}/lib' '' \
+      'Name: edgeattn' \
+      "Description: Runtime for compressed language and sequence models on ARM Linux boards ($triple)" \
+      "Version: $ver" \
+      'Cflags: -I${includedir}' \
+      "Libs: -L\${libdir} -ledgeattn $(omp_libs "$triple") -lm -lpthread" > "$stage/$triple/lib/pkgconfig/edgeattn.pc"
+    chmod 644 "$stage/$triple/include/edgeattn.h" "$stage/$triple/lib/libedgeattn.a" "$stage/$triple/lib/pkgconfig/edgeattn.pc"
+  done
+  for arch in "${arches[@]}"; do
+    triple=$arch-linux-gnu
+    dest=$prefix; [ "$arch" = x86_64 ] || dest=$prefix/$triple
+    mkdir -p "$dest/include" "$dest/lib/pkgconfig"
+    for f in lib/libedgeattn.a include/edgeattn.h lib/pkgconfig/edgeattn.pc; do
+      mv -f "$stage/$triple/$f" "$dest/$f"
+      echo "build-lib: installed $dest/$f" >&2
+    done
+  done
+}
+
+usage() {
+  echo "usage: build-lib.sh [x86_64|aarch64|all|sanitize|fuzz] | install PREFIX [x86_64|aarch64|all]" >&2; exit 2
+}
+
 case $want in
   x86_64|aarch64|sanitize|fuzz) build_one "$want" ;;
   all) build_one x86_64; build_one aarch64 ;;
-  *) echo "usage: build-lib.sh [x86_64|aarch64|all|sanitize|fuzz]" >&2; exit 2 ;;
+  install) { [ $# -ge 2 ] && [ $# -le 3 ]; } || usage; install_to "$2" "${3:-all}" ;;
+  *) usage ;;
 esac

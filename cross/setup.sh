@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the build, the examples and the tests need on a Debian machine:
-# the OpenMP runtime, the aarch64 cross toolchain, qemu-user (the emulated board), LLVM's arm64
-# libomp unpacked privately (installing libomp-dev:arm64 system-wide conflicts with amd64), and the
-# Python reference packages. Idempotent: a second run only checks.
+# LLVM's OpenMP runtime and omp.h for the host (the board's programs use the cross gcc's libgomp),
+# the aarch64 cross toolchain, qemu-user (the emulated board), pkg-config (for installed builds,
+# cross/build-lib.sh install), and the Python reference packages. Idempotent: a second run only checks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need_apt=()
-for p in libomp-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user make valgrind; do
+for p in libomp-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user make valgrind pkg-config; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

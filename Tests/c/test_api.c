@@ -89,7 +89,7 @@ static const char *nonnull(const char *s) { return s ? s : "(null)"; }
 /* ---- shared fixtures -------------------------------------------------------------------------- */
 
 #define PROMPT "The capital of France is"
-/* llama.cpp's ids for PROMPT and the first greedy ids after it (shared/reference/smollm2-greedy.md). */
+/* llama.cpp's ids for PROMPT and the first greedy ids after it (Tests/Fixtures/reference/smollm2-greedy.md). */
 static const ea_token k_prompt_ids[] = {504, 3575, 282, 4649, 314};
 #define N_PROMPT_IDS 5
 static const ea_token k_ref_greedy_head[] = {7042, 30, 198, 198}; /* " Paris" "." "\n" "\n" */

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 BUILD = Path(os.environ.get("EA_BUILD", REPO / "build")).resolve()
 HOST = "x86_64-linux-gnu"
 AARCH64 = "aarch64-linux-gnu"

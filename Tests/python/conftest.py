@@ -1,9 +1,9 @@
 """Shared fixtures for the Python reference tests of the `edgeattn` CLI.
 
 The CLI is found at $EA_CLI, else <repo>/.build/release/edgeattn. Real models and texts come from
-examples/fetch-model.sh (cached outside the repository). The shared reference folder is $EA_SHARED,
-else <repo>/../shared. Tiny random-weight models are written by refs/make_tiny_llama.py into a
-temporary folder per session.
+examples/fetch-model.sh (cached outside the repository); llama.cpp's reference outputs are in
+Tests/Fixtures/reference/ (helpers.read_reference). Tiny random-weight models are written by
+refs/make_tiny_llama.py into a temporary folder per session.
 """
 
 from __future__ import annotations
@@ -25,9 +25,45 @@ from refs import make_tiny_llama  # noqa: E402
 
 DEFAULT_TIMEOUT = 3600  # seconds for one CLI call (ppl over 40 chunks is the slowest)
 
+# The quick tier (`bash Tests/run.sh --quick`, or `pytest --quick`): the tests of these modules that
+# are not marked slow, minus QUICK_SKIP (node-id substrings); about 2 minutes of pytest here. Left out:
+# test_alloc (6 min), test_c_api (host 100 s, board slow), test_sanitizers, test_valgrind,
+# test_w2_real (all slow). The default (full) run still runs everything.
+QUICK_MODULES = (
+    "test_tokenizer.py", "test_greedy_reference.py", "test_ppl.py", "test_gemma3.py", "test_forward.py",
+    "test_dequant.py", "test_dequant_types.py", "test_kv_quant.py", "test_lambda.py", "test_dhsa.py",
+    "test_recurrent.py", "test_w2_convert.py", "test_examples.py", "test_install.py",
+)
+QUICK_SKIP = (  # these check the numpy Gemma 3 reference itself (about 20 s each)
+    "test_gemma3.py::test_reference_reads_gemma3",
+    "test_gemma3.py::test_reference_is_causal",
+    "test_gemma3.py::test_reference_tolerances_catch_bugs",
+)
 
-def shared_dir() -> Path:
-    return Path(os.environ.get("EA_SHARED") or (REPO_ROOT.parent / "shared")).resolve()
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true",
+                     help="only the quick tier: QUICK_MODULES in conftest.py, without slow tests")
+
+
+def pytest_ignore_collect(collection_path, config):
+    # other modules are not even imported: some fetch or train models at import
+    if config.getoption("--quick") and collection_path.name.startswith("test_") \
+            and collection_path.suffix == ".py" and collection_path.name not in QUICK_MODULES:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--quick"):
+        return
+    keep, drop = [], []
+    for item in items:
+        slow = item.get_closest_marker("slow") is not None
+        (drop if slow or any(s in item.nodeid for s in QUICK_SKIP) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def cli_path() -> Path:
@@ -183,12 +219,6 @@ def cli_logits(run_cli, tmp_path_factory):
             raise AssertionError(f"logits file holds {raw.size} floats, not a multiple of {n} tokens")
         return raw.reshape(n, raw.size // n)
     return _logits
-
-
-@pytest.fixture(scope="session")
-def shared_path() -> Path:
-    """The shared/ folder beside the repository ($EA_SHARED overrides)."""
-    return shared_dir()
 
 
 @pytest.fixture(scope="session")

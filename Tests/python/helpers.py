@@ -6,11 +6,16 @@ Each test keeps its own thresholds and passes them in; the helpers hold the comm
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# llama.cpp's outputs on the same models, kept in the repository (see its README.md)
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "Fixtures" / "reference"
 
 # ---------------------------------------------------------------- logits
 
@@ -158,11 +163,11 @@ def assert_detokenized(got: bytes, ids, ref):
 # ---------------------------------------------------------------- greedy generation
 
 
-def read_greedy_reference(shared_path, fname: str, parse):
-    """parse(text of shared/reference/FNAME); fails the test if the file is missing."""
-    path = shared_path / "reference" / fname
+def read_reference(fname: str, parse):
+    """parse(text of Tests/Fixtures/reference/FNAME), llama.cpp's outputs kept in the repository."""
+    path = REFERENCE_DIR / fname
     if not path.is_file():
-        pytest.fail(f"greedy reference not found at {path} (set EA_SHARED to the shared/ folder)")
+        pytest.fail(f"reference file missing from the checkout: {path}")
     return parse(path.read_text(encoding="utf-8"))
 
 
@@ -173,6 +178,30 @@ def prompt_sections(text: str):
         prompt = re.search(r"^prompt: `(.*)`\s*$", body, re.M)
         txt = re.search(r"```\n(.*?)\n```", body, re.S)
         yield int(m.group(1)), body, prompt.group(1) if prompt else None, txt.group(1) if txt else None
+
+
+def parse_smollm2_greedy(text: str) -> list[dict]:
+    """[{n, prompt, prompt_ids, gen_ids, text_fa, text_nofa}] of smollm2-greedy.md, in file order."""
+    main, _, other = text.partition("## The same prompts with llama.cpp's other attention path")
+    cases = []
+    for n, body, prompt, txt in prompt_sections(main):
+        pids = re.search(r"^prompt token ids: ([\d ]+)$", body, re.M)
+        gids = re.search(r"^generated token ids \((\d+)\): ([\d ]+)$", body, re.M)
+        if prompt is None or not (pids and gids):
+            raise ValueError(f"cannot parse prompt section {n} of the greedy reference")
+        gen = [int(t) for t in gids.group(2).split()]
+        if len(gen) != int(gids.group(1)):
+            raise ValueError(f"prompt {n}: {len(gen)} ids listed, header says {gids.group(1)}")
+        cases.append({"n": n, "prompt": prompt,
+                      "prompt_ids": [int(t) for t in pids.group(1).split()], "gen_ids": gen,
+                      "text_fa": txt, "text_nofa": None})
+    for m in re.finditer(r"^### Prompt (\d+), flash attention off\s*\n+```\n(.*?)\n```", other, re.S | re.M):
+        for c in cases:
+            if c["n"] == int(m.group(1)):
+                c["text_nofa"] = m.group(2)
+    if not cases:
+        raise ValueError("no prompts found in the greedy reference")
+    return cases
 
 
 def common_prefix(a, b) -> int:
@@ -229,20 +258,12 @@ def assert_near_tie(refs: dict, j, a, b, n, n_must_match, tie):
 # ---------------------------------------------------------------- perplexity
 
 
-def anchor_figure(shared_path, section: str, *row_words) -> tuple[float, str] | None:
-    """(value, source) of the first `| X +/- ...` row holding every row_words in the ANCHORS.md section
-    whose heading matches the regex `section`; None if the file, section or row is not found."""
-    path = shared_path / "ANCHORS.md"
-    if not path.is_file():
-        return None
-    m = re.search(rf"^## {section}[^\n]*\n(.*?)(?=^## |\Z)", path.read_text(encoding="utf-8"), re.S | re.M)
-    if m:
-        for line in m.group(1).splitlines():
-            if all(w in line for w in row_words):
-                v = re.search(r"\|\s*([0-9]+(?:\.[0-9]+)?)\s*\+/-", line)
-                if v:
-                    return float(v.group(1)), str(path)
-    return None
+def llama_cpp_ppl(key: str) -> tuple[float, str]:
+    """(llama.cpp's perplexity, where it comes from) for entry `key` of reference/anchors.json."""
+    path = REFERENCE_DIR / "anchors.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entry = data["perplexity"][key]
+    return float(entry["ppl"]), f"{path.name} {key}: llama.cpp build {data['llama_cpp']['build']}, {entry['command']}"
 
 
 def run_ppl(run_cli, model, text, ctx=512, chunks=40) -> float:

@@ -1,4 +1,4 @@
-"""DHSA (ALGORITHMS.md section 3) against the numpy reference of refs/attention_numpy.py, which
+"""DHSA (docs/algorithms.md section 3) against the numpy reference of refs/attention_numpy.py, which
 chunks, scores (direct means, no prefix sums), selects and attends on its own.
 
 Invariants: the logits, every query block's key lists and every layer's chunk starts equal the

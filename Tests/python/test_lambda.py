@@ -1,4 +1,4 @@
-"""Λ-shaped attention (ALGORITHMS.md section 2) against the numpy reference of refs/attention_numpy.py
+"""Λ-shaped attention (docs/algorithms.md section 2) against the numpy reference of refs/attention_numpy.py
 and against the library's own dense path.
 
 Invariants checked: the result equals a reference that keeps keys before RoPE and rotates them

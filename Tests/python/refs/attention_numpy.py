@@ -1,4 +1,4 @@
-"""Numpy references for the attention policies (ALGORITHMS.md sections 2-3), written from the papers
+"""Numpy references for the attention policies (docs/algorithms.md sections 2-3), written from the papers
 independently of the library: a Llama forward pass (float weights) whose attention step is replaced.
 
 - Λ-shaped, StreamingLLM: keys are kept *before* RoPE; for each query the cache (sinks, then the

@@ -1,5 +1,5 @@
 """Float64 numpy references for the recurrent-mode models (README "Recurrent mode"), read straight
-from the GGUF file with the PyPI `gguf` reader and written from ALGORITHMS.md sections 4-5, token by
+from the GGUF file with the PyPI `gguf` reader and written from docs/algorithms.md sections 4-5, token by
 token: Aaren as its RNN (m, c, a) over the learned query's scores; decayed linear attention as the
 recurrence S_t = lambda S_(t-1) + k_t^T v_t, o_t = q_t S_t. No scans, no chunks: the runtime's
 blocked scan and chunked forms are checked against these.

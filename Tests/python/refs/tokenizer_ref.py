@@ -4,8 +4,8 @@ The model is a plain BPE over the GGUF's `tokenizer.ggml.tokens` (ids = list pos
 `tokenizer.ggml.merges` (rank = list position). Pre-tokenization is the `smollm` recipe:
 individual digits first, then GPT-2's byte-level regex split without a prefix space. Tokens whose
 `tokenizer.ggml.token_type` is 3 (control) or 4 (user-defined) are registered as special tokens,
-so their text is matched whole. This is documented (shared/README.md) to give llama.cpp's ids
-exactly for SmolLM2.
+so their text is matched whole. This gives llama.cpp's ids exactly for SmolLM2 (checked on mixed text;
+see Tests/Fixtures/reference/README.md).
 
 Usage as a script: python3 tokenizer_ref.py MODEL.gguf "some text"  -> prints ids.
 """
