@@ -108,7 +108,7 @@ recurrent)
   fi
   echo "$out" ;;
 w2a8kv4)
-  # SmolLM2 converted to W2A8KV4 with the README's best recipe: whole-row W2 groups and whole-row
+  # SmolLM2 converted to W2A8KV4 with the best recipe measured (docs/converter.md): whole-row W2 groups and whole-row
   # 4-bit groups (w4g1536: two W2 planes, 4.04-4.11 bits/weight) for the most sensitive tensors
   # (value and key projections, the FFN of layers 0, 1, 6, 20, 23 and 29, layer 2's ffn_up), 2.499
   # bits/weight in all; GPTQ calibrated on four plays other than the evaluation's, layer by layer on
