@@ -384,12 +384,16 @@ def imatrix_text(ddir, per_domain):
 
 # ---------------------------------------------------------------- GGUF tensor table
 GGUF_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
+              12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
+              19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 29: "IQ1_M", 30: "BF16"}
 
 
-def gguf_linear_bpw(path):
-    """Bits per weight of the linear layers (2-D blk.* tensors) and of the whole file, from the
-    tensor table: a tensor's bytes are the distance to the next tensor's data, so this works for
-    any tensor type, ours or llama.cpp's."""
+def gguf_linear_bpw(path, types=None):
+    """Bits per weight of the linear layers (2-D blk.* tensors) and the file size, from the tensor
+    table: a tensor's bytes are the distance to the next tensor's data, so this works for any
+    tensor type, ours or llama.cpp's. If `types` is a dict, it receives {type name: number of
+    linear tensors} (llama.cpp falls back to other types where a row is not a multiple of 256)."""
     with open(path, "rb") as f:
         def rd(fmt):
             return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
@@ -422,13 +426,13 @@ def gguf_linear_bpw(path):
         for _ in range(n_t):
             name = rstr()
             dims = [rd("Q") for _ in range(rd("I"))]
-            rd("I")
-            tensors.append((rd("Q"), name, dims))
+            ttype = rd("I")
+            tensors.append((rd("Q"), name, dims, ttype))
         data = (f.tell() + align - 1) // align * align
     size = os.path.getsize(path)
     tensors.sort()
     lin_bits = lin_n = 0
-    for i, (off, name, dims) in enumerate(tensors):
+    for i, (off, name, dims, ttype) in enumerate(tensors):
         end = tensors[i + 1][0] if i + 1 < len(tensors) else size - data
         n = 1
         for d in dims:
@@ -436,6 +440,9 @@ def gguf_linear_bpw(path):
         if name.startswith("blk.") and len(dims) == 2:
             lin_bits += (end - off) * 8
             lin_n += n
+            if types is not None:
+                tn = GGML_TYPES.get(ttype, "type %d" % ttype)
+                types[tn] = types.get(tn, 0) + 1
     return lin_bits / max(1, lin_n), size
 
 
@@ -472,7 +479,8 @@ def result_path(out, group, label, engine, kv):
 def cmd_measure(a):
     model = Path(a.model).resolve()
     label = a.label or model.name[:-len(".gguf")]
-    bpw, size = gguf_linear_bpw(model)
+    types = {}
+    bpw, size = gguf_linear_bpw(model, types)
     engines = ([] if a.no_ours else ["ours"]) + (["llamacpp"] if a.llamacpp else [])
     domains = a.domains
     for engine in engines:
@@ -483,7 +491,7 @@ def cmd_measure(a):
         if res.get("chunks") not in (None, a.chunks) or res.get("ctx") not in (None, a.ctx):
             res = {}  # measured with other settings: start again
         res.update({"group": a.group, "label": label, "engine": engine, "model": str(model), "model_bytes": size,
-                    "linear_bpw": round(bpw, 3), "kv_bits": kv, "ctx": a.ctx, "chunks": a.chunks,
+                    "linear_bpw": round(bpw, 3), "linear_types": types, "kv_bits": kv, "ctx": a.ctx, "chunks": a.chunks,
                     "machine": "%s, %d cores" % (platform.machine(), os.cpu_count())})
         res.setdefault("domains", {})
         for d in domains:
@@ -550,7 +558,8 @@ def main():
     s.add_argument("src")
     s.add_argument("--types", nargs="+", default=LLAMA_TYPES)
     s.add_argument("--out-dir", help="default: beside the source")
-    s.add_argument("--imatrix-bytes", type=int, default=100000, help="bytes of each calib half fed to llama-imatrix")
+    s.add_argument("--imatrix-bytes", type=int, default=16000,
+                   help="bytes of each calib half fed to llama-imatrix (16000: about 21K tokens in all, 40 chunks)")
     s.set_defaults(fn=cmd_llamacpp_types)
 
     s = sub.add_parser("measure", help="perplexity of one model file on every domain's eval half")
