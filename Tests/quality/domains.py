@@ -386,7 +386,7 @@ def imatrix_text(ddir, per_domain):
 GGUF_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
               12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
-              19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 29: "IQ1_M", 30: "BF16"}
+              19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 29: "IQ1_M", 30: "BF16"}
 
 
 def gguf_linear_bpw(path, types=None):
@@ -415,11 +415,13 @@ def gguf_linear_bpw(path, types=None):
             raise ValueError("not a GGUF file: %s" % path)
         rd("I")
         n_t, n_kv = rd("Q"), rd("Q")
-        align = 32
+        align, w2 = 32, {}
         for _ in range(n_kv):
             k, t = rstr(), rd("I")
             if k == "general.alignment" and t == 4:
                 align = rd("I")
+            elif k.startswith("edgeattn.w2.") and t == 4:  # our W2 / two-plane 4-bit marks (docs/formats.md)
+                w2[k[len("edgeattn.w2."):]] = rd("I")
             else:
                 skip_value(t)
         tensors = []
@@ -437,13 +439,31 @@ def gguf_linear_bpw(path, types=None):
         n = 1
         for d in dims:
             n *= d
+        if name + ".group_size" in w2 and len(dims) == 2:  # ours: dims are [row bytes, rows]
+            n = w2_cols(dims[0], w2[name + ".group_size"], w2.get(name + ".planes", 1)) * dims[1]
         if name.startswith("blk.") and len(dims) == 2:
             lin_bits += (end - off) * 8
             lin_n += n
             if types is not None:
                 tn = GGML_TYPES.get(ttype, "type %d" % ttype)
+                if name + ".group_size" in w2:  # ours: an I8 tensor marked as W2 (2 planes: 4-bit)
+                    g = w2[name + ".group_size"]
+                    tn = ("W4g%d" if w2.get(name + ".planes", 1) == 2 else "W2g%d") % g
                 types[tn] = types.get(tn, 0) + 1
     return lin_bits / max(1, lin_n), size
+
+
+def w2_cols(row_bytes, group, planes):
+    """Weights per row of our W2 (planes 1) or two-plane 4-bit (planes 2) tensor from its row bytes
+    (docs/formats.md): the row's planes*cols codes in groups of g, each 4 + g/4 bytes, g the
+    largest multiple of 32 not above the group size that divides the row. Row bytes alone can fit
+    two widths (180 bytes: 576 weights in groups of 64, or 480 in groups of 32); the converter takes
+    the largest group that divides, so the widest fit is the one."""
+    for cols in range(4 * row_bytes // 32 * 32, 31, -32):
+        g = next((g for g in range(group // 32 * 32, 31, -32) if cols % g == 0), None)
+        if g and planes * cols // g * (4 + g // 4) == row_bytes:
+            return cols
+    raise ValueError("no W2 row of %d bytes with group %d" % (row_bytes, group))
 
 
 # ---------------------------------------------------------------- measurement
@@ -515,24 +535,31 @@ def cmd_measure(a):
 def cmd_table(a):
     base = Path(a.out) / "results"
     rows = [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))]
+    for r in rows:  # the tensor census again from the file (cheap): rows measured by older versions
+        if Path(r["model"]).exists():
+            r["linear_types"] = {}
+            r["linear_bpw"] = round(gguf_linear_bpw(r["model"], r["linear_types"])[0], 3)
     (base / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     md = []
     for group in sorted({r["group"] for r in rows}, key=lambda g: (a.order.index(g) if g in a.order else 99, g)):
         rs = [r for r in rows if r["group"] == group]
         rs.sort(key=lambda r: (-r["linear_bpw"], r["engine"] != "ours", r["label"], -r["kv_bits"]))
         md.append("### %s\n" % group)
-        head = ["file", "engine", "KV", "linear bits/weight", "MiB"] + \
+        head = ["file", "engine", "KV", "linear bits/weight", "linear layer types", "MiB"] + \
                [d + (" **(held out)**" if d == HELD_OUT else "") for d in DOMAINS]
         md.append("| " + " | ".join(head) + " |")
-        md.append("|" + "---|" * 2 + "---:|" * (len(head) - 2))
+        md.append("|" + "---|" * 3 + "---:|" + "---|" + "---:|" * (len(head) - 5))
         for r in rs:
             cells = []
             for d in DOMAINS:
                 v = r["domains"].get(d)
                 cells.append("%.2f" % v["ppl"] if v else "")
             eng = "ours" if r["engine"] == "ours" else "llama.cpp"
-            md.append("| %s | %s | %s | %.2f | %.1f | %s |" % (r["label"], eng, "f16" if r["kv_bits"] == 16 else "%d-bit" % r["kv_bits"],
-                      r["linear_bpw"], r["model_bytes"] / 1048576, " | ".join(cells)))
+            types = r.get("linear_types", {})
+            tcell = ", ".join("%s %d" % (k, v) for k, v in sorted(types.items(), key=lambda kv: -kv[1]))
+            md.append("| %s | %s | %s | %.2f | %s | %.1f | %s |" % (
+                r["label"], eng, "f16" if r["kv_bits"] == 16 else "%d-bit" % r["kv_bits"],
+                r["linear_bpw"], tcell, r["model_bytes"] / 1048576, " | ".join(cells)))
         md.append("")
     text = "\n".join(md)
     if a.md:
