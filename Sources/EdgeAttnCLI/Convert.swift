@@ -18,6 +18,8 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "rtn | search | imatrix | gptq") var quantizer: String = "gptq"
     @Option(name: .long, help: "Calibration text file (repeatable).") var calib: [String] = []
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (chunks of 512, spread evenly over the texts).") var calibTokens: Int = 4096
+    @Option(name: .customLong("calib-seed"), help: "Seed of the calibration text the model generates when no --calib is given.") var calibSeed: UInt64 = 0xca1b
+    @Option(name: .customLong("save-calib"), help: "Write the generated calibration text to this file.") var saveCalib: String? = nil
     @Option(name: .long, help: "Format of the linear layers.") var linear: String = "w2"
     @Option(name: .long, help: "Format of the token embedding / output head.") var embed: String = "w8"
     @Option(name: .long, help: "Format of a separate, calibrated output head (w4, w4g<N>, w8, f16): a tied source gets its own output.weight from token_embd, which keeps --embed.")
@@ -36,6 +38,8 @@ struct Convert: ParsableCommand {
     var trueSequential = false
     @Flag(name: .customLong("act-order"), help: "GPTQ: quantize columns in order of decreasing calibration energy (Hessian diagonal), group parameters fitted on the original weights.")
     var actOrder = false
+    @Option(name: .customLong("target-bpw"), help: "Bits per weight for the linear layers: the default W2 matrices whose 2-bit form changes the model's output most per added bit (measured) get two-plane 4-bit until the target is reached.")
+    var targetBpw: Double? = nil
     @Flag(name: .long, help: "No progress bar.") var quiet = false
 
     func run() throws {
@@ -47,6 +51,9 @@ struct Convert: ParsableCommand {
         o.quantizer = q
         o.calibFiles = calib
         o.calibTokens = calibTokens
+        o.calibSeed = calibSeed
+        o.saveCalib = saveCalib
+        if saveCalib != nil && !calib.isEmpty { die("--save-calib writes generated text; it cannot be combined with --calib") }
         guard let lt = TargetType.parse(linear, defaultGroup: group) else { die("unknown type '\(linear)'") }
         guard let et = TargetType.parse(embed, defaultGroup: group) else { die("unknown type '\(embed)'") }
         o.linearType = lt
@@ -70,6 +77,8 @@ struct Convert: ParsableCommand {
         o.actOrder = actOrder
         o.floatTarget = floatTarget
         o.trueSequential = trueSequential
+        if let t = targetBpw, !(t > 0 && t <= 32) { die("--target-bpw \(t) must be in (0, 32]") }
+        o.targetBpw = targetBpw
         let t0 = eak_now_ns()
         let reports: [TensorReport]
         do {

@@ -17,7 +17,9 @@ The checks:
   error is never above RTN's (it considers the RTN candidate);
 - logits of converted models equal the numpy Llama forward on the numpy-decoded weights with the
   same 8-bit activation rounding (W2 blocks take the Q8_1-style product: dw*dx*sum(qw*qx) + m*s);
-- failures (bad output directory, SIGINT, missing --calib, bad --type) leave no output file.
+- failures (bad output directory, SIGINT, bad --type, a --target-bpw below 2 bits) leave no output file;
+- with no --calib the model writes its own calibration text (deterministic, seeded); --target-bpw
+  spends the bits it is given on whole units and leaves --type overrides alone.
 """
 
 from __future__ import annotations
@@ -744,8 +746,6 @@ def test_sequential_calibration(run_cli, tokenize, tiny_model_path, shakespeare_
             checked += 1
     assert checked >= 7 * src.cfg.n_layer
     assert off_with_source > 10 * SEQ_TOL, f"source inputs give the same errors (max diff {off_with_source:.2g})"
-    bad = convert(run_cli, tiny_model_path, tmp_path / "bad.gguf", "--quantizer", "rtn", "--sequential", check=False)[0]
-    assert bad.returncode != 0 and b"--calib" in bad.stderr + bad.stdout and not (tmp_path / "bad.gguf").exists()
 
 
 # ---------------------------------------------------------------- 5. forward pass of converted models
@@ -988,19 +988,75 @@ def test_missing_output_dir_fails(run_cli, tiny_model_path, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("quantizer", ["gptq", "imatrix"])
-def test_calibrated_quantizer_needs_calib(quantizer, run_cli, tiny_model_path, tmp_path):
-    out = tmp_path / "out.gguf"
-    p, _ = convert(run_cli, tiny_model_path, out, "--quantizer", quantizer, check=False)
-    assert p.returncode != 0, f"--quantizer {quantizer} without --calib should fail"
-    assert b"--calib" in p.stderr + p.stdout, f"message should mention --calib: {p.stderr!r}"
-    assert leftovers(tmp_path, "out.gguf") == []
+def test_generated_calibration(run_cli, tiny_model_path, tmp_path):
+    """With no --calib, the calibrated quantizers calibrate on text the source model writes: the
+    default conversion works with no flag; it is deterministic (same file, same text twice); the
+    seed changes the text (so it is sampled, not fixed); --save-calib leaves the text it used, of
+    the size asked for, and refuses to be combined with --calib."""
+    args = ["--calib-tokens", "1024"]
+    a, b, c = tmp_path / "a.gguf", tmp_path / "b.gguf", tmp_path / "c.gguf"
+    convert(run_cli, tiny_model_path, a, *args, "--save-calib", str(tmp_path / "a.txt"))
+    convert(run_cli, tiny_model_path, b, *args, "--save-calib", str(tmp_path / "b.txt"))
+    convert(run_cli, tiny_model_path, c, *args, "--calib-seed", "7", "--save-calib", str(tmp_path / "c.txt"))
+    assert a.read_bytes() == b.read_bytes(), "two conversions with the same seed differ"
+    ta, tb, tc = ((tmp_path / f"{x}.txt").read_bytes() for x in "abc")
+    assert ta == tb and ta != tc, "the calibration text must depend on the seed and nothing else"
+    assert ta.count(b"\n\n") >= 2 and len(ta) > 1024, f"two chunks of 512 tokens expected, got {len(ta)} bytes"
+    r = gguf.GGUFReader(str(a))
+    assert r.fields["edgeattn.quantizer"].contents() == "gptq"
+    assert any(t.name in group_sizes(r) for t in r.tensors), "no W2 tensor in the default conversion"
+    p, _ = convert(run_cli, tiny_model_path, tmp_path / "d.gguf", "--calib", str(tmp_path / "a.txt"),
+                   "--save-calib", str(tmp_path / "d.txt"), check=False)
+    assert p.returncode != 0 and b"--save-calib" in p.stderr + p.stdout
+    assert leftovers(tmp_path, "d.gguf") == [] and not (tmp_path / "d.txt").exists()
 
 
-def test_default_quantizer_needs_calib(run_cli, tiny_model_path, tmp_path):
-    p, _ = convert(run_cli, tiny_model_path, tmp_path / "out.gguf", check=False)
-    assert p.returncode != 0 and b"--calib" in p.stderr + p.stdout, "the default (gptq) needs --calib"
-    assert leftovers(tmp_path, "out.gguf") == []
+def linear_bits(path) -> tuple[int, int]:
+    """(bits, weights) of the blk.* matrices as stored in the file."""
+    r = gguf.GGUFReader(str(path))
+    bits = weights = 0
+    for t in r.tensors:
+        if not t.name.startswith("blk.") or len(t.shape) != 2:
+            continue
+        bits += int(t.n_bytes) * 8
+        g = group_sizes(r).get(t.name)
+        if g is None:
+            weights += int(t.n_elements)
+        else:  # W2 stored as bytes: recover cols from the row bytes (4 + G/4 bytes per group per plane)
+            planes = plane_counts(r).get(t.name, 1)
+            row_bytes, rows = int(t.shape[0]), int(t.shape[1])
+            weights += rows * (row_bytes // planes) // (4 + g // 4) * g
+    return bits, weights
+
+
+def test_target_bpw(run_cli, tiny_model_path, tmp_path):
+    """--target-bpw: the linear layers' bits as stored stay within the target and are what the summary
+    prints; some default W2 matrices became two-plane 4-bit, whole units at a time (a layer's k and v
+    together, gate and up together); a --type override is left as it is; a target the 2-bit layers
+    alone exceed is refused with no file left."""
+    out = tmp_path / "t.gguf"
+    pin = "blk.1.attn_v.weight"
+    _, text = convert(run_cli, tiny_model_path, out, "--quantizer", "imatrix", "--group", "32",
+                      "--calib-tokens", "1024", "--target-bpw", "3.4", "--type", f"{pin}=w8")
+    bits, weights = linear_bits(out)
+    rows, summary = parse_table(text)
+    assert bits / weights <= 3.4 + 1e-9, f"{bits / weights:.4f} bits/weight over the 3.4 target"
+    assert summary[0].startswith(f"linear layers: {bits / weights:.3f} bits/weight"), summary[0]
+    r = gguf.GGUFReader(str(out))
+    four = {n for n, k in plane_counts(r).items() if k == 2}
+    assert four, "no matrix was given 4 bits"
+    assert bits / weights > 3.0, f"{bits / weights:.3f}: the target left mostly unused"
+    for l in range(2):
+        for pair in (("attn_k", "attn_v"), ("ffn_gate", "ffn_up"), ("attn_q", "attn_output")):
+            names = [f"blk.{l}.{k}.weight" for k in pair if f"blk.{l}.{k}.weight" != pin]
+            assert len({n in four for n in names}) == 1, f"unit {names} split: {sorted(four)}"
+    t = next(t for t in r.tensors if t.name == pin)
+    assert t.tensor_type == T.Q8_0 and pin not in four
+    bad = tmp_path / "bad.gguf"
+    p, _ = convert(run_cli, tiny_model_path, bad, "--quantizer", "imatrix", "--group", "32", "--calib-tokens", "512",
+                   "--target-bpw", "2.0", check=False)
+    assert p.returncode != 0 and b"--target-bpw" in p.stderr + p.stdout, p.stderr
+    assert leftovers(tmp_path, "bad.gguf") == []
 
 
 @pytest.mark.parametrize("bad", ["*=w3", "*ffn*=q4_k", "blk.0.attn_q.weight=w2g", "*=w2g16", "noequals"])

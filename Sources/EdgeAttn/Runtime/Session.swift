@@ -177,6 +177,19 @@ public final class Session {
         reset()
     }
 
+    /// Host tools (the converter's bit allocation): the final norm and output head over n hidden-state
+    /// rows x (n x n_embd, n <= n_batch). Returns the n x n_vocab logits, valid until the next call.
+    public func headLogits(of x: UnsafePointer<Float>, n: Int) throws(EAError) -> UnsafePointer<Float> {
+        if n < 1 || n > plan.nBatch || model.hp.series != nil {
+            throw EAError(.invalidArgument, "headLogits: \(n) rows do not fit this session")
+        }
+        arena.floats(at: plan.x).update(from: x, count: n * model.hp.nEmbd)
+        let taken = acquireTeam()
+        head(n, logitsFrom: 0)
+        releaseTeam(taken)
+        return UnsafePointer(arena.floats(at: plan.logits))
+    }
+
     var matmulScratch: MatmulScratch {
         MatmulScratch(act: arena.raw + plan.act, rotated: model.hp.hasRotation ? arena.floats(at: plan.rotated) : nil,
                       planes: model.hp.planeCols > 0 ? arena.raw + plan.actPlanes : nil)

@@ -256,6 +256,13 @@ public final class Tokenizer {
 
     public func isEndOfGeneration(_ t: Int32) -> Bool { eog.contains(t) }
 
+    /// Whether a token is ordinary text (not a control, byte, unused or user-defined token); a
+    /// vocabulary without token types counts every token as text.
+    public func isText(_ t: Int32) -> Bool {
+        guard t >= 0 && Int(t) < vocabSize else { return false }
+        return tokenTypes.isEmpty || tokenTypes[Int(t)] == Tokenizer.typeNormal
+    }
+
     public func id(of text: String) -> Int32? { tokenIndex[text] }
 
     /// The output bytes of a token. Caller checks the range.

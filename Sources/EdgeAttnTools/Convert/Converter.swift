@@ -13,6 +13,10 @@ public struct ConvertOptions {
     public var quantizer: Quantizer = .gptq
     public var calibFiles: [String] = []
     public var calibTokens = 4096
+    /// Seed of the generated calibration text (used when calibFiles is empty).
+    public var calibSeed: UInt64 = 0xca1b
+    /// Where to write the generated calibration text (its chunks as text, one after another); nil = nowhere.
+    public var saveCalib: String? = nil
     /// Format of the token embedding and output head, and of every other matrix.
     public var embedType: TargetType = .w8
     /// A separate output head of this type (nil: the source's layout). A tied source gets its own
@@ -46,6 +50,9 @@ public struct ConvertOptions {
     /// layer's matrices converted before it (q/k/v, then the attention output, gate/up, down), as
     /// GPTQ's "true sequential" order; one observing pass per input site instead of one per layer.
     public var trueSequential = false
+    /// Bits per weight the linear layers may take (nil = every layer matrix gets its own target):
+    /// the default W2 matrices most sensitive per added bit become two-plane 4-bit (BitAllocation.swift).
+    public var targetBpw: Double? = nil
     public init() {}
 }
 
@@ -263,10 +270,28 @@ func readText(_ path: String) throws -> String {
 /// Tokens of calibration text the calibration runs over.
 let calibrationChunk = 512
 
-/// The calibration texts as chunks of calibrationChunk tokens (BOS first where the model adds one).
-func calibrationChunks(_ model: Model, _ o: ConvertOptions) throws -> [[Int32]] {
+/// The calibration texts as chunks of calibrationChunk tokens (BOS first where the model adds one);
+/// with no text given, text the source model generates (SelfCalibration.swift).
+func calibrationChunks(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throws -> [[Int32]] {
     if model.hp.series != nil {
         throw ConvertError("calibration texts need a text model; convert series models with --quantizer rtn or search")
+    }
+    if o.calibFiles.isEmpty {
+        let chunks = try generatedCalibration(model, chunks: max(1, o.calibTokens / calibrationChunk), chunk: calibrationChunk,
+                                              seed: o.calibSeed, progress: o.progress, log: log)
+        if let path = o.saveCalib {
+            var bytes: [UInt8] = []
+            for c in chunks {
+                for t in c where t != model.tokenizer.bos || !model.tokenizer.addBos { bytes += model.tokenizer.piece(t) }
+                bytes += Array("\n\n".utf8)
+            }
+            let tmp = path + ".tmp.\(getpid())"
+            guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)), rename(tmp, path) == 0 else {
+                unlink(tmp)
+                throw ConvertError("cannot write '\(path)'")
+            }
+        }
+        return chunks
     }
     var text = ""
     for f in o.calibFiles { text += try readText(f) + "\n" }
@@ -298,8 +323,7 @@ func calibrationSession(_ model: Model) throws -> Session {
 }
 
 /// Statistics of every layer matrix's input from one forward pass of the source model.
-func calibrate(_ model: Model, _ o: ConvertOptions, log: (String) -> Void) throws -> Calibration {
-    let chunks = try calibrationChunks(model, o)
+func calibrate(_ model: Model, _ o: ConvertOptions, chunks: [[Int32]], log: (String) -> Void) throws -> Calibration {
     let session = try calibrationSession(model)
     let cal = Calibration()
     session.observer = { cal.observe($0, $1, $2, $3, $4) }
@@ -366,8 +390,10 @@ func fitted(_ target: TargetType, cols: Int) -> TargetType {
 /// was stored rotated by (undone after decoding).
 struct ConvertPlan {
     let t: GGUFTensor
-    let target: TargetType?
+    var target: TargetType?
     let isLinear: Bool
+    /// A --type override chose the target: --target-bpw leaves it as it is.
+    var pinned = false
     /// Name written (nil: the source tensor's); the untied head is token_embd's data as output.weight.
     var name: String? = nil
     var outName: String { name ?? t.name }
@@ -455,10 +481,9 @@ func quantizeTensor(_ f: GGUFFile, _ p: ConvertPlan, _ target: TargetType, _ o: 
 /// model running the converted bytes as the runtime does: rotation, 8-bit activations, integer
 /// kernels). So each layer is fitted to the inputs it sees at run time, errors of the layers before
 /// it included, rather than to the source model's.
-func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOptions,
+func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOptions, chunks: [[Int32]],
                           log: (String) -> Void) throws -> [String: ConvertedMatrix] {
     let f = model.file, hp = model.hp, d = hp.nEmbd, n = calibrationChunk
-    let chunks = try calibrationChunks(model, o)
     let states = UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * n * d)
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
     var owned: [UnsafeMutableRawPointer] = []  // the converted matrices the derived models use
@@ -524,16 +549,7 @@ func quantizeSequentially(_ model: Model, _ plans: [ConvertPlan], _ o: ConvertOp
                 let conv = try quantizeTensor(f, p, target, o, cal: cal, site: layer * 4 + site)
                 out[p.t.name] = ConvertedMatrix(bytes: conv.bytes, deq: [], relError: conv.relError, onOutput: conv.onOutput)
                 // the layer as the runtime will run it: the converted bytes, rotation and 8-bit activations
-                let rows = p.dims[1], cols = p.dims[0], st = target.storage(rows: rows, cols: cols)
-                let m = UnsafeMutableRawPointer.allocate(byteCount: max(64, conv.bytes.count), alignment: 64)
-                owned.append(m)
-                conv.bytes.withUnsafeBytes { m.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                var group = 0, planes = 1
-                if case .w2(let g) = target { group = g }
-                if case .w4g(let g) = target { group = g; planes = 2 }
-                mats[String(p.t.name.split(separator: ".")[2])] =
-                    WeightMatrix(type: group > 0 ? Int32(EAK_W2) : Int32(st.type), data: UnsafeRawPointer(m), rows: rows, cols: cols,
-                                 rowBytes: st.bytes / rows, group: group, rotation: p.rotate, planes: planes)
+                mats[String(p.t.name.split(separator: ".")[2])] = runtimeMatrix(conv.bytes, target, p, owned: &owned)
             }
             current = current.replacingMatrices(layer: l, mats)
         }
@@ -573,8 +589,10 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         throw ConvertError("--rotate \(o.rotate) must be a power of two (or 0)")
     }
     let needCalib = o.quantizer == .imatrix || o.quantizer == .gptq
-    if needCalib && o.calibFiles.isEmpty { throw ConvertError("quantizer '\(o.quantizer.rawValue)' needs --calib TEXT") }
-    if o.sequential && o.calibFiles.isEmpty { throw ConvertError("--sequential needs --calib TEXT") }
+    if (needCalib || o.sequential) && model.hp.series != nil {
+        throw ConvertError("quantizer '\(o.quantizer.rawValue)'\(o.sequential ? " with --sequential" : "") calibrates on text; "
+            + "convert series models with --quantizer rtn or search")
+    }
     if o.floatTarget != 0 && !o.sequential { throw ConvertError("--float-target needs --sequential") }
     if !(o.floatTarget >= 0 && o.floatTarget <= 1) { throw ConvertError("--float-target \(o.floatTarget) must be in (0, 1]") }
     if o.trueSequential && !o.sequential { throw ConvertError("--true-sequential needs --sequential") }
@@ -587,7 +605,8 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if !isMatrix { plans.append(ConvertPlan(t: t, target: nil, isLinear: false)); continue }
         let isEmbed = t.name == "token_embd.weight" || t.name == "output.weight"
         var target = isEmbed ? o.embedType : linearDefault
-        for (pat, ty) in o.overrides where glob(pat, t.name) { target = ty }
+        var pinned = false
+        for (pat, ty) in o.overrides where glob(pat, t.name) { target = ty; pinned = true }
         let dims = logicalDims(f, t), cols = dims[0]
         target = fitted(target, cols: cols)
         if case .w4g = target, t.name == "token_embd.weight" {
@@ -604,8 +623,8 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
             throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
         }
         if let ht = o.headType, t.name == "output.weight" { target = fitted(ht, cols: cols) }
-        plans.append(ConvertPlan(t: t, target: target, isLinear: linear, rotate: rot, dims: dims, sourceRotation: srcRot,
-                                 copy: copy))
+        plans.append(ConvertPlan(t: t, target: target, isLinear: linear, pinned: pinned, rotate: rot, dims: dims,
+                                 sourceRotation: srcRot, copy: copy))
     }
     if let ht = o.headType, !f.tensors.contains(where: { $0.name == "output.weight" }) {
         guard let e = plans.first(where: { $0.t.name == "token_embd.weight" }), e.target != nil else {
@@ -619,16 +638,27 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         let ht = fitted(ht, cols: e.dims[0])
         let copy = (ht == .w4 && e.t.type == Int32(EAK_Q4_1)) || (ht == .w8 && e.t.type == Int32(EAK_Q8_0))
         plans.append(ConvertPlan(t: e.t, target: ht, isLinear: false, name: "output.weight", dims: e.dims,
-                                 copy: copy && o.calibFiles.isEmpty))
+                                 copy: copy && !needCalib && o.calibFiles.isEmpty))
     }
 
     // Calibration: one pass of the source model, or layer by layer with the quantization itself.
     var cal: Calibration? = nil
     var done: [String: ConvertedMatrix] = [:]
+    let chunks = needCalib || o.sequential || o.targetBpw != nil || !o.calibFiles.isEmpty
+        ? try calibrationChunks(model, o, log: log) : []
+    if let bpw = o.targetBpw {
+        let a = try allocateBits(model, &plans, target: bpw, chunks: chunks, o, log: log)
+        log("bit allocation: \(a.upgraded.count) matrices at 4 bits, linear layers \(String(format: "%.4f", a.bitsPerWeight)) "
+            + "bits/weight (target \(bpw))\n")
+        if o.progress {
+            let up = a.units.filter { $0.upgraded }.sorted { $0.kl > $1.kl }
+            log("  4 bits, most sensitive first: " + up.map { $0.name }.joined(separator: ", ") + "\n")
+        }
+    }
     if o.sequential {
-        done = try quantizeSequentially(model, plans, o, log: log)
-    } else if !o.calibFiles.isEmpty {
-        cal = try calibrate(model, o, log: log)
+        done = try quantizeSequentially(model, plans, o, chunks: chunks, log: log)
+    } else if needCalib || !o.calibFiles.isEmpty {
+        cal = try calibrate(model, o, chunks: chunks, log: log)
     }
 
     // Metadata: the source's entries verbatim (minus its file type and the keys a conversion writes:
