@@ -41,7 +41,7 @@ def test_alloc_host_two_planes(host_bins, model_path, run_cli, tmp_path):
     format's memory behaviour is under test, not its quality): its products read a doubled copy of
     the 8-bit activations from one more planned buffer, and nothing may allocate per token."""
     two = tmp_path / "smollm2-w4g.gguf"
-    run_cli(["convert", model_path, two, "--quiet", "--quantizer", "rtn", "--linear", "w4g576"])
+    run_cli(["convert", model_path, two, "--quiet", "--plain", "--quantizer", "rtn", "--linear", "w4g576"])
     r = run([host_bins / "test_alloc", two, recurrent_model("linear-lm.gguf"), recurrent_model("aaren-forecaster.gguf"), "64"],
             timeout=1800)
     _check(r, "host, two-plane model")

@@ -43,7 +43,7 @@ def kv_model_path(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def kv_converted_path(kv_model_path, run_cli, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("kvq") / "tiny-hd64-w2.gguf"
-    run_cli(["convert", kv_model_path, path, "--quantizer", "rtn", "--quiet"])
+    run_cli(["convert", kv_model_path, path, "--quantizer", "rtn", "--quiet", "--plain"])
     return str(path)
 
 

@@ -177,7 +177,7 @@ def test_forecaster_runs_with_w8_w4_w2_weights(host_bins, run_cli, tmp_path):
     got = {}
     for kind in ("w8", "w4", "w2g32"):
         out = tmp_path / f"f-{kind}.gguf"
-        run_cli(["convert", FORECASTER, out, "--quantizer", "rtn", "--linear", kind, "--quiet"])
+        run_cli(["convert", FORECASTER, out, "--quantizer", "rtn", "--linear", kind, "--quiet", "--plain"])
         q = parse(stream(host_bins, y, wrap=lambda a, o=out: [a[0], "-m", o] + a[3:])[0])
         assert np.all(np.isfinite(q)) and q.shape == f32.shape
         got[kind] = (float(np.max(np.abs(q - f32))), float(mae(q)))

@@ -68,9 +68,11 @@ W4G_ARGS = ["--quantizer", "rtn", "--type", "*ffn_*=w4g64", "--type", "blk.0.att
 
 # ---------------------------------------------------------------- helpers
 
-def convert(run_cli, src, dst, *args, check=True):
-    """Runs `edgeattn convert SRC DST ARGS --quiet`; returns (CompletedProcess, stdout text)."""
-    p = run_cli(["convert", src, dst, *args, "--quiet"], check=check, timeout=600)
+def convert(run_cli, src, dst, *args, check=True, plain=True):
+    """Runs `edgeattn convert SRC DST ARGS --quiet` (with --plain unless plain=False: the tests check
+    each building block against its own reference, not the default recipe that combines them);
+    returns (CompletedProcess, stdout text)."""
+    p = run_cli(["convert", src, dst, *args, "--quiet"] + (["--plain"] if plain else []), check=check, timeout=600)
     return p, p.stdout.decode("utf-8", "replace")
 
 
@@ -1011,6 +1013,43 @@ def test_generated_calibration(run_cli, tiny_model_path, tmp_path):
     assert leftovers(tmp_path, "d.gguf") == [] and not (tmp_path / "d.txt").exists()
 
 
+def test_default_recipe(run_cli, tiny_model_path, tmp_path):
+    """`convert IN OUT` with no option applies the recipe: GPTQ on generated text, whole-row groups
+    (up to 1536), a Hadamard rotation of 64, a separate 4-bit head, and linear layers within 2.5
+    bits/weight as stored; the same again with --plain gives the bare building blocks."""
+    out = tmp_path / "d.gguf"
+    _, text = convert(run_cli, tiny_model_path, out, "--calib-tokens", "1024", plain=False)
+    r = gguf.GGUFReader(str(out))
+    assert r.fields["edgeattn.quantizer"].contents() == "gptq"
+    rot = tensor_ints(r, "edgeattn.rotation.{}")
+    groups = group_sizes(r)
+    lin = [t for t in r.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+    assert lin
+    for t in lin:
+        _, cols = source_shape(tiny_model_path, t.name)
+        block = 64
+        while cols % block:
+            block //= 2
+        assert rot.get(t.name) == block, f"{t.name}: rotation {rot.get(t.name)} for {cols} columns"
+        assert groups[t.name] == expected_group(1536, cols), f"{t.name}: group {groups[t.name]} for {cols} columns"
+    head = next(t for t in r.tensors if t.name == "output.weight")
+    assert head.tensor_type == T.Q4_1
+    bits, weights = linear_bits(out)
+    assert bits / weights <= 2.5 + 1e-9
+    assert parse_table(text)[1][0].startswith(f"linear layers: {bits / weights:.3f}")
+    plain = tmp_path / "p.gguf"
+    convert(run_cli, tiny_model_path, plain, "--calib-tokens", "1024")
+    rp = gguf.GGUFReader(str(plain))
+    assert not tensor_ints(rp, "edgeattn.rotation.{}") and set(group_sizes(rp).values()) <= {64, 32}
+    assert next(t for t in rp.tensors if t.name == "output.weight").tensor_type == T.Q8_0
+
+
+def source_shape(path, name):
+    """(rows, cols) of a source tensor."""
+    t = next(t for t in gguf.GGUFReader(str(path)).tensors if t.name == name)
+    return int(t.shape[1]), int(t.shape[0])
+
+
 def linear_bits(path) -> tuple[int, int]:
     """(bits, weights) of the blk.* matrices as stored in the file."""
     r = gguf.GGUFReader(str(path))
@@ -1069,7 +1108,7 @@ def test_bad_type_rejected(bad, run_cli, tiny_model_path, tmp_path):
 @pytest.mark.slow
 def test_sigint_leaves_nothing(cli, smollm2_path, tmp_path):
     out = tmp_path / "smol-w2.gguf"
-    proc = subprocess.Popen([cli, "convert", smollm2_path, str(out), "--quantizer", "search", "--quiet"],
+    proc = subprocess.Popen([cli, "convert", smollm2_path, str(out), "--quantizer", "search", "--quiet", "--plain"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30

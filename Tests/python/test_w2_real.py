@@ -27,7 +27,7 @@ def converted(run_cli, smollm2_path, shakespeare_dir, tmp_path_factory):
                        # activations on the board's W2 kernels
                        ("w4g", ["--quantizer", "search", "--linear", "w4g1536", "--rotate", "64"])]:
         path = str(d / (name + ".gguf"))
-        r = run_cli(["convert", smollm2_path, path, "--quiet"] + args)
+        r = run_cli(["convert", smollm2_path, path, "--quiet", "--plain"] + args)
         table = r.stdout.decode()
         m = re.search(r"linear layers: ([0-9.]+) bits/weight", table)
         assert m, table[-2000:]

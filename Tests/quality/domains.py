@@ -568,6 +568,49 @@ def cmd_table(a):
     print(text)
 
 
+def cmd_plot(a):
+    """One PNG: perplexity against bits/weight of the linear layers, a panel per domain and a row
+    of panels per source model; llama.cpp's types and ours as two marker styles. Needs matplotlib
+    (PyPI); the results come from `table`'s results.json."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = json.loads((Path(a.out) / "results" / "results.json").read_text())
+    if a.exclude:
+        rows = [r for r in rows if not any(x in r["label"] for x in a.exclude)]
+    groups = sorted({r["group"] for r in rows}, key=lambda g: (a.order.index(g) if g in a.order else 99, g))
+    fig, axes = plt.subplots(len(groups), len(DOMAINS), figsize=(3.2 * len(DOMAINS), 3.0 * len(groups)), squeeze=False)
+    for gi, g in enumerate(groups):
+        rs = [r for r in rows if r["group"] == g and r["kv_bits"] in (4, 16)]
+        for di, d in enumerate(DOMAINS):
+            ax = axes[gi][di]
+            for r in rs:
+                v = r["domains"].get(d)
+                if not v:
+                    continue
+                ours = r["engine"] == "ours"
+                ax.scatter(r["linear_bpw"], v["ppl"], marker="o" if ours else "s",
+                           color="tab:red" if ours else "tab:blue", s=24, zorder=3)
+                ax.annotate(r["label"].split(" (")[0][:18], (r["linear_bpw"], v["ppl"]), fontsize=5.5,
+                            xytext=(3, 2), textcoords="offset points")
+            ax.set_yscale("log")
+            ax.set_title("%s: %s%s" % (g.split("-")[0], d, " (held out)" if d == HELD_OUT else ""), fontsize=8)
+            ax.tick_params(labelsize=6)
+            ax.grid(True, which="both", alpha=0.3)
+            if di == 0:
+                ax.set_ylabel("perplexity (ctx 512)", fontsize=7)
+            if gi == len(groups) - 1:
+                ax.set_xlabel("bits/weight, linear layers", fontsize=7)
+    fig.legend(handles=[plt.Line2D([], [], marker="o", ls="", color="tab:red", label="ours (KV4)"),
+                        plt.Line2D([], [], marker="s", ls="", color="tab:blue", label="llama.cpp (f16 KV)")],
+               loc="upper right", fontsize=7)
+    fig.tight_layout()
+    tmp = a.png + ".tmp"
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, a.png)
+    print(a.png)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="texts, manifest and results (outside the repository)")
@@ -607,6 +650,12 @@ def main():
     s.add_argument("--md", help="also write the tables to this file")
     s.add_argument("--order", nargs="*", default=["SmolLM2-135M-Instruct", "Gemma-3-270M"])
     s.set_defaults(fn=cmd_table)
+
+    s = sub.add_parser("plot", help="PNG of perplexity against bits/weight per domain (needs matplotlib)")
+    s.add_argument("png")
+    s.add_argument("--exclude", nargs="*", default=[], help="leave out rows whose label contains one of these")
+    s.add_argument("--order", nargs="+", default=["SmolLM2-135M-Instruct", "Gemma-3-270M"])
+    s.set_defaults(fn=cmd_plot)
 
     a = p.parse_args()
     a.domains_dir = a.out

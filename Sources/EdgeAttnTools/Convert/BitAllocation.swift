@@ -45,6 +45,10 @@ func allocateBits(_ model: Model, _ plans: inout [ConvertPlan], target bpw: Doub
     for p in plans where p.isLinear { total += bits(p.target!, p); weights += p.dims[0] * p.dims[1] }
     let budget = Int((bpw * Double(weights)).rounded(.down))
     if total > budget {
+        if o.targetBpwIsDefault {
+            log("bit allocation skipped: the linear layers take \(String(format: "%.3f", Double(total) / Double(weights))) bits/weight before any 4-bit matrix, over the default target \(bpw)\n")
+            return BitAllocation(bitsPerWeight: Double(total) / Double(weights))
+        }
         throw ConvertError("--target-bpw \(bpw): the linear layers need \(String(format: "%.3f", Double(total) / Double(weights))) "
             + "bits/weight before any 4-bit matrix; lower --group's overhead or raise the target")
     }

@@ -53,6 +53,9 @@ public struct ConvertOptions {
     /// Bits per weight the linear layers may take (nil = every layer matrix gets its own target):
     /// the default W2 matrices most sensitive per added bit become two-plane 4-bit (BitAllocation.swift).
     public var targetBpw: Double? = nil
+    /// The target came from the defaults, not the user: when the 2-bit layers alone exceed it,
+    /// convert without allocating instead of refusing.
+    public var targetBpwIsDefault = false
     public init() {}
 }
 
@@ -612,6 +615,8 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if case .w4g = target, t.name == "token_embd.weight" {
             throw ConvertError("token_embd.weight cannot be w4g: its rows are looked up, and two-plane rows are only multiplied")
         }
+        // --head applies to a source's own head too; decided before `copy`, which depends on the target
+        if let ht = o.headType, t.name == "output.weight" { target = fitted(ht, cols: cols) }
         let linear = t.name.hasPrefix("blk.")
         let srcRot = (try? f.int(Model.rotationKey(t.name))) ?? 0
         let copy = srcRot == 0
@@ -622,7 +627,6 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
         if srcRot != 0 && (srcRot < 2 || srcRot & (srcRot - 1) != 0 || cols % srcRot != 0) {
             throw ConvertError("source tensor '\(t.name)': bad rotation block \(srcRot)")
         }
-        if let ht = o.headType, t.name == "output.weight" { target = fitted(ht, cols: cols) }
         plans.append(ConvertPlan(t: t, target: target, isLinear: linear, pinned: pinned, rotate: rot, dims: dims,
                                  sourceRotation: srcRot, copy: copy))
     }
