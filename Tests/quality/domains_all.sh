@@ -30,15 +30,31 @@ if [ "$what" = smollm2 ] || [ "$what" = all ]; then
   for t in IQ2_XS IQ3_XXS; do
     "${D[@]}" measure "$M/SmolLM2-135M-Instruct.$t.gguf" "${m[@]}" --label "$t (imatrix)" --no-ours --llamacpp
   done
-  # The converter's defaults. `edgeattn convert IN OUT` alone refuses (its default quantizer, gptq,
-  # needs --calib), so the defaults plus the project's four calibration plays.
+  # The converter's defaults: `edgeattn convert IN OUT` and nothing else (calibration text generated
+  # by the model, measured bit allocation; about 25 minutes), the file examples/fetch-model.sh w2a8kv4 makes.
+  W=$M/SmolLM2.gen16k-auto.gguf
+  [ -s "$W" ] || nice -n 19 "$EA_CLI" convert "$S" "$W" --quiet | tail -n 3
+  "${D[@]}" measure "$W" "${m[@]}" --label "W2A8KV4 converter defaults (edgeattn convert IN OUT)"
+  # The building blocks alone (--plain: groups of 64, GPTQ) on the project's four calibration plays.
   W=$M/SmolLM2-135M-Instruct.w2-defaults.gguf
-  [ -s "$W" ] || nice -n 19 "$EA_CLI" convert "$S" "$W" --quiet --calib "$P/macbeth_gut.txt" \
+  [ -s "$W" ] || nice -n 19 "$EA_CLI" convert "$S" "$W" --quiet --plain --calib "$P/macbeth_gut.txt" \
     --calib "$P/othello_gut.txt" --calib "$P/tempest_gut.txt" --calib "$P/lear_gut.txt" | tail -n 3
-  "${D[@]}" measure "$W" "${m[@]}" --label "W2A8 converter defaults (--calib 4 plays)"
-  # The demo recipe (about 20 minutes of conversion; uses $here/.build/release/edgeattn).
-  R=$(nice -n 19 bash "$here/examples/fetch-model.sh" w2a8kv4)
-  "${D[@]}" measure "$R" "${m[@]}" --label "W2A8KV4 demo recipe (fetch-model.sh w2a8kv4)"
+  "${D[@]}" measure "$W" "${m[@]}" --label "W2A8 --plain, calibrated on 4 plays (4K tokens)"
+  # A hand-picked 4-bit list (value and key projections, the FFN of layers 0, 1, 6, 20, 23, 29, layer
+  # 2's ffn_up; chosen on Hamlet), on 64K tokens of four plays, then of the five non-held-out calib
+  # halves (about 20 and 45 minutes).
+  four=()
+  for p in '*attn_v*' '*attn_k*' 'blk.0.ffn_*' 'blk.1.ffn_*' 'blk.6.ffn_*' 'blk.20.ffn_*' 'blk.23.ffn_*' \
+           'blk.29.ffn_*' 'blk.2.ffn_up*'; do four+=(--type "$p=w4g1536"); done
+  hand=(--target-bpw 0 --calib-tokens 65536 "${four[@]}")
+  W=$M/SmolLM2.plays4-hand.gguf
+  [ -s "$W" ] || nice -n 19 "$EA_CLI" convert "$S" "$W" --quiet "${hand[@]}" --calib "$P/macbeth_gut.txt" \
+    --calib "$P/othello_gut.txt" --calib "$P/tempest_gut.txt" --calib "$P/lear_gut.txt" | tail -n 3
+  "${D[@]}" measure "$W" "${m[@]}" --label "W2A8KV4 hand-picked 4-bit list, calibrated on 4 plays (64K tokens)"
+  W=$M/SmolLM2.mix5-recipe.gguf
+  cal=(); for d in shakespeare pydocs debian-ref kernel-docs code; do cal+=(--calib "$C/domains/$d.calib.txt"); done
+  [ -s "$W" ] || nice -n 19 "$EA_CLI" convert "$S" "$W" --quiet "${hand[@]}" "${cal[@]}" | tail -n 3
+  "${D[@]}" measure "$W" "${m[@]}" --label "W2A8KV4 hand-picked 4-bit list, calibrated on 5 domains' calib halves (64K tokens)"
 fi
 
 if [ "$what" = gemma3 ] || [ "$what" = all ]; then

@@ -17,7 +17,8 @@ CAL=(--calib "$S/macbeth_gut.txt" --calib "$S/othello_gut.txt" --calib "$S/tempe
 ppl() { "$EA" ppl -m "$1" -f "$S/hamlet_gut.txt" --chunks "$CHUNKS" --kv-bits "$2" 2>/dev/null | tail -n1 | awk '{print $2}'; }
 convert() {  # name, args...
     local name=$1; shift
-    [ -f "$OUT/$name.gguf" ] || "$EA" convert "$M" "$OUT/$name.gguf" --quiet "$@" > "$OUT/$name.txt"
+    # --plain: every row states each choice it makes rather than inheriting the default recipe
+    [ -f "$OUT/$name.gguf" ] || "$EA" convert "$M" "$OUT/$name.gguf" --quiet --plain "$@" > "$OUT/$name.txt"
 }
 bpw() { grep 'linear layers' "$OUT/$1.txt" | awk '{print $3}'; }
 mib() { python3 -c "import os,sys; print('%.1f' % (os.path.getsize(sys.argv[1]) / 1048576))" "$1"; }
