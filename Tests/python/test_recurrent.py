@@ -187,6 +187,18 @@ def test_forecaster_runs_with_w8_w4_w2_weights(host_bins, run_cli, tmp_path):
     assert got["w2g32"][1] < np.mean(np.abs(y[t] - y[t + 1])), got  # still better than the last value
 
 
+def test_series_model_default_conversion(run_cli, tmp_path):
+    """Without --plain: the default quantizer calibrates on text, so a series model is refused with a
+    message naming the quantizers that work and no file left; with one of them, the text-only parts of
+    the default recipe (generated calibration, bit allocation) are skipped and the file is written."""
+    p = run_cli(["convert", FORECASTER, tmp_path / "a.gguf", "--quiet"], check=False)
+    assert p.returncode != 0 and b"--quantizer rtn or search" in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "b.gguf"
+    r = run_cli(["convert", FORECASTER, out, "--quantizer", "search", "--quiet"])
+    assert out.exists() and b"linear layers:" in r.stdout
+
+
 @pytest.fixture(scope="module")
 def hybrid_model(tmp_path_factory):
     """A random hybrid stack (linear, softmax, aaren, softmax layers) with the byte vocabulary."""

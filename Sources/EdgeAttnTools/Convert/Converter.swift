@@ -648,9 +648,11 @@ public func convert(_ o: ConvertOptions, log: (String) -> Void) throws -> [Tenso
     // Calibration: one pass of the source model, or layer by layer with the quantization itself.
     var cal: Calibration? = nil
     var done: [String: ConvertedMatrix] = [:]
-    let chunks = needCalib || o.sequential || o.targetBpw != nil || !o.calibFiles.isEmpty
+    // The default bit allocation probes with text; a series model (numbers in) keeps its formats.
+    let targetBpw = o.targetBpwIsDefault && model.hp.series != nil ? nil : o.targetBpw
+    let chunks = needCalib || o.sequential || targetBpw != nil || !o.calibFiles.isEmpty
         ? try calibrationChunks(model, o, log: log) : []
-    if let bpw = o.targetBpw {
+    if let bpw = targetBpw {
         let a = try allocateBits(model, &plans, target: bpw, chunks: chunks, o, log: log)
         log("bit allocation: \(a.upgraded.count) matrices at 4 bits, linear layers \(String(format: "%.4f", a.bitsPerWeight)) "
             + "bits/weight (target \(bpw))\n")
