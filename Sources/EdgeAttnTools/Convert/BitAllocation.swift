@@ -9,8 +9,8 @@ import Foundation
 /// projections: for each unit, the source model with only that unit's matrices at 2 bits runs
 /// over the probe tokens, and the unit's sensitivity is the KL divergence of its next-token
 /// distribution from the source model's. Units are then upgraded to two-plane 4-bit (same group)
-/// in order of KL removed per added bit, while the linear layers stay within the target; a last
-/// pass fills what is left with any unit that still fits. Sensitivities are assumed to add up (the
+/// in order of KL removed per added bit, while the linear layers stay within the target; a unit too
+/// large for what is left is skipped for smaller ones after it. Sensitivities are assumed to add up (the
 /// usual first-order assumption of mixed-precision search); one probe per unit keeps the cost at
 /// about one forward pass of the model per layer.
 struct BitAllocation {
@@ -158,7 +158,7 @@ func allocateBits(_ model: Model, _ plans: inout [ConvertPlan], target bpw: Doub
         }
     }
     if o.progress { log("\n") }
-    // Greedy by KL removed per added bit, then fill what is left.
+    // Greedy by KL removed per added bit; a unit that no longer fits is skipped, not a stop.
     var order = scored.sorted { a, b in a.kl / Double(max(1, a.added)) > b.kl / Double(max(1, b.added)) }
     order = order.filter { $0.added > 0 }
     var chosen = Set<Int>()
